@@ -1,0 +1,1 @@
+"""medlex indexer: corpus import, chunking, models and index building."""

@@ -1,0 +1,48 @@
+"""Corpus readers: one module per format, each yielding Document records.
+
+A reader is a function `read(path: Path, options: ReadOptions) -> Iterator[Record]`. A record
+is a Document or, for a malformed record that the reader could step over, a ReaderError
+naming the file and line or record number; `indexer import` stops on it or, with
+--skip-bad, counts it and goes on. Errors that make the rest unreadable are raised.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Union
+
+from indexer.documents import Document
+from indexer.errors import ReaderError, choices
+
+Record = Union[Document, ReaderError]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    label_map: dict[str, str] = field(default_factory=dict)  # source label -> facet label
+    fields: dict[str, str] = field(default_factory=dict)  # json/jsonl: id, title, text, date, ... -> field name
+    source: str | None = None  # value for meta["source"]; readers set a sensible default
+
+
+# format name -> module under indexer.readers that defines `read`
+FORMATS: dict[str, str] = {
+    "pubtator": "pubtator",
+    "beir": "beir",
+}
+
+
+def reader_for(fmt: str) -> Callable[[Path, ReadOptions], Iterator[Record]]:
+    """The read function of a format, or a ReaderError listing the known formats."""
+    if fmt not in FORMATS:
+        raise ReaderError(f"unknown format {fmt!r}; known formats: {choices(FORMATS)}")
+    module = importlib.import_module(f"indexer.readers.{FORMATS[fmt]}")
+    return module.read
+
+
+def read(fmt: str, path: str | Path, options: ReadOptions | None = None) -> Iterator[Record]:
+    """Read a corpus file or directory in the given format."""
+    path = Path(path)
+    if not path.exists():
+        raise ReaderError(f"{str(path)!r} does not exist")
+    return reader_for(fmt)(path, options or ReadOptions())

