@@ -1,0 +1,1 @@
+"""medlex search daemon: queries, retrieval, facets, snippets, the JSON API, evaluation."""
