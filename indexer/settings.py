@@ -152,7 +152,18 @@ class WebSettings:
 class EvalSettings:
     output_dir: Path = Path("var/eval")  # reports, per-query scores and plots
     k_values: list[int] = field(default_factory=lambda: [1, 3, 5, 10])  # cut-offs for accuracy/precision/recall
-    systems: list[str] = field(default_factory=lambda: ["bm25", "dense-base", "dense-tuned", "hybrid"])  # systems compared
+    systems: list[str] = field(default_factory=lambda: ["bm25", "dense-base", "dense-tuned", "hybrid"])  # systems compared (also hybrid-entities)
+    index_dir: Path = Path("var/eval-index")  # eval indexes, one per dataset and embedder checksum
+    cache_dir: Path = Path("var/eval-cache")  # chunk vectors by embedder checksum and text hash, reused across builds
+    evalsets_dir: Path = Path("var/evalsets")  # where make-evalset writes BEIR sets
+    depth: int = 100  # hits asked of SearchService.search per query (MAP@100 needs 100)
+    dev_fraction: float = 0.2  # --fold: share of judged queries in the dev fold (= train_embedder.dev_fraction)
+    fold_seed: int = 42  # --fold: shuffle seed of the dev fold (= train_embedder.seed)
+    max_queries: int = 0  # run at most this many judged queries, a seeded sample (0 = all)
+    sample_seed: int = 42  # seed of that sample
+    permutations: int = 10000  # resamples of the paired randomisation test
+    significance_metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "map@100"])  # metrics tested between systems
+    ann_k: int = 10  # ANN quality: recall@k of the configured index against exact search
 
 
 @dataclass(frozen=True)
