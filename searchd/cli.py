@@ -1,7 +1,8 @@
-"""`searchd` command: serve the JSON API, search from the command line, run the benchmark."""
+"""`searchd` command: serve the JSON API, search from the command line, run the benchmark, evaluate retrieval."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -74,6 +75,68 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
     from searchd.bench import run_bench
 
     run_bench(settings, chunks, queries, http_seconds, workdir)
+
+
+@main.command("eval")
+@config_options
+@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="BEIR directory: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv.")
+@click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
+@click.option("--fold", type=click.Choice(["dev", "train"]), default=None,
+              help="Only the seeded dev (or train) fold of the split's queries (eval.dev_fraction, eval.fold_seed).")
+@click.option("--system", "systems", multiple=True,
+              help="System to run; repeatable (default: eval.systems). bm25, dense-base, dense-tuned, hybrid, "
+                   "hybrid-entities.")
+@click.option("--max-queries", type=int, default=None, help="Run a seeded sample of this many queries (eval.max_queries).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder (default: eval.output_dir/<dataset>-<split>[-<fold>]).")
+def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, systems: tuple[str, ...],
+             max_queries: int | None, out: Path | None) -> None:
+    """Score systems side by side on a BEIR set through SearchService.search; Markdown, JSON and a plot."""
+    from searchd.eval_report import markdown, write_report
+    from searchd.evaluate import evaluate
+
+    dataset = _data_path(settings, dataset)
+    report, runs = evaluate(dataset, split, settings, list(systems or settings.eval.systems), fold, max_queries)
+    name = f"{report['dataset']['name']}-{split}" + (f"-{fold}" if fold else "")
+    out = out or settings.eval.output_dir / name
+    per_query = report.pop("per_query")
+    paths = write_report(report, per_query, {n: r.rankings for n, r in runs.items()}, out)
+    click.echo(markdown(report))
+    click.echo("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+@main.command("make-evalset")
+@config_options
+@click.argument("kind", type=click.Choice(["pubtator", "medquad"]))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of the set (its folder under eval.evalsets_dir).")
+@click.option("--split", default="dev", show_default=True, help="Write qrels/<split>.tsv.")
+@click.option("--fold", type=click.Choice(["dev", "train", "all"]), default="dev", show_default=True,
+              help="medquad: which seeded fold of source pages (eval.dev_fraction, eval.fold_seed).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default: eval.evalsets_dir/<name>).")
+def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split: str, fold: str,
+                     out: Path | None) -> None:
+    """Write a BEIR eval set from paired data: PubTator title->abstract, MedQuAD question->answer."""
+    from searchd import evalsets
+
+    path = _data_path(settings, path)
+    if kind == "pubtator":
+        data = evalsets.from_pubtator(path, name, settings.train_ner.label_map)
+    else:
+        data = evalsets.from_medquad(path, name, fold, settings.eval.dev_fraction, settings.eval.fold_seed)
+    out = out or settings.eval.evalsets_dir / name
+    counts = evalsets.write_beir(data, out, split)
+    click.echo(f"{out}: {counts['documents']} documents, {counts['queries']} queries, "
+               f"{counts['judgments']} judgments in qrels/{split}.tsv")
+
+
+def _data_path(settings: Settings, path: Path) -> Path:
+    """A path as given, or relative to the data directory when it does not exist as given."""
+    if path.exists() or path.is_absolute():
+        return path
+    return settings.data_path(path)
 
 
 if __name__ == "__main__":

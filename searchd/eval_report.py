@@ -122,11 +122,17 @@ def _ann_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def _timing_lines(report: Mapping[str, Any]) -> list[str]:
-    lines = ["", "## Timings", "", "| system | search s | mean ms/query | p95 ms | errors |", "|---|---:|---:|---:|---:|"]
+    lines = ["", "## Timings", "", "| system | search s | mean ms/query | p95 ms | errors | entity-filtered queries |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, s in report["systems"].items():
         lines.append(f"| {name} | {s['seconds']:.1f} | {s['latency_ms_mean']:.1f} | {s['latency_ms_p95']:.1f} | "
-                     f"{s['errors']} |")
-    lines += ["", "Index: " + "; ".join(f"{k}: {v}" for k, v in report.get("indexes", {}).items())]
+                     f"{s['errors']} | {s['entity_filtered_queries']} |")
+    lines.append("")
+    for info in report.get("indexes", {}).values():
+        built = ("reused" if info.get("reused") else
+                 f"built in {info.get('build_seconds', 0):.1f} s ({info.get('documents')} documents, "
+                 f"{info.get('chunks')} chunks; {info.get('encoded')} encoded, {info.get('cache_hits')} from the cache)")
+        lines.append(f"- index `{info['dir']}` (embedder checksum {info['checksum']}): {built}")
     return lines
 
 
@@ -146,12 +152,12 @@ def bar_chart(report: Mapping[str, Any], path: Path) -> None:
         bars = ax.bar(xs, [s["mean"].get(m, 0.0) for m in metrics], width, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(np.arange(len(metrics)), metrics)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel("score")
     d = report["dataset"]
     ax.set_title(f"{d['name']} ({d['split']}{', fold ' + d['fold'] if d.get('fold') else ''}), "
                  f"{d['queries']} queries")
-    ax.legend(fontsize=8, ncols=min(4, len(systems)), loc="upper left")
+    ax.legend(fontsize=8, ncols=min(5, len(systems)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -153,3 +153,105 @@ def system_summary(run: SystemRun, data: EvalData, cutoffs: Cutoffs, embedder_la
             "latency_ms_mean": float(lat.mean()), "latency_ms_p95": float(np.percentile(lat, 95)),
             "errors": len(run.errors), "error_examples": dict(list(run.errors.items())[:3]),
             "entity_filtered_queries": run.filtered}
+
+
+def embedder_dirs(settings: Settings) -> dict[str, Path | None]:
+    """Model dir of each embedder kind: base (packaged MiniLM), tuned (None when not trained), configured."""
+    from indexer.models import packaged_model_dir, resolve_embedder_dir, resolve_model_dir
+
+    base = packaged_model_dir()
+    tuned = resolve_model_dir("auto", settings.train_embedder.output_dir)
+    return {"base": base, "tuned": None if tuned == base else tuned, "configured": resolve_embedder_dir(settings)}
+
+
+def _label(model_dir: Path, dirs: Mapping[str, Path | None]) -> str:
+    if model_dir == dirs["base"]:
+        return "MiniLM-L6 (base)"
+    return f"fine-tuned ({model_dir.name})" if model_dir == dirs["tuned"] else str(model_dir)
+
+
+class Services:
+    """One SearchService per embedder over the dataset's eval index, built or reused on first use."""
+
+    def __init__(self, dataset: Path, name: str, settings: Settings):
+        self.dataset, self.name, self.settings = dataset, name, settings
+        self.open: dict[Path, Any] = {}
+        self.indexes: dict[str, dict[str, Any]] = {}
+
+    def get(self, model_dir: Path) -> Any:
+        from searchd.eval_index import ensure_index
+        from searchd.service import SearchService
+
+        if model_dir not in self.open:
+            s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
+            self.open[model_dir] = SearchService.load(s)
+            self.indexes[model_dir.name] = info
+        return self.open[model_dir]
+
+    def close(self) -> None:
+        for service in self.open.values():
+            service.store.close()
+
+
+def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], fold: str | None = None,
+             max_queries: int | None = None) -> tuple[dict[str, Any], dict[str, SystemRun]]:
+    """Run the eval set through every system's SearchService.search; the report dict and the raw runs."""
+    from searchd.eval_index import ann_recall
+    from searchd.eval_report import comparisons_as_dicts, compare_all
+    from searchd.query import Query
+
+    started = time.perf_counter()
+    data = load_eval_data(dataset, split, settings, fold, max_queries)
+    dirs, services = embedder_dirs(settings), Services(dataset, data.name, settings)
+    runs, summaries, notes = {}, {}, []
+    cutoffs = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
+    try:
+        for name in check_systems(systems):
+            model = dirs[SYSTEMS[name].embedder]
+            if model is None:
+                notes.append(f"{name} was not run: no fine-tuned embedder in {settings.train_embedder.output_dir}")
+                continue
+            service = services.get(model)
+            runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
+                                    _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
+            summaries[name] = system_summary(runs[name], data, cutoffs, _label(model, dirs))
+        configured = services.get(dirs["configured"])
+        vectors = configured.embedder.embed_queries(list(data.queries.values()))
+        ann = {"index_type": settings.index.type, **ann_recall(configured.index, vectors, settings.eval.ann_k)}
+        documents = configured.store.counts()["documents"]
+    finally:
+        services.close()
+    if data.truncated:
+        notes.append(f"{data.truncated} queries were cut to search.max_query_chars={settings.search.max_query_chars}")
+    per_query = {n: s.pop("per_query") for n, s in summaries.items()}
+    ev = settings.eval
+    report = {"dataset": {"name": data.name, "path": str(dataset), "split": split, "fold": fold,
+                          "fold_seed": ev.fold_seed, "dev_fraction": ev.dev_fraction, "queries": len(data.queries),
+                          "judged_queries": data.judged, "sample_seed": ev.sample_seed, "documents": documents},
+              "depth": ev.depth, "systems": summaries, "notes": notes, "ann": ann, "indexes": services.indexes,
+              "permutations": ev.permutations, "seed": ev.sample_seed, "device": _device(settings),
+              "comparisons": comparisons_as_dicts(compare_all(per_query, ev.significance_metrics,
+                                                              ev.permutations, ev.sample_seed))}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["per_query"] = per_query
+    return report, runs
+
+
+def _filters_for(service: Any, settings: Settings) -> Callable[[str], dict[str, tuple[str, ...]]]:
+    """Query text -> entity filters, from the affirmed mentions in the service's store."""
+    from searchd.eval_index import entity_filters, entity_lexicon
+
+    lexicon = entity_lexicon(service.store, settings.search.facet_labels)
+    return lambda text: entity_filters(text, lexicon)
+
+
+def _device(settings: Settings) -> str:
+    import os
+
+    import torch
+
+    from indexer.models import resolve_device
+
+    device = resolve_device(settings.embedder.device)
+    return f"{device} ({torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible)" \
+        if device == "cpu" else device

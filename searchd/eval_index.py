@@ -1,0 +1,163 @@
+"""Eval indexes: an index directory per (dataset, embedder), built once and reused; ANN quality.
+
+An eval index lives in eval.index_dir/<dataset>-<embedder checksum>. It is reused when its
+manifest names the same embedder checksum, index type and title setting and its eval.json
+records the same corpus file digest and chunking; otherwise it is rebuilt with the same
+import and `indexer.pipeline.sync` that `indexer import` and `indexer build` use, encoding
+through the vector cache so that a rebuild does not encode the same text twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from indexer.errors import IndexMismatchError, ReaderError
+from indexer.settings import Settings
+
+EVAL_META = "eval.json"
+_WORDS = re.compile(r"\w+(?:[-']\w+)*")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def settings_for(settings: Settings, model_dir: Path, index_dir: Path) -> Settings:
+    """Settings that point the index and the embedder at an eval index and one model."""
+    return settings.replace(index=dataclasses.replace(settings.index, dir=index_dir),
+                            embedder=dataclasses.replace(settings.embedder, model=str(model_dir)))
+
+
+def _fingerprint(dataset: Path, settings: Settings) -> dict[str, Any]:
+    from indexer.readers.beir import find_file
+
+    corpus = find_file(dataset, "corpus")
+    return {"corpus": corpus.name, "corpus_sha256": file_digest(corpus),
+            "chunk": [settings.chunk.max_tokens, settings.chunk.overlap_tokens]}
+
+
+def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str) -> bool:
+    """True when the index dir opens cleanly and was built from this corpus, embedder and index config."""
+    from indexer.pipeline import MANIFEST, open_index, read_json
+
+    d = s.index.dir
+    if read_json(d / EVAL_META) != fingerprint or not (d / MANIFEST).is_file():
+        return False
+    try:
+        store, _, manifest = open_index(s)
+        store.close()
+    except IndexMismatchError:
+        return False
+    return (manifest["embedder"]["checksum"] == checksum and manifest.get("configured_type") == s.index.type
+            and manifest.get("embed_title") == s.index.embed_title)
+
+
+def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
+    """Read the BEIR corpus into a fresh store, in batches, stopping on a malformed record."""
+    from tqdm import tqdm
+
+    from indexer.cli import make_chunker
+    from indexer.pipeline import STORE
+    from indexer.readers import ReadOptions, read
+    from indexer.store import FacetStore
+
+    store, chunker, batch = FacetStore(s.index.dir / STORE), make_chunker(s), []
+    counts = {"documents": 0, "chunks": 0}
+    options = ReadOptions(label_map=s.train_ner.label_map)
+    try:
+        for record in tqdm(read("beir", dataset, options), desc=f"import {collection}", unit="doc"):
+            if isinstance(record, ReaderError):
+                raise record
+            batch.append(record)
+            if len(batch) >= 500:
+                counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
+                counts["documents"] += len(batch)
+                batch = []
+        if batch:
+            counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
+            counts["documents"] += len(batch)
+    finally:
+        store.close()
+    return counts
+
+
+def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
+    """Settings of a ready eval index for (dataset, model), building it when none matches; and what was done."""
+    from indexer.embedder import SentenceTransformerEmbedder, model_checksum
+    from indexer.pipeline import STORE, save_json, sync
+    from indexer.store import FacetStore
+    from searchd.eval_cache import CachedEmbedder, VectorCache
+
+    checksum = model_checksum(model_dir)
+    s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-{checksum}")
+    fingerprint = _fingerprint(dataset, settings)
+    info: dict[str, Any] = {"dir": str(s.index.dir), "embedder": str(model_dir), "checksum": checksum}
+    if _reusable(s, fingerprint, checksum):
+        return s, {**info, "reused": True}
+    started = time.perf_counter()
+    if s.index.dir.exists():
+        shutil.rmtree(s.index.dir)  # built from another corpus or config: start clean
+    s.index.dir.mkdir(parents=True)
+    info.update(_import(dataset, s, name))
+    embedder = SentenceTransformerEmbedder(model_dir, s.embedder)
+    cached = CachedEmbedder(embedder, VectorCache(settings.eval.cache_dir / checksum, embedder.dim))
+    store = FacetStore(s.index.dir / STORE, create=False)
+    try:
+        sync(s, store, cached)
+    finally:
+        cached.close()
+        store.close()
+    save_json(s.index.dir / EVAL_META, fingerprint)  # last: only a finished build is ever reused
+    return s, {**info, "reused": False, "build_seconds": round(time.perf_counter() - started, 1),
+               "cache_hits": cached.hits, "encoded": cached.misses}
+
+
+def ann_recall(index: Any, query_vectors: np.ndarray, k: int) -> dict[str, Any]:
+    """Mean share of the exact top-k chunks (brute force over the stored vectors) that the index returns."""
+    ids = index.ids()
+    matrix = index.vectors(ids)
+    k = min(k, len(ids))
+    recalls = []
+    for q in query_vectors:
+        scores = matrix @ q
+        exact = set(ids[np.argpartition(-scores, k - 1)[:k]].tolist()) if k else set()
+        _, got = index.search(q, k)
+        recalls.append(len(exact & set(got.tolist())) / k if k else 1.0)
+    return {"k": k, "queries": len(recalls), "recall": float(np.mean(recalls)) if recalls else 1.0,
+            "exact": bool(getattr(index, "exact", False)), "description": getattr(index, "description", "?")}
+
+
+def entity_lexicon(store: Any, labels: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """Lower-cased surface form -> [(filter name, norm id)] of affirmed mentions with the given labels."""
+    marks = ", ".join(f":l{i}" for i in range(len(labels))) or "NULL"
+    rows = store.raw(f"SELECT DISTINCT lower(text), label, norm_id FROM mentions WHERE negation = 'affirmed' "
+                     f"AND label IN ({marks})", **{f"l{i}": lab for i, lab in enumerate(labels)})
+    out: dict[str, list[tuple[str, str]]] = {}
+    for surface, label, norm_id in rows:
+        surface = " ".join(_WORDS.findall(surface))  # keyed the way query n-grams are built
+        if len(surface) >= 3 and (label.lower(), norm_id) not in out.get(surface, ()):  # two-letter forms ("ad", "ms") match too many queries by accident
+            out.setdefault(surface, []).append((label.lower(), norm_id))
+    return out
+
+
+def entity_filters(text: str, lexicon: dict[str, list[tuple[str, str]]], max_words: int = 6) -> dict[str, tuple[str, ...]]:
+    """Filters for the entities named in a query: every word n-gram found in the lexicon (OR within a label)."""
+    words = _WORDS.findall(text.lower())
+    found: dict[str, dict[str, None]] = {}
+    for n in range(1, max_words + 1):
+        for i in range(len(words) - n + 1):
+            for name, norm_id in lexicon.get(" ".join(words[i:i + n]), ()):
+                found.setdefault(name, {})[norm_id] = None
+    return {name: tuple(ids) for name, ids in sorted(found.items())}
