@@ -124,6 +124,25 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
                "cache_hits": cached.hits, "encoded": cached.misses}
 
 
+def ensure_store(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
+    """A store-only eval index (no vectors) for keyword-only runs: BM25 never reads the vectors."""
+    from indexer.pipeline import STORE, read_json, save_json
+
+    s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-store")
+    fingerprint = _fingerprint(dataset, settings)
+    info: dict[str, Any] = {"dir": str(s.index.dir), "embedder": "none (keyword only)", "checksum": "-"}
+    if read_json(s.index.dir / EVAL_META) == fingerprint and (s.index.dir / STORE).is_file():
+        return s, {**info, "reused": True}
+    started = time.perf_counter()
+    if s.index.dir.exists():
+        shutil.rmtree(s.index.dir)
+    s.index.dir.mkdir(parents=True)
+    info.update(_import(dataset, s, name))
+    save_json(s.index.dir / EVAL_META, fingerprint)
+    return s, {**info, "reused": False, "build_seconds": round(time.perf_counter() - started, 1),
+               "encoded": 0, "cache_hits": 0}
+
+
 def ann_recall(index: Any, query_vectors: np.ndarray, k: int) -> dict[str, Any]:
     """Mean share of the exact top-k chunks (brute force over the stored vectors) that the index returns."""
     ids = index.ids()

@@ -173,18 +173,28 @@ def _label(model_dir: Path, dirs: Mapping[str, Path | None]) -> str:
 class Services:
     """One SearchService per embedder over the dataset's eval index, built or reused on first use."""
 
-    def __init__(self, dataset: Path, name: str, settings: Settings):
+    def __init__(self, dataset: Path, name: str, settings: Settings, keyword_only: bool = False):
         self.dataset, self.name, self.settings = dataset, name, settings
+        self.keyword_only = keyword_only  # every system is BM25: build the store only, encode nothing
         self.open: dict[Path, Any] = {}
         self.indexes: dict[str, dict[str, Any]] = {}
 
     def get(self, model_dir: Path) -> Any:
-        from searchd.eval_index import ensure_index
+        from searchd.eval_index import ensure_index, ensure_store
         from searchd.service import SearchService
 
         if model_dir not in self.open:
-            s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
-            self.open[model_dir] = SearchService.load(s)
+            if self.keyword_only:
+                from indexer.pipeline import STORE
+                from indexer.store import FacetStore
+
+                s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
+                # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
+                self.open[model_dir] = SearchService.from_parts(FacetStore(s.index.dir / STORE, create=False),
+                                                                None, None, s)
+            else:
+                s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
+                self.open[model_dir] = SearchService.load(s)
             self.indexes[model_dir.name] = info
         return self.open[model_dir]
 
@@ -202,11 +212,13 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
 
     started = time.perf_counter()
     data = load_eval_data(dataset, split, settings, fold, max_queries)
-    dirs, services = embedder_dirs(settings), Services(dataset, data.name, settings)
+    systems = check_systems(systems)
+    keyword_only = all(SYSTEMS[n].mode == "keyword" for n in systems)
+    dirs, services = embedder_dirs(settings), Services(dataset, data.name, settings, keyword_only)
     runs, summaries, notes = {}, {}, []
     cutoffs = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
     try:
-        for name in check_systems(systems):
+        for name in systems:
             model = dirs[SYSTEMS[name].embedder]
             if model is None:
                 notes.append(f"{name} was not run: no fine-tuned embedder in {settings.train_embedder.output_dir}")
@@ -215,9 +227,11 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
             runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
                                     _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
             summaries[name] = system_summary(runs[name], data, cutoffs, _label(model, dirs))
-        configured = services.get(dirs["configured"])
-        vectors = configured.embedder.embed_queries(list(data.queries.values()))
-        ann = {"index_type": settings.index.type, **ann_recall(configured.index, vectors, settings.eval.ann_k)}
+        configured = services.get(dirs["base" if keyword_only else "configured"])
+        ann = None
+        if not keyword_only:
+            vectors = configured.embedder.embed_queries(list(data.queries.values()))
+            ann = {"index_type": settings.index.type, **ann_recall(configured.index, vectors, settings.eval.ann_k)}
         documents = configured.store.counts()["documents"]
     finally:
         services.close()

@@ -275,6 +275,20 @@ def test_eval_command_builds_reuses_and_rebuilds_from_cache(sample_dir, tmp_path
     assert third["ann"]["index_type"] == "hnsw" and third["ann"]["exact"] is False
 
 
+def test_keyword_only_eval_builds_a_store_and_encodes_nothing(sample_dir, tmp_path):
+    from searchd.cli import main
+
+    result = CliRunner().invoke(main, _eval_args(sample_dir, tmp_path, "bm25"))
+    assert result.exit_code == 0, result.output
+    report = _results(tmp_path)
+    (info,) = report["indexes"].values()
+    assert info["dir"].endswith("sample-store") and info["encoded"] == 0 and report["ann"] is None
+    assert not any((tmp_path / "idx" / "sample-store").glob("*.faiss"))
+    assert report["systems"]["bm25"]["mean"]["accuracy@1"] >= 5 / 6  # BM25 ranks a gold document first
+    assert CliRunner().invoke(main, _eval_args(sample_dir, tmp_path, "bm25")).exit_code == 0
+    assert next(iter(_results(tmp_path)["indexes"].values()))["reused"] is True
+
+
 def test_eval_command_refuses_bad_input(sample_dir, tmp_path):
     from searchd.cli import main
 
