@@ -79,6 +79,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record]:
             if kind == "bad":
                 yield value
                 broken = doc_mode  # in document mode the whole document is dropped
+                n += 0 if doc_mode else 1  # ids stay the sentence's position either way
             elif kind == "sent" and doc_mode:
                 pending.append(value)
             elif kind == "sent":

@@ -3,7 +3,8 @@
 ReadOptions.fields maps the document fields to record fields, dotted paths allowed:
 `indexer import --format jsonl --field text=body.full --field date=meta.decided --field court=court.name`.
 Fields: id, title, text, date, doc_type, court, source, and for `json` `records` (the dotted path of
-the list of records inside the file; by default the file is a list, or one record). Without an
+the list of records inside the file; by default the file is a list, or one record). An unmapped
+field is read from the record's field of the same name when it has one. Without an
 `id` mapping the id is the record's `id`, `_id` or `doc_id`, else `<file stem>-<record number>`.
 A text given as a list of strings is joined by blank lines. Dates become ISO (YYYY-MM-DD or YYYY);
 one that does not parse is kept in meta["date_raw"]. Files may be gzipped; a directory is read
@@ -70,11 +71,10 @@ def to_document(record: Any, n: int, stem: str, options: ReadOptions) -> Documen
         found = [_string(record.get(k)) for k in DEFAULT_IDS if record.get(k) is not None]
         doc_id = found[0] if found and found[0] else f"{stem}-{n}"
     meta: dict[str, Any] = {"source": options.source or stem}
-    for name in ("source", "doc_type", "court", "date"):
-        if name in fields:
-            value = _string(lookup(record, fields[name]))
-            if value is not None:
-                meta[name] = value
+    for name in ("source", "doc_type", "court", "date"):  # unmapped: a field of the same name, if any
+        value = _string(lookup(record, fields.get(name, name)))
+        if value is not None:
+            meta[name] = value
     if "date" in meta and iso_date(meta["date"]) != meta["date"]:
         raw = meta.pop("date")
         iso = iso_date(raw)
