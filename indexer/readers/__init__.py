@@ -54,6 +54,16 @@ def reader_for(fmt: str) -> Callable[[Path, ReadOptions], Iterator[Record]]:
     return getattr(module, function or "read")
 
 
+def estimate(fmt: str, path: str | Path, options: ReadOptions | None = None) -> int | None:
+    """How many records reading will give, where the reader can tell cheaply (a progress bar's total)."""
+    module_name = FORMATS.get(fmt, "").partition(":")[0]
+    counter = getattr(importlib.import_module(f"indexer.readers.{module_name}"), "count", None) if module_name else None
+    try:
+        return counter(Path(path), options or ReadOptions()) if counter else None
+    except (OSError, ReaderError):
+        return None
+
+
 def read(fmt: str, path: str | Path, options: ReadOptions | None = None) -> Iterator[Record]:
     """Read a corpus file or directory in the given format."""
     path = Path(path)

@@ -52,6 +52,11 @@ def statute_document(doc_id: str, text: str, source: str) -> Document:
     return Document(doc_id, title, f"{title}\n\n{desc.strip()}", {"source": source, "doc_type": "statute"})
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of case and statute files."""
+    return sum(len(list(folder.glob("*.txt"))) for folder in _folders(path))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """AILA cases and statutes."""
     source = options.source or "aila"

@@ -126,6 +126,11 @@ def _negation(name: str, value: list[str], mention: Mention) -> str:
     return mention.negation
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of documents (.txt files)."""
+    return len(_pairs(path))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of a brat directory, one per .txt file."""
     for doc_id, txt, ann in _pairs(path):

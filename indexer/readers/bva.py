@@ -63,6 +63,11 @@ def _decisions(path: Path) -> Iterator[tuple[str, Path]]:
             yield m.group(1), file
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of decision files (either format)."""
+    return sum(1 for _ in _decisions(path))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Plain BVA decisions, one per <citation>.txt file."""
     for citation, file in _decisions(path):

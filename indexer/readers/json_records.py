@@ -122,6 +122,18 @@ def read_records(path: Path, options: ReadOptions, jsonl: bool) -> Iterator[Reco
                 yield ReaderError(str(exc), str(file), where)
 
 
+def count(path: Path, options: ReadOptions) -> int | None:
+    """Non-blank lines of JSONL files (one record each); None for JSON, where it takes a parse."""
+    files = files_under(path, (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json", ".json.gz"))
+    if any(".json" in f.name and ".jsonl" not in f.name for f in files):
+        return None
+    total = 0
+    for file in files:
+        with open_text(file) as handle:
+            total += sum(1 for line in handle if line.strip())
+    return total
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of a JSON file (a list of records, or one record) or directory of them."""
     return read_records(path, options, jsonl=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import tarfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,6 +45,16 @@ def _members(path: Path) -> Iterator[tuple[str, bytes]]:
     for name, data in tar_members(path):
         if name.endswith(".json"):
             yield f"{path}:{name}", data
+
+
+def _names(path: Path) -> Iterator[str]:
+    """Names of the opinion JSON files, from tar headers or the folder."""
+    if path.is_dir() and not any(path.glob("*.tar.gz")):
+        yield from (str(f) for f in files_under(path, (".json",)))
+        return
+    archive = sorted(path.glob("*.tar.gz"))[0] if path.is_dir() else path
+    with tarfile.open(archive, "r:*") as tar:
+        yield from (m.name for m in tar if m.isfile() and m.name.endswith(".json"))
 
 
 def _court(title: str) -> str | None:
@@ -84,6 +95,11 @@ def to_document(data: Any, source: str) -> Document:
                 cursor = span[1]
     meta["roles"] = roles
     return Document(case_id, _title(text, m.end() if m else 0) or f"New Mexico opinion {case_id}", text, meta)
+
+
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of opinion JSON files (tar headers only; nothing is parsed)."""
+    return sum(1 for _ in _names(path))
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:

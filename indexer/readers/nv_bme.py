@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import re
+import tarfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -111,6 +112,12 @@ def to_document(year: str, stem: str, text: str, filing: dict | None, source: st
         meta.update(doc_type=kind or "filing", date=year, case_number=m.group(1).replace("_", " ") if m else None)
         title = f"{kind} - Case No {meta['case_number']}" if m else kind
     return Document(f"{year}/{stem}", title, text, {k: v for k, v in meta.items() if v is not None})
+
+
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of filing texts in the tarball (headers only)."""
+    with tarfile.open(_paths(path)[0], "r:*") as tar:
+        return sum(1 for m in tar if m.isfile() and m.name.endswith(".txt"))
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:

@@ -53,6 +53,11 @@ def read_pdf(file: Path, root: Path, options: ReadOptions) -> Record:
     return Document(doc_id(file, root).removesuffix(".pdf").removesuffix(".PDF"), title, text, meta)
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of PDF files."""
+    return len(files_under(path, (".pdf",)))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of a PDF file or of every .pdf under a directory."""
     root = path if path.is_dir() else path.parent

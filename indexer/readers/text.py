@@ -37,6 +37,11 @@ def first_line_title(text: str) -> str:
     return ""
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of files to read."""
+    return len(files_under(path, SUFFIXES))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of every text file under PATH (or PATH itself)."""
     root = path if path.is_dir() else path.parent

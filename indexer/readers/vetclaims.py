@@ -57,6 +57,11 @@ def to_document(data: Any, source: str) -> Document:
     return Document(citation, title, text, meta)
 
 
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of JSON files."""
+    return len(files_under(path, (".json",)))
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Decisions of every VetClaims JSON file under PATH."""
     for file in files_under(path, (".json",)):
