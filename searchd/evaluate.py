@@ -206,33 +206,15 @@ class Services:
 def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], fold: str | None = None,
              max_queries: int | None = None) -> tuple[dict[str, Any], dict[str, SystemRun]]:
     """Run the eval set through every system's SearchService.search; the report dict and the raw runs."""
-    from searchd.eval_index import ann_recall
     from searchd.eval_report import comparisons_as_dicts, compare_all
-    from searchd.query import Query
 
     started = time.perf_counter()
     data = load_eval_data(dataset, split, settings, fold, max_queries)
     systems = check_systems(systems)
-    keyword_only = all(SYSTEMS[n].mode == "keyword" for n in systems)
-    dirs, services = embedder_dirs(settings), Services(dataset, data.name, settings, keyword_only)
-    runs, summaries, notes = {}, {}, []
-    cutoffs = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
+    services = Services(dataset, data.name, settings, all(SYSTEMS[n].mode == "keyword" for n in systems))
     try:
-        for name in systems:
-            model = dirs[SYSTEMS[name].embedder]
-            if model is None:
-                notes.append(f"{name} was not run: no fine-tuned embedder in {settings.train_embedder.output_dir}")
-                continue
-            service = services.get(model)
-            runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
-                                    _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
-            summaries[name] = system_summary(runs[name], data, cutoffs, _label(model, dirs))
-        configured = services.get(dirs["base" if keyword_only else "configured"])
-        ann = None
-        if not keyword_only:
-            vectors = configured.embedder.embed_queries(list(data.queries.values()))
-            ann = {"index_type": settings.index.type, **ann_recall(configured.index, vectors, settings.eval.ann_k)}
-        documents = configured.store.counts()["documents"]
+        runs, summaries, notes = _run_systems(services, systems, data, settings)
+        ann, documents = _index_facts(services, data, settings)
     finally:
         services.close()
     if data.truncated:
@@ -249,6 +231,40 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["per_query"] = per_query
     return report, runs
+
+
+def _run_systems(services: Services, systems: list[str], data: EvalData,
+                 settings: Settings) -> tuple[dict[str, SystemRun], dict[str, dict[str, Any]], list[str]]:
+    """Each system's run and summary; a note for each system that could not run."""
+    from searchd.query import Query
+
+    dirs = embedder_dirs(settings)
+    cutoffs = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
+    runs, summaries, notes = {}, {}, []
+    for name in systems:
+        model = dirs[SYSTEMS[name].embedder]
+        if model is None:
+            notes.append(f"{name} was not run: no fine-tuned embedder in {settings.train_embedder.output_dir}")
+            continue
+        service = services.get(model)
+        runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
+                                _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
+        summaries[name] = system_summary(runs[name], data, cutoffs, _label(model, dirs))
+    return runs, summaries, notes
+
+
+def _index_facts(services: Services, data: EvalData, settings: Settings) -> tuple[dict[str, Any] | None, int]:
+    """ANN quality of a vector index already opened (the configured embedder's when open), and the corpus size."""
+    from searchd.eval_index import ann_recall
+
+    if not services.open:
+        return None, 0
+    service = services.open.get(embedder_dirs(settings)["configured"]) or next(iter(services.open.values()))
+    documents = service.store.counts()["documents"]
+    if services.keyword_only:
+        return None, documents
+    vectors = service.embedder.embed_queries(list(data.queries.values()))
+    return {"index_type": settings.index.type, **ann_recall(service.index, vectors, settings.eval.ann_k)}, documents
 
 
 def _filters_for(service: Any, settings: Settings) -> Callable[[str], dict[str, tuple[str, ...]]]:
