@@ -249,7 +249,8 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
         service = services.get(model)
         runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
                                 _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
-        summaries[name] = system_summary(runs[name], data, cutoffs, _label(model, dirs))
+        label = "none (FTS5 BM25)" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
+        summaries[name] = system_summary(runs[name], data, cutoffs, label)
     return runs, summaries, notes
 
 
