@@ -309,3 +309,33 @@ def test_eval_with_packaged_minilm(sample_dir, tmp_path):
     for name in ("bm25", "dense-base", "hybrid"):
         assert systems[name]["mean"]["accuracy@1"] >= 5 / 6, name
         assert systems[name]["mean"]["recall@10"] == 1.0, name  # 12 documents: every judged one is in the top 10
+
+
+class CountingEmbedder:
+    """A fake at the Embedder seam: a fixed vector per text, and a log of what it was asked to encode."""
+
+    name, dim = "counting", 4
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def embed_documents(self, texts):
+        self.seen += list(texts)
+        return np.array([[len(t), 1, 0, 0] for t in texts], dtype=np.float32)
+
+    embed_queries = embed_documents
+
+
+def test_vector_cache_encodes_each_text_once_across_processes(tmp_path):
+    from searchd.eval_cache import CachedEmbedder, VectorCache
+
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner, VectorCache(tmp_path, 4))
+    first = cached.embed_documents(["aa", "bbb"])
+    cached.close()  # flushes a shard to disk
+    again = CachedEmbedder(inner, VectorCache(tmp_path, 4))  # a new process would load the shard
+    second = again.embed_documents(["bbb", "c", "aa"])
+    assert inner.seen == ["aa", "bbb", "c"]  # only "c" was new the second time
+    assert (again.hits, again.misses) == (2, 1)
+    np.testing.assert_array_equal(second[[0, 2]], first[[1, 0]])
+    assert len(VectorCache(tmp_path, 8)) == 0  # another dimension (another model) ignores the shards
