@@ -6,18 +6,20 @@ error states that a healthy index cannot produce, and hostile document text.
 """
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from markupsafe import escape
 
 from indexer.errors import QueryError
+from tests.sample_index import SAMPLE
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 from web import create_app
-from web.client import (DocumentNotFound, HttpClient, SearchUnavailable, document_from_json, query_params,
-                        result_from_json)
+from web.client import DocumentNotFound, HttpClient, SearchUnavailable, document_from_json, result_from_json
 from web.highlight import label_slot, paragraphs, segments
 
 
@@ -77,13 +79,13 @@ class FakeClient:
         if self.error is not None:
             raise self.error
 
-    def search(self, query):
+    def search(self, params):
         self._check()
-        self.queries.append(query)
+        self.queries.append(params)
         hits = [_hit(1, EVIL, f"PTSD {EVIL}", [Highlight(0, 4, "entity", "Disease", "negated", "MESH:D013313")])]
         facets = [Facet("disease", "Disease", [FacetValue("MESH:D013313", EVIL, 1)], False)]
-        return SearchResult(query.q, query.mode, query.k, query.offset, 1, hits, facets,
-                            [ActiveFilter(n, v, f"Disease: {EVIL}") for n, vs in query.filters.items() for v in vs],
+        return SearchResult(params["q"], params.get("mode", "hybrid"), int(params["k"]), 0, 1, hits, facets,
+                            [ActiveFilter("disease", v, f"Disease: {EVIL}") for v in params.getlist("disease")],
                             {"total": 1.0})
 
     def document(self, doc_id):
@@ -122,7 +124,7 @@ def test_query_text_is_escaped_and_kept_in_the_form(fake_app):
     app, fake = fake_app
     page = app.test_client().get("/", query_string={"q": '"><img src=x onerror=alert(1)>'}).get_data(as_text=True)
     assert "<img src=x" not in page
-    assert fake.queries[0].q == '"><img src=x onerror=alert(1)>'
+    assert fake.queries[0]["q"] == '"><img src=x onerror=alert(1)>'
     assert 'value="&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"' in page
 
 
@@ -205,16 +207,147 @@ def test_http_client_rejects_a_bad_url_and_reports_an_unreachable_searchd():
         HttpClient("http://127.0.0.1:9", timeout_s=2).stats()
 
 
-def test_query_params_round_trip(settings):
-    from werkzeug.datastructures import MultiDict
-
-    from searchd.query import Query
-
-    params = MultiDict([("q", "ptsd"), ("mode", "keyword"), ("disease", "MESH:D013313"), ("drug", "MESH:D1"),
-                        ("year_from", "2010"), ("year_to", "2019"), ("negated", "1"), ("k", "5"), ("offset", "5")])
-    query = Query.from_params(params, settings.search)
-    assert Query.from_params(MultiDict(query_params(query)), settings.search) == query
-
-
 def _args(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(unescape(url)).query)
+
+
+# ---- the real SearchService over the sample corpus -------------------------------------------
+@pytest.fixture(scope="module")
+def real():
+    """(Flask test client, SearchService) over a real index of the sample corpus."""
+    from tests.sample_index import sample_index
+    from web.client import InProcessClient
+
+    settings = sample_index()
+    client = InProcessClient(settings)
+    return create_app(settings, search=client).test_client(), client.service()
+
+
+def _links(page: str, css_class: str) -> list[str]:
+    return [unescape(h) for h in re.findall(rf'<a class="{css_class}[^"]*" href="([^"]+)"', page)]
+
+
+def test_landing_page_shows_the_index_and_its_collections(real):
+    client, service = real
+    page = client.get("/").get_data(as_text=True)
+    documents = service.store.counts()["documents"]
+    assert re.search(rf"<dd>{documents}</dd>\s*</div>|<dd>{documents}</dd>", page)
+    assert '<option value="sample">sample</option>' in page
+    assert 'name="q"' in page and 'maxlength="1000"' in page
+
+
+def test_search_lists_hits_with_count_time_facets_and_highlights(real):
+    client, service = real
+    resp = client.get("/?q=service+connection+for+PTSD")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    expected = service.search(service.parse({"q": "service connection for PTSD", "k": "10"}))
+    assert f"{expected.total} document" in page
+    assert re.search(r"\d+ ms", page)
+    titles = re.findall(r'<h2 class="hit-title"><a href="[^"]+">([^<]+)</a>', page)
+    assert [unescape(t) for t in titles] == [h.title for h in expected.hits]
+    assert '<mark class="term"' in page and re.search(r'<mark class="ent ent-0"', page)
+    for facet in ("Disease", "Drug", "Document type", "Court", "Year"):
+        assert f"<summary>{facet}</summary>" in page
+
+
+def test_a_disease_facet_filters_and_its_chip_removes_the_filter(real):
+    client, service = real
+    page = client.get("/?q=veteran+PTSD").get_data(as_text=True)
+    disease = [h for h in _links(page, "facet-value") if "disease=" in h][0]
+    value = _args(disease)["disease"][0]
+    filtered = client.get(disease).get_data(as_text=True)
+    doc_ids = [int(i) for i in re.findall(r'<h2 class="hit-title"><a href="/documents/(\d+)', filtered)]
+    assert doc_ids
+    for doc_id in doc_ids:
+        assert value in {b.norm_id for b in service.document(doc_id).entities}
+    chips = _links(filtered, "chip-remove")
+    assert len(chips) == 1 and "disease" not in _args(chips[0]) and _args(chips[0])["q"] == ["veteran PTSD"]
+    assert re.search(r'<li class="chip"><span>Disease: [^<]+</span>', filtered)
+    active = [h for h in _links(filtered, "facet-value active")]
+    assert active and "disease" not in _args(active[0]), "an active facet value links to its removal"
+
+
+def test_year_facet_sets_a_year_range(real):
+    client, service = real
+    page = client.get("/?q=negligence").get_data(as_text=True)
+    year_link = [h for h in _links(page, "facet-value") if "year_from=" in h][0]
+    args = _args(year_link)
+    assert args["year_from"] == args["year_to"]
+    filtered = client.get(year_link).get_data(as_text=True)
+    for doc_id in re.findall(r'<h2 class="hit-title"><a href="/documents/(\d+)', filtered):
+        assert str(service.document(int(doc_id)).meta.get("date", ""))[:4] == args["year_from"][0]
+
+
+def test_mode_collection_and_paging_live_in_the_url(real):
+    client, _ = real
+    page = client.get("/?q=PTSD&mode=keyword&collection=sample&k=2").get_data(as_text=True)
+    assert 'id="mode-keyword" name="mode" value="keyword" checked' in page
+    assert '<option value="sample" selected>' in page
+    nxt = re.search(r'<a href="([^"]+)" rel="next">', page)
+    assert nxt, "two hits per page leaves more pages"
+    args = _args(nxt.group(1))
+    assert args["offset"] == ["2"] and args["mode"] == ["keyword"] and args["collection"] == ["sample"]
+    second = client.get(unescape(nxt.group(1))).get_data(as_text=True)
+    assert '<ol class="hits" start="3">' in second and 'rel="prev"' in second
+
+
+def test_a_query_with_no_match_says_so(real):
+    client, _ = real
+    page = client.get("/?q=zzyzx+qqvv&mode=keyword").get_data(as_text=True)
+    assert "Nothing matched" in page and "No documents" in page
+
+
+@pytest.mark.parametrize("url, words", [
+    ("/?q=PTSD&mode=fuzzy", "mode 'fuzzy'"),
+    ("/?q=PTSD&k=0", "k 0 is out of range"),
+    ("/?q=PTSD&offset=-1", "offset -1"),
+    ("/?q=" + "a" * 1001, "the limit is 1000"),
+    ("/?q=PTSD&colour=red", "'colour'"),
+    ("/?q=+&disease=MESH:D013313", "is empty"),
+])
+def test_bad_requests_explain_themselves(real, url, words):
+    client, _ = real
+    resp = client.get(url)
+    assert resp.status_code == 400
+    assert words in unescape(resp.get_data(as_text=True))
+
+
+def test_document_page_highlights_every_mention(real):
+    client, service = real
+    sample = [json.loads(line) for line in (SAMPLE / "corpus.jsonl").read_text().splitlines()]
+    external = {d["_id"]: d for d in sample}
+    doc_id = service.store.document_ids("sample")[0]
+    view = service.document(doc_id)
+    resp = client.get(f"/documents/{doc_id}?q=PTSD&disease=MESH:D013313")
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert f'<h1 id="doc-title">{escape(view.title)}</h1>' in page
+    marks = re.findall(r'<mark class="ent ent-\d[^"]*"', page.split('class="doc-text"')[1])
+    assert len(marks) == len(external[view.external_id]["mentions"])
+    back = re.search(r'<a href="([^"]+)">‹ Back to results</a>', page).group(1)
+    assert _args(back) == {"q": ["PTSD"], "disease": ["MESH:D013313"]}
+    for badge in view.entities:  # each entity links to a search filtered by it
+        assert f"disease={badge.norm_id}" in unescape(page) or badge.label != "Disease"
+    similar = re.findall(r'<ol class="similar">(.*?)</ol>', page, re.S)
+    assert similar and f'href="/documents/{doc_id}"' not in similar[0]
+    assert len(re.findall("<li>", similar[0])) >= 1
+
+
+def test_similar_and_entity_links_resolve(real):
+    client, service = real
+    doc_id = service.store.document_ids("sample")[0]
+    page = client.get(f"/documents/{doc_id}").get_data(as_text=True)
+    for href in _links(page, "badge ent-0")[:2]:
+        assert client.get(href).status_code == 200
+    assert "‹ New search" in page
+
+
+def test_in_process_client_without_an_index_serves_the_no_index_page(settings):
+    from web.client import InProcessClient
+
+    app = create_app(settings, search=InProcessClient(settings))
+    resp = app.test_client().get("/")
+    assert resp.status_code == 503
+    page = unescape(resp.get_data(as_text=True))
+    assert "no index at" in page and "indexer build" in page

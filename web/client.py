@@ -15,9 +15,10 @@ import urllib.request
 from dataclasses import fields
 from typing import Any, Protocol
 
+from werkzeug.datastructures import MultiDict
+
 from indexer.errors import MedlexError, QueryError
 from indexer.settings import Settings
-from searchd.query import Query
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 
@@ -31,9 +32,9 @@ class DocumentNotFound(MedlexError):
 
 
 class SearchClient(Protocol):
-    """What the web front end needs from searchd."""
+    """What the web front end needs from searchd; searchd parses the request parameters (one parser)."""
 
-    def search(self, query: Query) -> SearchResult: ...
+    def search(self, params: MultiDict) -> SearchResult: ...
     def document(self, doc_id: int) -> DocumentView: ...
     def similar(self, doc_id: int, k: int) -> list[Hit]: ...
     def stats(self) -> dict[str, Any]: ...
@@ -66,29 +67,35 @@ class InProcessClient:
         except MedlexError as exc:
             raise SearchUnavailable(f"the index at {str(index_dir)!r} could not be loaded: {exc}") from exc
 
-    def search(self, query: Query) -> SearchResult:
-        """Run a query."""
-        return self.service().search(query)
+    def search(self, params: MultiDict) -> SearchResult:
+        """Parse the request parameters as searchd does and run the query."""
+        service = self.service()
+        return _translated(lambda: service.search(service.parse(params)))
 
     def document(self, doc_id: int) -> DocumentView:
         """One document with its entity highlights."""
-        return _not_found_as(lambda: self.service().document(doc_id), doc_id)
+        return _translated(lambda: self.service().document(doc_id))
 
     def similar(self, doc_id: int, k: int) -> list[Hit]:
         """Documents nearest to this one."""
-        return _not_found_as(lambda: self.service().similar(doc_id, k), doc_id)
+        return _translated(lambda: self.service().similar(doc_id, k))
 
     def stats(self) -> dict[str, Any]:
-        """Index statistics (collections, counts)."""
-        return self.service().stats()
+        """Index statistics, with the collection names for the collection selector."""
+        service = self.service()
+        return {**service.stats(), "collection_names": service.store.collections()}
 
 
-def _not_found_as(call, doc_id: int):
-    """SearchService signals a missing document with KeyError or a domain error mentioning it."""
+def _translated(call):
+    """searchd's not-found and time-limit errors as the front end's DocumentNotFound and SearchUnavailable."""
+    from searchd.service import DocumentNotFound as MissingDocument, SearchTimeout
+
     try:
         return call()
-    except KeyError:
-        raise DocumentNotFound(f"no document with id {doc_id}") from None
+    except MissingDocument as exc:
+        raise DocumentNotFound(str(exc)) from None
+    except SearchTimeout as exc:
+        raise SearchUnavailable(str(exc)) from None
 
 
 class HttpClient:
@@ -102,6 +109,7 @@ class HttpClient:
         self.timeout_s = timeout_s
 
     def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        """GET a JSON answer; searchd's error answers become domain errors."""
         url = f"{self.base_url}{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -114,9 +122,9 @@ class HttpClient:
             reason = getattr(exc, "reason", exc)
             raise SearchUnavailable(f"searchd at {self.base_url} is unreachable: {reason}") from None
 
-    def search(self, query: Query) -> SearchResult:
-        """Run a query on searchd."""
-        return result_from_json(self._get("/search", query_params(query)))
+    def search(self, params: MultiDict) -> SearchResult:
+        """Forward the request parameters to searchd's /search."""
+        return result_from_json(self._get("/search", list(params.items(multi=True))))
 
     def document(self, doc_id: int) -> DocumentView:
         """One document from searchd."""
@@ -144,20 +152,6 @@ def _http_error(exc: urllib.error.HTTPError, path: str) -> MedlexError:
     if exc.code == 404:
         return DocumentNotFound(message)
     return SearchUnavailable(message)
-
-
-def query_params(query: Query) -> list[tuple[str, str]]:
-    """The GET parameters of a Query, as searchd's /search reads them."""
-    params = [("q", query.q), ("mode", query.mode), ("k", str(query.k)), ("offset", str(query.offset))]
-    for name, values in sorted(query.filters.items()):
-        params.extend((name, v) for v in values)
-    if query.year_from is not None:
-        params.append(("year_from", str(query.year_from)))
-    if query.year_to is not None:
-        params.append(("year_to", str(query.year_to)))
-    if query.include_negated:
-        params.append(("negated", "1"))
-    return params
 
 
 def _build(cls, data: dict[str, Any], **nested: Any):

@@ -13,7 +13,6 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from indexer.errors import QueryError
-from searchd.query import Query
 from searchd.results import DocumentView, EntityBadge, Hit, SearchResult
 from web.client import DocumentNotFound, SearchClient, SearchUnavailable
 from web.highlight import label_slot, paragraphs, segments
@@ -24,6 +23,8 @@ MODES = (("hybrid", "Hybrid"), ("dense", "Semantic"), ("keyword", "Keyword"))
 FILTER_PARAMS = ("disease", "drug", "collection", "source", "doc_type", "court", "year_from", "year_to")
 PAGE_WINDOW = 2  # page links shown either side of the current page
 SIMILAR_K = 5
+EXAMPLES = ("service connection for PTSD, stressor not verified", "physician disciplined for overprescribing opioids",
+            "warfarin bleeding malpractice")  # landing-page suggestions (queries only, never results)
 
 
 def client() -> SearchClient:
@@ -89,12 +90,12 @@ def pagination(result: SearchResult, args: MultiDict) -> dict[str, Any] | None:
 
 
 def badge_view(badge: EntityBadge, args: MultiDict | None = None) -> dict[str, Any]:
-    """A badge with its colour slot and the search it links to."""
+    """A badge with its colour slot and the search it links to (by its name when there is no query)."""
     param = entity_param(badge.label)
     href = None
     if param:
         href = search_url(args, add=[(param, badge.norm_id)]) if args is not None else \
-            url_for("web.search", **{param: badge.norm_id})
+            url_for("web.search", q=badge.name, **{param: badge.norm_id})
     return {"badge": badge, "slot": label_slot(badge.label), "href": href}
 
 
@@ -116,12 +117,20 @@ def meta_line(meta: dict[str, Any], collection: str) -> list[str]:
     return [str(p) for p in parts if p not in (None, "")]
 
 
-def collections_of(stats: dict[str, Any]) -> list[str]:
-    """Collection names from searchd's stats, whichever shape they come in."""
-    value = stats.get("collections") or []
-    if isinstance(value, dict):
-        return sorted(value)
-    return sorted(v if isinstance(v, str) else v.get("name", "") for v in value)
+def collections_of(stats: dict[str, Any], result: SearchResult | None = None) -> list[str]:
+    """Collection names for the selector: from the stats when given, plus the collection facet's values."""
+    names = {n for n in stats.get("collection_names") or [] if isinstance(n, str)}
+    for facet in result.facets if result else ():
+        if facet.name == "collection":
+            names.update(v.id for v in facet.values)
+    return sorted(names)
+
+
+def index_counts(stats: dict[str, Any]) -> list[tuple[str, int]]:
+    """(what, how many) of documents, passages and collections for the landing page."""
+    counts = stats.get("store") if isinstance(stats.get("store"), dict) else stats
+    shown = (("documents", "documents"), ("chunks", "passages"), ("collections", "collections"))
+    return [(label, counts[key]) for key, label in shown if isinstance(counts.get(key), int)]
 
 
 def page_context(args: MultiDict, **extra: Any) -> dict[str, Any]:
@@ -137,14 +146,14 @@ def search():
     """The search page: a landing page without a query, results with one."""
     args = request.args
     stats = client().stats()
-    ctx = page_context(args, collections=collections_of(stats), stats=stats)
     if not args.get("q", "").strip() and not any(args.getlist(n) for n in FILTER_PARAMS):
-        return render_template("search.html", **ctx)
+        return render_template("search.html", **page_context(args, collections=collections_of(stats),
+                                                             counts=index_counts(stats), examples=EXAMPLES))
     params = MultiDict(args)
     if "k" not in params:
         params["k"] = str(settings().web.page_size)
-    query = Query.from_params(params, settings().search)
-    result = client().search(query)
+    result = client().search(params)
+    ctx = page_context(args, collections=collections_of(stats, result))
     chips = [{"filter": f, "href": search_url(args, remove=[(f.name, f.value)])} for f in result.filters]
     facets = [{"facet": f, "entries": [(v, *facet_link(args, f.name, v.id)) for v in f.values]}
               for f in result.facets]
