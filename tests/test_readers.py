@@ -56,7 +56,8 @@ def test_brat_discontinuous_attributes_and_normalisation():
     drug = m["Chemical:aspirin"]
     assert (drug.label, drug.norm_id, drug.norm_name) == ("Drug", "MESH:D001241", "Aspirin")
     assert m["Disease:Ménière’s d"].negation == "hypothetical"
-    assert docs["note1"].meta["relations"] == ["Treats Arg1:T3 Arg2:T2"]
+    assert docs["note1"].meta["relations"] == ["Treats Arg1:T3 Arg2:T2", "Treatment:T3 Theme:T2"]
+    assert docs["note1"].meta["attributes"] == ["Negation E1"]
 
 
 def test_brat_malformed_annotations_are_reported_and_reading_goes_on():
