@@ -351,3 +351,29 @@ def test_in_process_client_without_an_index_serves_the_no_index_page(settings):
     assert resp.status_code == 503
     page = unescape(resp.get_data(as_text=True))
     assert "no index at" in page and "indexer build" in page
+
+
+def test_web_serve_runs_on_waitress_and_says_where(tmp_path):
+    """`web serve` (no index yet) prints its URL and answers with the no-index page, not a debugger."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.sample_index import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "web", "serve", "--config", str(REPO / "config.toml"),
+                             "--set", f'index.dir="{tmp_path / "none"}"', "--port", "0"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(url, timeout=30)
+        assert answer.value.code == 503
+        assert answer.value.headers["Server"] == "medlex"  # waitress' ident, not werkzeug's dev server
+        assert "Build an index first" in answer.value.read().decode()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "no index at" in err

@@ -57,11 +57,10 @@ class InProcessClient:
         return self._service
 
     def _load(self):
-        from searchd.service import SearchService
-
         index_dir = self.settings.index.dir
         if not (index_dir / "manifest.json").is_file():
             raise SearchUnavailable(f"no index at {str(index_dir)!r}; build one with `indexer build`")
+        from searchd.service import SearchService  # torch and faiss load only once there is an index
         try:
             return SearchService.load(self.settings)
         except MedlexError as exc:
