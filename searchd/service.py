@@ -89,13 +89,16 @@ class SearchService:
         hits = self._hits(page, match, query.offset)
         timings["hits"] = _ms(mark)
         mark = time.perf_counter()
-        docset = self.store.docset_sql(flt, match if query.mode == "keyword" else None)
-        facets = self._facets(flt, query.mode == "keyword", docset, deadline)
+        keyword = query.mode == "keyword"
+        docset = self.store.docset_sql(flt, match if keyword else None)
+        if keyword and match is None:  # no searchable words: the result set is empty
+            docset = ("SELECT id FROM documents WHERE 0", {})
+        facets = self._facets(flt, keyword, docset, deadline)
         timings["facets"] = _ms(mark)
         timings["total"] = _ms(t0)
         exact = query.mode == "keyword" or bool(getattr(self.index, "exact", True))
         return SearchResult(query.q, query.mode, query.k, query.offset, total, hits, facets,
-                            self._active_filters(query), timings, exact)
+                            self.active_filters(query), timings, exact)
 
     def document(self, doc_id: int) -> DocumentView:
         """The full document with every entity mention highlighted."""
@@ -158,7 +161,15 @@ class SearchService:
                                     "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
                                     "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
 
-    def _active_filters(self, query: Query) -> list[ActiveFilter]:
+    def facets(self, query: Query, keyword: bool = False) -> list[Facet]:
+        """Facet counts over every document passing the query's filters (and its keyword match if `keyword`)."""
+        flt = self.doc_filter(query)
+        match = fts_query(query.q) if keyword else None
+        deadline = time.monotonic() + self.settings.search.time_limit_ms / 1000
+        return self._facets(flt, match is not None, self.store.docset_sql(flt, match), deadline)
+
+    def active_filters(self, query: Query) -> list[ActiveFilter]:
+        """Each filter value of a query with a readable label, e.g. "Disease: PTSD"."""
         out = []
         names = self._value_names(query)
         for name, values in query.filters.items():
