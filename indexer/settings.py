@@ -38,6 +38,7 @@ class IndexSettings:
     device: str = "auto"  # auto | cpu | cuda: where searches run; the CPU index is always the one saved
     build_batch: int = 64  # chunks encoded per batch
     checkpoint_every: int = 2048  # chunks between resumable build checkpoints
+    embed_title: bool = True  # encode chunks as "Title. chunk text" (the document title gives each chunk context)
 
 
 @dataclass(frozen=True)
