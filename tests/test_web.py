@@ -213,14 +213,20 @@ def _args(url: str) -> dict[str, list[str]]:
 
 # ---- the real SearchService over the sample corpus -------------------------------------------
 @pytest.fixture(scope="module")
-def real():
-    """(Flask test client, SearchService) over a real index of the sample corpus."""
-    from tests.sample_index import sample_index
+def real(tmp_path_factory):
+    """(Flask test client, SearchService) over a real store and FAISS index of the sample corpus.
+
+    The keyword embedder of tests/search_fixtures.py stands in for MiniLM at the Embedder seam to keep
+    this file fast; test_browser.py runs the packaged MiniLM end to end.
+    """
+    from indexer.settings import load_settings
+    from tests.sample_index import REPO
+    from tests.search_fixtures import build_sample_index
     from web.client import InProcessClient
 
-    settings = sample_index()
-    client = InProcessClient(settings)
-    return create_app(settings, search=client).test_client(), client.service()
+    settings = load_settings(REPO / "config.toml", [f'index.dir="{tmp_path_factory.mktemp("web") / "index"}"'])
+    service = build_sample_index(settings, SAMPLE)
+    return create_app(settings, search=InProcessClient(settings, service)).test_client(), service
 
 
 def _links(page: str, css_class: str) -> list[str]:
@@ -377,3 +383,60 @@ def test_web_serve_runs_on_waitress_and_says_where(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "no index at" in err
+
+
+# ---- over HTTP: the web app against a real `searchd serve` on a loopback port ----------------
+@pytest.fixture(scope="module")
+def searchd_url(real):
+    """searchd's JSON API over the same SearchService, served by waitress in a thread."""
+    import threading
+
+    from searchd.server import create_app as searchd_app, make_server
+
+    _, service = real
+    server = make_server(searchd_app(service.settings, service=service), "127.0.0.1", 0, 4)
+    threading.Thread(target=server.run, daemon=True).start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+
+
+def _titles(page: str) -> list[str]:
+    return re.findall(r'<h2 class="hit-title"><a href="[^"]+">([^<]+)</a>', page)
+
+
+def test_http_client_gives_the_same_pages_as_in_process(real, searchd_url):
+    in_process, service = real
+    over_http = create_app(service.settings, search=HttpClient(searchd_url)).test_client()
+    for url in ("/?q=PTSD+nightmares&mode=hybrid", "/?q=warfarin&mode=keyword&drug=MESH:D014859", "/?q=negligence&k=3"):
+        a, b = in_process.get(url).get_data(as_text=True), over_http.get(url).get_data(as_text=True)
+        assert _titles(a) == _titles(b) and _titles(a)
+        assert _links(a, "facet-value") == _links(b, "facet-value")
+        assert re.sub(r"\d+ ms", "", a) == re.sub(r"\d+ ms", "", b)
+    doc_id = service.store.document_ids("sample")[0]
+    assert in_process.get(f"/documents/{doc_id}").data == over_http.get(f"/documents/{doc_id}").data
+    assert '<option value="sample">' in over_http.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("url, status, words", [
+    ("/?q=PTSD&mode=fuzzy", 400, "mode 'fuzzy'"),
+    ("/documents/99999", 404, "no document with id 99999"),
+])
+def test_http_client_maps_searchd_errors(real, searchd_url, url, status, words):
+    _, service = real
+    resp = create_app(service.settings, search=HttpClient(searchd_url)).test_client().get(url)
+    assert resp.status_code == status and words in unescape(resp.get_data(as_text=True))
+
+
+def test_http_client_when_searchd_has_no_index(settings):
+    import threading
+
+    from searchd.server import create_app as searchd_app, make_server
+
+    server = make_server(searchd_app(settings), "127.0.0.1", 0, 2)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        app = create_app(settings, search=HttpClient(f"http://127.0.0.1:{server.effective_port}"))
+        resp = app.test_client().get("/?q=PTSD")
+        assert resp.status_code == 503 and "no index is loaded" in resp.get_data(as_text=True)
+    finally:
+        server.close()

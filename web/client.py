@@ -43,9 +43,10 @@ class SearchClient(Protocol):
 class InProcessClient:
     """Runs SearchService in this process; loads the index on first use and retries until one exists."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, service: Any = None):
+        """`service`: an already loaded SearchService to use instead of loading settings.index.dir."""
         self.settings = settings
-        self._service = None
+        self._service = service
         self._lock = threading.Lock()
 
     def service(self):
@@ -136,8 +137,11 @@ class HttpClient:
         return [hit_from_json(h) for h in hits]
 
     def stats(self) -> dict[str, Any]:
-        """searchd's index statistics."""
-        return self._get("/stats")
+        """searchd's index statistics, with the collection names its /facets lists."""
+        stats = self._get("/stats")
+        facets = self._get("/facets").get("facets", [])
+        names = [v["id"] for f in facets if f.get("name") == "collection" for v in f.get("values", [])]
+        return {**stats, "collection_names": names}
 
 
 def _http_error(exc: urllib.error.HTTPError, path: str) -> MedlexError:
