@@ -54,6 +54,13 @@ def test_paragraphs_keep_offsets_across_blank_lines():
     assert [s.text for s in paras[0].segments if s.marked] == ["PTSD"]
 
 
+def test_hard_wrapped_prose_reflows_but_captions_keep_their_lines():
+    prose = "The Veteran served on active duty from October 1968 to October\n1970 and was awarded a badge."
+    caption = "Citation Nr: 0010438\nDecision Date: 04/20/00"
+    paras = paragraphs(f"{caption}\n\n{prose}", [])
+    assert [p.reflow for p in paras] == [False, True]
+
+
 def test_label_slots_are_stable_and_distinct():
     assert label_slot("Disease") != label_slot("Drug")
     assert label_slot("Procedure") == label_slot("Procedure")

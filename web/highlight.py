@@ -40,6 +40,18 @@ class Segment:
 @dataclass
 class Paragraph:
     segments: list[Segment] = field(default_factory=list)
+    reflow: bool = False  # hard-wrapped prose: single line breaks are shown as spaces
+
+
+# Court decisions are often hard-wrapped at 60-80 columns; blocks whose lines are that long are
+# prose and read better reflowed, while short-line blocks (captions, addresses) keep their breaks.
+REFLOW_MIN_LINE = 50
+
+
+def is_hard_wrapped(text: str) -> bool:
+    """True when every line but the last is long: a paragraph broken only to fit a column."""
+    lines = text.split("\n")
+    return len(lines) > 1 and all(len(line.strip()) >= REFLOW_MIN_LINE for line in lines[:-1])
 
 
 def _classes(active: Sequence[Highlight]) -> tuple[tuple[str, ...], str, Highlight | None]:
@@ -90,5 +102,5 @@ def paragraphs(text: str, highlights: Sequence[Highlight]) -> list[Paragraph]:
             continue
         local = [Highlight(max(h.start, a) - a, min(h.end, b) - a, h.kind, h.label, h.negation, h.norm_id)
                  for h in highlights if h.start < b and h.end > a]
-        out.append(Paragraph(segments(text[a:b], local)))
+        out.append(Paragraph(segments(text[a:b], local), is_hard_wrapped(text[a:b])))
     return out
