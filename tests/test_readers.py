@@ -287,3 +287,12 @@ def test_missing_path_names_it(tmp_path):
         read("text", tmp_path / "nowhere")
     with pytest.raises(ReaderError, match="no .txt"):
         list(read("text", tmp_path))
+
+
+@pytest.mark.parametrize("fmt, path", [("brat", "brat"), ("text", "text"), ("bva", "bva"), ("aila", "aila"),
+                                       ("vetclaims", "vetclaims"), ("jsonl", "json/records.jsonl"),
+                                       ("medquad", "medquad")])
+def test_estimate_is_the_number_of_records(fmt, path):
+    from indexer.readers import estimate
+
+    assert estimate(fmt, FORMATS_DIR / path) == len(list(read(fmt, FORMATS_DIR / path)))
