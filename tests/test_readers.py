@@ -237,15 +237,18 @@ def test_nv_bme_texts_matched_to_metadata(tmp_path):
     assert errors == []
     docs = by_id(docs)
     c = docs["2019/19-123-1_Complaint"]
-    assert (c.meta["date"], c.meta["doc_type"], c.meta["respondent"], c.meta["case_number"]) == \
+    assert (c.meta["date"], c.meta["filing_type"], c.meta["respondent"], c.meta["case_number"]) == \
         ("2019-03-07", "Complaint", "Jane Roe, MD", "19-123-1")
+    assert c.meta["doc_type"] == "complaint"
+    assert docs["2019/05-9441-01_Settlement__Waiver_and_Consent"].meta["doc_type"] == "settlement"
     assert docs["2019/05-9441-01_Settlement__Waiver_and_Consent"].meta["case_number"] == "05-9441-1"
     # a name the scraper cut short still finds its record by year and case number
     s = docs["2020/License_No_9013_Order_of_Summary_Suspension"]
     assert s.meta["respondent"] == "Sean Su, MD" and "Müller" in s.text
     unmatched = docs["2020/20-777-1_Order"]
     assert unmatched.meta["matched"] is False and unmatched.meta["date"] == "2020"
-    assert unmatched.meta["case_number"] == "20-777-1" and unmatched.meta["doc_type"] == "Order"
+    assert unmatched.meta["case_number"] == "20-777-1" and unmatched.meta["filing_type"] == "Order"
+    assert unmatched.meta["doc_type"] == "order"
 
 
 def test_aila_cases_and_statutes():
