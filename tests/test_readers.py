@@ -299,3 +299,11 @@ def test_estimate_is_the_number_of_records(fmt, path):
     from indexer.readers import estimate
 
     assert estimate(fmt, FORMATS_DIR / path) == len(list(read(fmt, FORMATS_DIR / path)))
+
+
+def test_json_folder_goes_on_after_a_broken_file(tmp_path):
+    (tmp_path / "a.json").write_text('{"id": "a", "text": "Negligence was alleged."')
+    (tmp_path / "b.json").write_text('[{"id": "b", "text": "Sepsis was missed."}]')
+    docs, errors = records("json", tmp_path)
+    assert [d.id for d in docs] == ["b"] and docs[0].meta["source"] == tmp_path.name
+    assert [Path(e.path).name for e in errors] == ["a.json"] and "invalid JSON" in errors[0].reason

@@ -99,12 +99,14 @@ def _records(file: Path, jsonl: bool, options: ReadOptions) -> Iterator[tuple[st
             return
         try:
             data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ReaderError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(file)) from None
+        except json.JSONDecodeError as exc:  # the file is lost, the folder's other files are not
+            yield "file", ReaderError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(file))
+            return
     if "records" in options.fields:
         data = lookup(data, options.fields["records"])
         if not isinstance(data, list):
-            raise ReaderError(f"no list of records at {options.fields['records']!r}", str(file))
+            yield "file", ReaderError(f"no list of records at {options.fields['records']!r}", str(file))
+            return
     for n, record in enumerate(data if isinstance(data, list) else [data], 1):
         yield f"record {n}", record
 
