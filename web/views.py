@@ -22,7 +22,6 @@ bp = Blueprint("web", __name__)
 MODES = (("hybrid", "Hybrid"), ("dense", "Semantic"), ("keyword", "Keyword"))
 FILTER_PARAMS = ("disease", "drug", "collection", "source", "doc_type", "court", "year_from", "year_to")
 PAGE_WINDOW = 2  # page links shown either side of the current page
-SIMILAR_K = 5
 EXAMPLES = ("service connection for PTSD, stressor not verified", "physician disciplined for overprescribing opioids",
             "warfarin bleeding malpractice")  # landing-page suggestions (queries only, never results)
 
@@ -167,7 +166,7 @@ def search():
 def document(doc_id: int):
     """A document with every mention highlighted, its entities by type and similar documents."""
     doc: DocumentView = client().document(doc_id)
-    similar = [h for h in client().similar(doc_id, SIMILAR_K) if h.doc_id != doc_id]
+    similar = [h for h in client().similar(doc_id, settings().web.similar_k) if h.doc_id != doc_id]
     by_label: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for badge in sorted(doc.entities, key=lambda b: (b.label, -b.count, b.name)):
         by_label.setdefault(badge.label, []).append(badge_view(badge))
