@@ -150,19 +150,39 @@ def test_facets_over_whole_filtered_set_with_truncation(settings, sample_dir):
     assert years.truncated and sum(v.count for v in years.values) == 2
 
 
-def test_slow_facet_is_unavailable_but_hits_come_back(service, monkeypatch):
-    real = service.store.facet_counts
+def test_slow_facet_is_unavailable_but_hits_come_back(settings, sample_dir, monkeypatch):
+    import time
 
-    def slow(name, *args, **kwargs):
-        if name == "Drug":
-            raise StoreTimeout("the query ran out of time")
-        return real(name, *args, **kwargs)
+    from indexer.settings import SearchSettings
+    from searchd.snapshot import StoreSnapshot
 
-    monkeypatch.setattr(service.store, "facet_counts", slow)
+    settings = settings.replace(search=SearchSettings(time_limit_ms=400))
+    service = build_sample_index(settings, sample_dir)
+    real = StoreSnapshot.facet
+
+    def slow(self, name, *args):
+        if name == "Disease":
+            time.sleep(0.5)  # this facet eats the rest of the time budget
+        return real(self, name, *args)
+
+    monkeypatch.setattr(StoreSnapshot, "facet", slow)
     result = service.search(Query("warfarin", "hybrid", filters={"doc_type": ("abstract", "opinion")}))
-    drug = next(f for f in result.facets if f.name == "drug")
-    assert not drug.available and result.hits
-    assert next(f for f in result.facets if f.name == "disease").available
+    available = {f.name: f.available for f in result.facets}
+    assert available["disease"] and not available["drug"] and not available["court"]
+    assert result.hits and [f.values for f in result.facets if not f.available] == [[]] * (len(result.facets) - 1)
+
+
+@pytest.mark.parametrize("filters,year_from,year_to", SELECTIVITIES)
+@pytest.mark.parametrize("negated", [False, True])
+def test_snapshot_filter_equals_sql_filter(service, filters, year_from, year_to, negated):
+    """The in-memory filter and the SQL reference (DocFilter.sql) select the same documents."""
+    query = Query("x", filters={**filters, "disease": filters.get("disease", ()) + ("ptsd",)} if filters else {},
+                  year_from=year_from, year_to=year_to, include_negated=negated)
+    snap = service.snapshot()
+    flt = service.doc_filter(query)
+    sql, params = flt.sql()
+    want = sorted(r[0] for r in service.store.raw(sql, **params))
+    assert snap.doc_ids[snap.mask(flt)].tolist() == want
 
 
 def test_store_deadline_interrupts_a_long_query(service):
