@@ -122,15 +122,17 @@ class SearchQueries:
         with self.reading(deadline) as conn:
             return [tuple(r) for r in conn.execute(stmt, {**params, "q": match, "lim": limit})]
 
-    def keyword_documents(self, match: str, flt: DocFilter, deadline: float | None = None) -> np.ndarray:
-        """Ids of every document passing the filter with a chunk matching the FTS5 expression."""
+    def keyword_matches(self, match: str, flt: DocFilter,
+                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every chunk passing the filter that matches the FTS5 expression: (chunk ids, document ids, BM25)."""
         sql, params = flt.sql()
         cond = "" if flt.is_empty() else f" AND c.document_id IN ({sql})"
-        stmt = text("SELECT DISTINCT c.document_id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
-                    f"WHERE chunks_fts MATCH :q{cond}")
+        stmt = text("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+                    f"ON c.id = f.rowid WHERE chunks_fts MATCH :q{cond}")
         with self.reading(deadline) as conn:
             rows = conn.execute(stmt, {**params, "q": match}).fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
 
     def doc_infos(self, doc_ids: Sequence[int]) -> dict[int, DocInfo]:
         """Document id -> external id, collection, title and metadata columns (not the text)."""

@@ -264,7 +264,9 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     rows: list[tuple[str, str, str, str]] = []
     tmp = None if workdir else tempfile.TemporaryDirectory(prefix="searchd-bench-")
     index_dir = Path(workdir or tmp.name).resolve()
-    settings = settings.replace(index=replace(settings.index, dir=index_dir))
+    # no query-vector cache: every timed query is encoded, although the texts repeat across rows
+    settings = settings.replace(index=replace(settings.index, dir=index_dir),
+                                search=replace(settings.search, query_cache=0))
     embedder = load_embedder(settings)
     if not (index_dir / "manifest.json").is_file():
         build_index(settings, n_chunks, embedder, rows)
@@ -273,7 +275,7 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     service.search(service.parse({"q": "warm up"}))
     _latency(service, queries, rows)
     rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
-    _http(settings, [f'--set=index.dir="{index_dir}"'], queries, http_seconds, rows)
+    _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     print(f"\nsearchd bench: {service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
           f"index {service.index.description}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "

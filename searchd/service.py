@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -48,6 +50,8 @@ class SearchService:
         self.loaded_at = time.time()
         self._snap: StoreSnapshot | None = None
         self._lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
     def load(cls, settings: Settings) -> "SearchService":
@@ -55,8 +59,12 @@ class SearchService:
         from indexer.embedder import load_embedder
         from indexer.pipeline import check_embedder, open_index
 
+        from indexer.models import resolve_device
+
         store, index, manifest = open_index(settings)
         check_embedder(settings, manifest)
+        if resolve_device(settings.index.device) == "cuda":
+            index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
         return cls(store, index, load_embedder(settings), settings, manifest)
 
     @classmethod
@@ -86,6 +94,8 @@ class SearchService:
         need = query.offset + query.k
         try:
             ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings)
+            if time.monotonic() > deadline:
+                raise StoreTimeout("deadline passed during retrieval")
         except StoreTimeout:
             raise SearchTimeout(f"the query ran past the {s.time_limit_ms} ms time limit") from None
         page = ranking[query.offset:need]
@@ -197,43 +207,61 @@ class SearchService:
               need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
         """Ranked (document, best chunk, score), and the mask of the whole result set."""
         s = self.settings.search
-        rankings: list[list[tuple[int, int, float]]] = []
-        weights: list[float] = []
-        result_set = mask
-        if query.mode in ("dense", "hybrid"):
+        if query.mode == "keyword":
             mark = time.perf_counter()
-            allowed = None if flt.is_empty() else snap.chunks(mask)
-            qv = self.embedder.embed_queries([query.q])[0]
-            timings["encode"] = _ms(mark)
-            mark = time.perf_counter()
-            if allowed is not None and len(allowed) == 0:
-                rankings.append([])
-            else:
-                rankings.append(self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1)))
-            weights.append(s.dense_weight)
-            timings["dense"] = _ms(mark)
-        if query.mode in ("keyword", "hybrid"):
-            mark = time.perf_counter()
-            rankings.append(self._keyword(match, flt, need, deadline))
-            weights.append(s.keyword_weight)
-            if query.mode == "keyword":
-                result_set = mask & self._keyword_documents(snap, match, flt, deadline)
+            ranking, docs = self._keyword_all(match, flt, deadline)
             timings["keyword"] = _ms(mark)
-        if time.monotonic() > deadline:
-            raise StoreTimeout("deadline passed during retrieval")
-        if len(rankings) == 1:
-            return rankings[0], result_set
+            return ranking, mask & snap.of_documents(docs)
+        # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
+        keyword = self._pool.submit(self._keyword, match, flt, need, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
-        fused = fusion.rrf(rankings, weights, s.rrf_k)
-        timings["fuse"] = _ms(mark)
-        return fused, result_set
+        allowed = None if flt.is_empty() else snap.chunks(mask)
+        qv = self._query_vector(query.q)
+        timings["encode"] = _ms(mark)
+        mark = time.perf_counter()
+        dense = [] if allowed is not None and len(allowed) == 0 else \
+            self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1))
+        timings["dense"] = _ms(mark)
+        if keyword is None:
+            return dense, mask
+        mark = time.perf_counter()
+        bm25 = keyword.result()
+        timings["keyword_wait"] = _ms(mark)
+        return fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k), mask
+
+    def _query_vector(self, q: str) -> np.ndarray:
+        """The query's vector, from a small LRU cache so that paging does not re-encode."""
+        size = self.settings.search.query_cache
+        with self._lock:
+            if q in self._vectors:
+                self._vectors.move_to_end(q)
+                return self._vectors[q]
+        vector = self.embedder.embed_queries([q])[0]
+        if size > 0:
+            with self._lock:
+                self._vectors[q] = vector
+                while len(self._vectors) > size:
+                    self._vectors.popitem(last=False)
+        return vector
+
+    def _keyword_all(self, match: str | None, flt: DocFilter, deadline: float) -> tuple[list, np.ndarray]:
+        """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
+        if match is None:
+            return [], np.zeros(0, dtype=np.int64)
+        chunks, docs, scores = self.store.keyword_matches(match, flt, deadline)
+        order = np.lexsort((chunks, -scores))
+        docs_sorted = docs[order]
+        unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
+        best = np.sort(first)
+        ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
+        return ranking, unique
 
     def _keyword_documents(self, snap: StoreSnapshot, match: str | None, flt: DocFilter,
                            deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
         if match is None:
             return np.zeros(len(snap.doc_ids), dtype=bool)
-        return snap.of_documents(self.store.keyword_documents(match, flt, deadline))
+        return snap.of_documents(self.store.keyword_matches(match, flt, deadline)[1])
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:

@@ -269,6 +269,8 @@ def test_keyword_parser_semantics(service):
     assert parse("-only negative").include == ("negative",)
     assert fts_query("-excluded") is None and fts_query("... !!!") is None
     assert parse("AND or NOT").include == ("AND", "or", "NOT")  # operators are words
+    assert parse("how are the veterans of the war").include == ("veterans", "war")  # function words dropped
+    assert parse('"the who" band').include == ("the who", "band") and parse("the").include == ("the",)
     hits = service.search(Query('"intracranial hemorrhage"', "keyword")).hits
     assert [h.external_id for h in hits] == ["pm-002"]
     without = service.search(Query("warfarin -intracranial", "keyword")).hits
@@ -328,3 +330,18 @@ def test_embedder_calls_are_one_per_query(settings, sample_dir):
     before = emb.calls
     service.search(Query("veteran", "hybrid", filters={"doc_type": ("decision",)}))
     assert emb.calls == before + 1
+    service.search(Query("veteran", "dense", offset=10))  # the next page reuses the cached vector
+    assert emb.calls == before + 1
+
+
+def test_keyword_mode_ranks_every_match(service):
+    """Keyword mode scores all matches in one pass: the ranking is by best chunk BM25, the total all matches."""
+    result = service.search(Query("veteran stressor", "keyword", k=100))
+    best: dict[int, float] = {}
+    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor")):
+        best[doc] = max(score, best.get(doc, score))
+    rows = list(best.items())
+    want = sorted(rows, key=lambda r: (-r[1], r[0]))
+    assert result.total == len(rows) == len(result.hits)
+    np.testing.assert_allclose([h.score for h in result.hits], [w[1] for w in want])
