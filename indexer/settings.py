@@ -130,6 +130,7 @@ class SearchSettings:
     facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
     time_limit_ms: int = 5000  # per-query time limit
     snippet_chars: int = 300  # snippet length
+    query_cache: int = 1024  # query vectors kept (LRU) so that paging does not re-encode; 0 = off
 
 
 @dataclass(frozen=True)

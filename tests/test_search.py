@@ -150,19 +150,39 @@ def test_facets_over_whole_filtered_set_with_truncation(settings, sample_dir):
     assert years.truncated and sum(v.count for v in years.values) == 2
 
 
-def test_slow_facet_is_unavailable_but_hits_come_back(service, monkeypatch):
-    real = service.store.facet_counts
+def test_slow_facet_is_unavailable_but_hits_come_back(settings, sample_dir, monkeypatch):
+    import time
 
-    def slow(name, *args, **kwargs):
-        if name == "Drug":
-            raise StoreTimeout("the query ran out of time")
-        return real(name, *args, **kwargs)
+    from indexer.settings import SearchSettings
+    from searchd.snapshot import StoreSnapshot
 
-    monkeypatch.setattr(service.store, "facet_counts", slow)
+    settings = settings.replace(search=SearchSettings(time_limit_ms=400))
+    service = build_sample_index(settings, sample_dir)
+    real = StoreSnapshot.facet
+
+    def slow(self, name, *args):
+        if name == "Disease":
+            time.sleep(0.5)  # this facet eats the rest of the time budget
+        return real(self, name, *args)
+
+    monkeypatch.setattr(StoreSnapshot, "facet", slow)
     result = service.search(Query("warfarin", "hybrid", filters={"doc_type": ("abstract", "opinion")}))
-    drug = next(f for f in result.facets if f.name == "drug")
-    assert not drug.available and result.hits
-    assert next(f for f in result.facets if f.name == "disease").available
+    available = {f.name: f.available for f in result.facets}
+    assert available["disease"] and not available["drug"] and not available["court"]
+    assert result.hits and [f.values for f in result.facets if not f.available] == [[]] * (len(result.facets) - 1)
+
+
+@pytest.mark.parametrize("filters,year_from,year_to", SELECTIVITIES)
+@pytest.mark.parametrize("negated", [False, True])
+def test_snapshot_filter_equals_sql_filter(service, filters, year_from, year_to, negated):
+    """The in-memory filter and the SQL reference (DocFilter.sql) select the same documents."""
+    query = Query("x", filters={**filters, "disease": filters.get("disease", ()) + ("ptsd",)} if filters else {},
+                  year_from=year_from, year_to=year_to, include_negated=negated)
+    snap = service.snapshot()
+    flt = service.doc_filter(query)
+    sql, params = flt.sql()
+    want = sorted(r[0] for r in service.store.raw(sql, **params))
+    assert snap.doc_ids[snap.mask(flt)].tolist() == want
 
 
 def test_store_deadline_interrupts_a_long_query(service):
@@ -249,6 +269,8 @@ def test_keyword_parser_semantics(service):
     assert parse("-only negative").include == ("negative",)
     assert fts_query("-excluded") is None and fts_query("... !!!") is None
     assert parse("AND or NOT").include == ("AND", "or", "NOT")  # operators are words
+    assert parse("how are the veterans of the war").include == ("veterans", "war")  # function words dropped
+    assert parse('"the who" band').include == ("the who", "band") and parse("the").include == ("the",)
     hits = service.search(Query('"intracranial hemorrhage"', "keyword")).hits
     assert [h.external_id for h in hits] == ["pm-002"]
     without = service.search(Query("warfarin -intracranial", "keyword")).hits
@@ -308,3 +330,18 @@ def test_embedder_calls_are_one_per_query(settings, sample_dir):
     before = emb.calls
     service.search(Query("veteran", "hybrid", filters={"doc_type": ("decision",)}))
     assert emb.calls == before + 1
+    service.search(Query("veteran", "dense", offset=10))  # the next page reuses the cached vector
+    assert emb.calls == before + 1
+
+
+def test_keyword_mode_ranks_every_match(service):
+    """Keyword mode scores all matches in one pass: the ranking is by best chunk BM25, the total all matches."""
+    result = service.search(Query("veteran stressor", "keyword", k=100))
+    best: dict[int, float] = {}
+    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor")):
+        best[doc] = max(score, best.get(doc, score))
+    rows = list(best.items())
+    want = sorted(rows, key=lambda r: (-r[1], r[0]))
+    assert result.total == len(rows) == len(result.hits)
+    np.testing.assert_allclose([h.score for h in result.hits], [w[1] for w in want])
