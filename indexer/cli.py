@@ -63,6 +63,14 @@ def make_chunker(settings: Settings):
     return lambda doc: chunk_document(doc, offsets, settings.chunk.max_tokens, settings.chunk.overlap_tokens)
 
 
+def field_map(fields: tuple[str, ...]) -> dict[str, str]:
+    """--field NAME=FIELD options as a mapping; a malformed one is an error naming it."""
+    bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
+    if bad:
+        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
+    return dict(f.split("=", 1) for f in fields)
+
+
 @main.command("import")
 @config_options
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
@@ -82,11 +90,7 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
     from indexer.readers import ReadOptions, estimate, read
     from indexer.store import ImportStats
 
-    bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
-    if bad:
-        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
-    field_map = dict(f.split("=", 1) for f in fields)
-    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map, source=source)
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
     records = read(fmt, path, options)
     expected = estimate(fmt, path, options)
     if limit is not None:

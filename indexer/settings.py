@@ -130,6 +130,7 @@ class SearchSettings:
     facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
     time_limit_ms: int = 5000  # per-query time limit
     snippet_chars: int = 300  # snippet length
+    query_cache: int = 1024  # query vectors kept (LRU) so that paging does not re-encode; 0 = off
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class WebSettings:
     searchd_url: str = ""  # empty = search in-process; else e.g. http://127.0.0.1:8600
     threads: int = 8  # WSGI worker threads
     page_size: int = 10  # results per page
+    similar_k: int = 5  # similar documents listed on a document page
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,17 @@ import unicodedata
 from dataclasses import dataclass
 
 MAX_TERMS = 32  # longer queries keep their first terms; BM25 gains nothing from more
+# Function words match most chunks, so OR-ing them in makes FTS5 score nearly the whole corpus
+# (measured: 170 ms of a 190 ms keyword query at 100,000 chunks) while their BM25 weight is near
+# zero. They are dropped from a query that has other words, and kept inside "quoted phrases".
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+herself him himself his how i if in into is it its itself just me more most my myself no nor not of off on once
+only or other our ours ourselves out over own same she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves
+""".split())
 _PIECE = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -63,7 +74,8 @@ def parse(text: str) -> KeywordQuery:
         for item in items:
             if item.lower() not in (t.lower() for t in target):
                 target.append(item)
-    return KeywordQuery(tuple(include[:MAX_TERMS]), tuple(exclude[:MAX_TERMS]))
+    content = [t for t in include if t.lower() not in STOP_WORDS or " " in t]
+    return KeywordQuery(tuple((content or include)[:MAX_TERMS]), tuple(exclude[:MAX_TERMS]))
 
 
 def fts_query(text: str) -> str | None:

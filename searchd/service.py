@@ -7,7 +7,10 @@ the filtered set at any selectivity on the flat index.
 """
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,6 +22,7 @@ from searchd import fusion
 from searchd.keyword import fts_query
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
+from searchd.snapshot import StoreSnapshot
 from searchd.snippets import badges, document_highlights, make_snippet
 
 META_FACETS = ("collection", "source", "doc_type", "court", "year")
@@ -44,8 +48,10 @@ class SearchService:
         self.settings = settings
         self.manifest = manifest or {}
         self.loaded_at = time.time()
-        self._facet_cache: tuple[tuple, list[Facet]] | None = None
-        self._labels_cache: tuple[tuple, dict[str, str]] | None = None
+        self._snap: StoreSnapshot | None = None
+        self._lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
     def load(cls, settings: Settings) -> "SearchService":
@@ -53,8 +59,12 @@ class SearchService:
         from indexer.embedder import load_embedder
         from indexer.pipeline import check_embedder, open_index
 
+        from indexer.models import resolve_device
+
         store, index, manifest = open_index(settings)
         check_embedder(settings, manifest)
+        if resolve_device(settings.index.device) == "cuda":
+            index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
         return cls(store, index, load_embedder(settings), settings, manifest)
 
     @classmethod
@@ -72,16 +82,20 @@ class SearchService:
         return Query.from_params(params, self.settings.search, labels=self._labels().values())
 
     def search(self, query: Query) -> SearchResult:
-        """Run a query: retrieve, fuse, collapse to documents, page, snippet and count facets."""
+        """Run a query: filter, retrieve, fuse, collapse to documents, page, snippet and count facets."""
         s = self.settings.search
         t0 = time.perf_counter()
         deadline = time.monotonic() + s.time_limit_ms / 1000
-        timings: dict[str, float] = {}
-        flt = self.doc_filter(query)
+        snap = self.snapshot()
+        flt = self.doc_filter(query, snap)
         match = fts_query(query.q)
+        mask = snap.mask(flt)
+        timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
         try:
-            ranking, total = self._rank(query, flt, match, need, deadline, timings)
+            ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings)
+            if time.monotonic() > deadline:
+                raise StoreTimeout("deadline passed during retrieval")
         except StoreTimeout:
             raise SearchTimeout(f"the query ran past the {s.time_limit_ms} ms time limit") from None
         page = ranking[query.offset:need]
@@ -89,13 +103,12 @@ class SearchService:
         hits = self._hits(page, match, query.offset)
         timings["hits"] = _ms(mark)
         mark = time.perf_counter()
-        docset = self.store.docset_sql(flt, match if query.mode == "keyword" else None)
-        facets = self._facets(flt, query.mode == "keyword", docset, deadline)
+        facets = self._facets(snap, result_set, deadline)
         timings["facets"] = _ms(mark)
         timings["total"] = _ms(t0)
         exact = query.mode == "keyword" or bool(getattr(self.index, "exact", True))
-        return SearchResult(query.q, query.mode, query.k, query.offset, total, hits, facets,
-                            self._active_filters(query), timings, exact)
+        return SearchResult(query.q, query.mode, query.k, query.offset, int(result_set.sum()), hits, facets,
+                            self.active_filters(query, snap), timings, exact)
 
     def document(self, doc_id: int) -> DocumentView:
         """The full document with every entity mention highlighted."""
@@ -131,9 +144,28 @@ class SearchService:
                 "manifest": self.manifest, "loaded_at": self.loaded_at}
 
     # ---- filters -------------------------------------------------------------------------
-    def doc_filter(self, query: Query) -> DocFilter:
+    def snapshot(self) -> StoreSnapshot:
+        """The in-memory filter and facet arrays, rebuilt when the store has changed."""
+        key = self._version()
+        with self._lock:
+            if self._snap is None or self._snap.version != key:
+                self._snap = StoreSnapshot(self.store, key)
+            return self._snap
+
+    def _version(self) -> tuple:
+        """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
+        return tuple(self.store.raw("SELECT (SELECT count(*) FROM documents), "
+                                    "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
+                                    "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
+
+    def _labels(self, snap: StoreSnapshot | None = None) -> dict[str, str]:
+        """filter name -> entity label, for the configured facet labels and those in the store."""
+        found = set(self.settings.search.facet_labels) | set((snap or self.snapshot()).labels)
+        return {lab.lower(): lab for lab in sorted(found)}
+
+    def doc_filter(self, query: Query, snap: StoreSnapshot | None = None) -> DocFilter:
         """The store filter of a query; unknown filter names raise a QueryError listing the valid ones."""
-        labels = self._labels()
+        labels = self._labels(snap)
         entities, meta = {}, {}
         for name, values in query.filters.items():
             if name in METADATA_FILTERS:
@@ -144,25 +176,24 @@ class SearchService:
                 raise QueryError(f"unknown filter {name!r}; valid: {', '.join(self.facet_names())}")
         return DocFilter(entities, meta, query.year_from, query.year_to, query.include_negated)
 
-    def _labels(self) -> dict[str, str]:
-        """filter name -> entity label, for the configured facet labels and those in the store."""
-        key = self._version()
-        if self._labels_cache is None or self._labels_cache[0] != key:
-            found = set(self.settings.search.facet_labels) | set(self.store.labels())
-            self._labels_cache = (key, {lab.lower(): lab for lab in sorted(found)})
-        return self._labels_cache[1]
+    def facets(self, query: Query, keyword: bool = False) -> list[Facet]:
+        """Facet counts over every document passing the query's filters (and its keyword match if `keyword`)."""
+        snap = self.snapshot()
+        flt = self.doc_filter(query, snap)
+        mask = snap.mask(flt)
+        if keyword:
+            mask &= self._keyword_documents(snap, fts_query(query.q), flt, None)
+        return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
-    def _version(self) -> tuple:
-        """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
-        return tuple(self.store.raw("SELECT (SELECT count(*) FROM documents), "
-                                    "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
-                                    "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
-
-    def _active_filters(self, query: Query) -> list[ActiveFilter]:
+    def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
+        """Each filter value of a query with a readable label, e.g. "Disease: PTSD"."""
+        snap = snap or self.snapshot()
         out = []
-        names = self._value_names(query)
         for name, values in query.filters.items():
-            out.extend(ActiveFilter(name, v, f"{filter_label(name)}: {names.get((name, v), v)}") for v in values)
+            for v in values:
+                code = snap.value_index.get(v) if name not in METADATA_FILTERS else None
+                shown = snap.display[code] if code is not None else v
+                out.append(ActiveFilter(name, v, f"{filter_label(name)}: {shown}"))
         if query.year_from is not None:
             out.append(ActiveFilter("year_from", str(query.year_from), f"Year from: {query.year_from}"))
         if query.year_to is not None:
@@ -171,60 +202,66 @@ class SearchService:
             out.append(ActiveFilter("negated", "1", "Including negated mentions"))
         return out
 
-    def _value_names(self, query: Query) -> dict[tuple[str, str], str]:
-        """Readable names of entity filter values given as ids (e.g. MESH:D013313 -> PTSD)."""
-        labels, out = self._labels(), {}
-        for name, values in query.filters.items():
-            if name in labels:
-                for v in values:
-                    rows = self.store.raw("SELECT norm_name FROM mentions WHERE label = :l AND norm_id = :v "
-                                          "GROUP BY norm_name ORDER BY count(*) DESC LIMIT 1", l=labels[name], v=v)
-                    if rows:
-                        out[(name, v)] = rows[0][0]
-        return out
-
     # ---- retrieval -----------------------------------------------------------------------
-    def _rank(self, query: Query, flt: DocFilter, match: str | None, need: int, deadline: float,
-              timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], int]:
-        """Ranked (document, best chunk, score) and the size of the whole result set."""
+    def _rank(self, query: Query, flt: DocFilter, snap: StoreSnapshot, mask: np.ndarray, match: str | None,
+              need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+        """Ranked (document, best chunk, score), and the mask of the whole result set."""
         s = self.settings.search
-        rankings: list[list[tuple[int, int, float]]] = []
-        weights: list[float] = []
-        total = 0
-        if query.mode in ("dense", "hybrid"):
+        if query.mode == "keyword":
             mark = time.perf_counter()
-            allowed = None
-            if not flt.is_empty():
-                allowed, total = self.store.allowed_chunks(flt, deadline)
-            else:
-                total = self.store.count_docs(("SELECT id FROM documents", {}), deadline)
-            timings["filter"] = _ms(mark)
-            mark = time.perf_counter()
-            qv = self.embedder.embed_queries([query.q])[0]
-            timings["encode"] = _ms(mark)
-            mark = time.perf_counter()
-            if allowed is not None and len(allowed) == 0:
-                rankings.append([])
-            else:
-                rankings.append(self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1)))
-            weights.append(s.dense_weight)
-            timings["dense"] = _ms(mark)
-        if query.mode in ("keyword", "hybrid"):
-            mark = time.perf_counter()
-            kw = self._keyword(match, flt, need, deadline)
-            if query.mode == "keyword":
-                total = self.store.count_docs(self.store.docset_sql(flt, match), deadline) if match else 0
-            rankings.append(kw)
-            weights.append(s.keyword_weight)
+            ranking, docs = self._keyword_all(match, flt, deadline)
             timings["keyword"] = _ms(mark)
-        if time.monotonic() > deadline:
-            raise StoreTimeout("deadline passed during retrieval")
-        if len(rankings) == 1:
-            return rankings[0], total
+            return ranking, mask & snap.of_documents(docs)
+        # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
+        keyword = self._pool.submit(self._keyword, match, flt, need, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
-        fused = fusion.rrf(rankings, weights, s.rrf_k)
-        timings["fuse"] = _ms(mark)
-        return fused, total
+        allowed = None if flt.is_empty() else snap.chunks(mask)
+        qv = self._query_vector(query.q)
+        timings["encode"] = _ms(mark)
+        mark = time.perf_counter()
+        dense = [] if allowed is not None and len(allowed) == 0 else \
+            self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1))
+        timings["dense"] = _ms(mark)
+        if keyword is None:
+            return dense, mask
+        mark = time.perf_counter()
+        bm25 = keyword.result()
+        timings["keyword_wait"] = _ms(mark)
+        return fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k), mask
+
+    def _query_vector(self, q: str) -> np.ndarray:
+        """The query's vector, from a small LRU cache so that paging does not re-encode."""
+        size = self.settings.search.query_cache
+        with self._lock:
+            if q in self._vectors:
+                self._vectors.move_to_end(q)
+                return self._vectors[q]
+        vector = self.embedder.embed_queries([q])[0]
+        if size > 0:
+            with self._lock:
+                self._vectors[q] = vector
+                while len(self._vectors) > size:
+                    self._vectors.popitem(last=False)
+        return vector
+
+    def _keyword_all(self, match: str | None, flt: DocFilter, deadline: float) -> tuple[list, np.ndarray]:
+        """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
+        if match is None:
+            return [], np.zeros(0, dtype=np.int64)
+        chunks, docs, scores = self.store.keyword_matches(match, flt, deadline)
+        order = np.lexsort((chunks, -scores))
+        docs_sorted = docs[order]
+        unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
+        best = np.sort(first)
+        ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
+        return ranking, unique
+
+    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, flt: DocFilter,
+                           deadline: float | None) -> np.ndarray:
+        """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
+        if match is None:
+            return np.zeros(len(snap.doc_ids), dtype=bool)
+        return snap.of_documents(self.store.keyword_matches(match, flt, deadline)[1])
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:
@@ -272,26 +309,17 @@ class SearchService:
                             snippet, badges(mentions[doc], BADGES_PER_HIT)))
         return hits
 
-    def _facets(self, flt: DocFilter, keyword: bool, docset: tuple[str, dict], deadline: float) -> list[Facet]:
+    def _facets(self, snap: StoreSnapshot, mask: np.ndarray, deadline: float) -> list[Facet]:
         """Counts of every facet over the whole result set; a facet out of time is marked unavailable."""
-        cacheable = flt.is_empty() and not keyword
-        if cacheable and self._facet_cache is not None and self._facet_cache[0] == self._version():
-            return self._facet_cache[1]
-        labels = self._labels()
+        labels = self._labels(snap)
         names = [lab.lower() for lab in self.settings.search.facet_labels if lab.lower() in labels] + list(META_FACETS)
-        limit = self.settings.search.facet_limit
         facets = []
         for name in names:
-            key = labels.get(name, name)
-            try:
-                rows, truncated = self.store.facet_counts(key, None if cacheable else docset, limit, deadline)
-            except StoreTimeout:
+            if time.monotonic() > deadline:
                 facets.append(Facet(name, filter_label(name), [], False, available=False))
                 continue
-            facets.append(Facet(name, filter_label(name), [FacetValue(str(i), str(n), int(c)) for i, n, c in rows],
-                                truncated))
-        if cacheable and all(f.available for f in facets):
-            self._facet_cache = (self._version(), facets)
+            rows, truncated = snap.facet(labels.get(name, name), mask, self.settings.search.facet_limit)
+            facets.append(Facet(name, filter_label(name), [FacetValue(i, n, c) for i, n, c in rows], truncated))
         return facets
 
 

@@ -1,7 +1,8 @@
-"""A deterministic keyword embedder for tests: each word hashes to a signed coordinate.
+"""Test helpers for searchd: a deterministic keyword embedder and a sample index builder.
 
-Two texts score by the words they share (a bag-of-words cosine), so expected rankings can be
-worked out by hand. It sits at the Embedder protocol seam; nothing else is faked.
+KeywordEmbedder hashes each word to a signed coordinate, so two texts score by the words they
+share (a bag-of-words cosine) and expected rankings can be worked out by hand. It sits at the
+Embedder protocol seam; the store, FAISS and the service are the real ones.
 """
 from __future__ import annotations
 
@@ -50,3 +51,31 @@ class KeywordEmbedder:
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_documents(texts)
+
+
+def sample_chunker(doc):
+    """Small windows so that sample documents have several chunks each."""
+    from indexer.documents import chunk_text
+
+    return chunk_text(doc.text, max_tokens=40, overlap_tokens=8)
+
+
+def sample_documents(sample_dir):
+    from indexer.readers import read
+
+    return list(read("beir", sample_dir))
+
+
+def build_sample_index(settings, sample_dir, embedder=None, collection="sample"):
+    """Import the sample corpus into settings.index.dir and build the vectors; returns a SearchService."""
+    from indexer import pipeline
+    from indexer.store import FacetStore
+    from searchd.service import SearchService
+
+    embedder = embedder or KeywordEmbedder()
+    store = FacetStore(settings.index.dir / pipeline.STORE)
+    store.upsert_documents(collection, sample_documents(sample_dir), sample_chunker)
+    pipeline.sync(settings, store, embedder)
+    store.close()
+    store, index, manifest = pipeline.open_index(settings)
+    return SearchService(store, index, embedder, settings, manifest)
