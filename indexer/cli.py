@@ -128,5 +128,84 @@ def info_cmd(settings: Settings) -> None:
     click.echo(f"{'collections:':12} {', '.join(store.collections())}")
 
 
+@main.command("train-ner")
+@config_options
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+def train_ner_cmd(settings: Settings, threads: int | None) -> None:
+    """Train the entity tagger on train_ner.train; early stopping on train_ner.dev."""
+    import json
+
+    import torch
+
+    from indexer.train.ner import format_report, train_ner
+
+    if threads:
+        torch.set_num_threads(threads)
+    path, metrics = train_ner(settings)
+    meta = json.loads((path / "tagger.json").read_text(encoding="utf-8"))
+    click.echo(format_report(metrics))
+    click.echo(f"saved {path} (best epoch {meta['training']['best_epoch']}, "
+               f"training time {meta['training']['total_seconds']:.0f} s)")
+
+
+@main.command("eval-ner")
+@config_options
+@click.option("--format", "fmt", default="pubtator", show_default=True, help="Corpus format of PATH.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Tagger directory (default: ner.model).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the metrics as JSON here.")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N documents only.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+@click.argument("path", type=click.Path(path_type=Path))
+def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: Path | None, limit: int | None,
+                 skip_bad: bool, threads: int | None, path: Path) -> None:
+    """Score the tagger on gold mentions in PATH (seqeval, strict IOB2, exact span and label)."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from indexer.errors import ModelError
+    from indexer.ner import load_tagger
+    from indexer.train.ner import evaluate, format_report, load_documents
+
+    if threads:
+        torch.set_num_threads(threads)
+    if model_dir is not None:
+        settings = settings.replace(ner=dataclasses.replace(settings.ner, model=str(model_dir)))
+    tagger = load_tagger(settings)
+    if tagger is None:
+        raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
+                         f"or pass --model")
+    docs = load_documents([path], fmt, settings.train_ner.label_map, limit, skip_bad)
+    metrics = evaluate(tagger, docs, progress=True)
+    click.echo(format_report(metrics))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(dict(metrics, data=str(path), model=str(settings.ner.model)), indent=2),
+                          encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+@main.command("tag")
+@config_options
+@click.option("--collection", required=True, help="Collection whose documents are tagged.")
+@click.option("--batch-size", default=64, show_default=True, help="Documents per transaction.")
+def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
+    """Run the tagger over a collection, replacing its earlier model mentions (gold ones stay)."""
+    from indexer.errors import ModelError
+    from indexer.ner import load_tagger, tag_collection
+
+    tagger = load_tagger(settings)
+    if tagger is None:
+        raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
+                         f"or set ner.model")
+    counts = tag_collection(open_store(settings, create=False), collection, tagger, batch_size)
+    found = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    click.echo(f"{collection}: model mentions by label: {found}")
+
+
 if __name__ == "__main__":
     main()

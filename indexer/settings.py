@@ -63,6 +63,7 @@ class NerSettings:
     window_words: int = 200  # words per tagging window on long documents
     window_stride: int = 150  # words between window starts (windows overlap by the difference)
     device: str = "auto"  # auto | cpu | cuda
+    negation_scope_words: int = 8  # words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,16 @@ class TrainNerSettings:
     output_dir: Path = Path("var/models/ner")  # where the trained tagger is saved
     train: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_TrainingSet.PubTator.txt"])  # relative to data dir
     dev: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_DevelopmentSet.PubTator.txt"])  # relative to data dir
+    format: str = "pubtator"  # reader format of the train and dev files
     label_map: dict[str, str] = field(default_factory=lambda: {"Chemical": "Drug", "SpecificDisease": "Disease", "DiseaseClass": "Disease", "CompositeMention": "Disease", "Modifier": "Disease"})  # source label -> facet label
     use_lstm: bool = True  # BiLSTM between encoder and emissions
     use_crf: bool = True  # CRF decoding (false = per-token softmax)
     lstm_hidden: int = 256  # per direction
     dropout: float = 0.1  # before the emission layer
-    epochs: int = 8  # maximum epochs
+    epochs: int = 5  # maximum epochs
     batch_size: int = 16  # sentences per step
     max_length: int = 256  # sub-tokens per training sequence
-    encoder_lr: float = 5e-5  # learning rate of the transformer
+    encoder_lr: float = 1e-4  # learning rate of the transformer
     head_lr: float = 1e-3  # learning rate of LSTM, emission and CRF
     weight_decay: float = 0.01  # AdamW decay
     warmup_ratio: float = 0.1  # linear warmup share of steps, then linear decay
@@ -88,6 +90,7 @@ class TrainNerSettings:
     class_weight_o: float = 1.0  # loss weight of O tags (softmax head; < 1 counters imbalance)
     seed: int = 42  # random seed
     max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke runs
+    time_limit_min: float = 0.0  # stop after the epoch that passes this many minutes (0 = no limit)
 
 
 @dataclass(frozen=True)

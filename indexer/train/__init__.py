@@ -1,0 +1,1 @@
+"""Model training: each module returns the saved model directory and its dev metrics."""
