@@ -210,7 +210,6 @@ class BertCrfTagger:
         self.negation = negation or NegationDetector.load()
         self.batch_size, self.window_words, self.window_stride = batch_size, window_words, window_stride
         self.device = device
-        self.words_seen = 0  # words tagged so far (for tokens/s)
         self.labels = tuple(sorted({t[2:] for t in model.config.tags if t != "O"}))
 
     def tag(self, texts: Sequence[str]) -> list[list[Entity]]:
@@ -231,7 +230,6 @@ class BertCrfTagger:
             by_unit.setdefault(u, []).append(tags)
         out: list[list[Entity]] = [[] for _ in texts]
         for u, (t, words, spans) in enumerate(units):
-            self.words_seen += len(words)
             tags = merge_windows(len(words), spans, by_unit[u])
             sentence = (words[0][0], words[-1][1])
             for i, j, label in spans_from_tags(tags):
@@ -326,7 +324,7 @@ def tag_collection(store, collection: str, tagger: Tagger, batch_size: int = 64)
         for k in range(0, len(ids), batch_size):
             part = ids[k:k + batch_size]
             with store.session() as s:
-                texts = dict(s.execute(select(DocumentRow.id, DocumentRow.text).where(DocumentRow.id.in_(part))))
+                texts = {i: t for i, t in s.execute(select(DocumentRow.id, DocumentRow.text).where(DocumentRow.id.in_(part)))}
             found = tagger.tag([texts[i] for i in part])
             counts.update(store.replace_model_mentions(dict(zip(part, found))))
             bar.update(len(part))
