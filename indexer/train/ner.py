@@ -189,35 +189,41 @@ def train_ner(settings: Settings, progress: bool = True) -> tuple[Path, dict]:
     total = min(per_epoch * cfg.epochs, cfg.max_steps or per_epoch * cfg.epochs)
     optimizer = _optimizer(tagger.model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    best, best_metrics, history, step, stale = -1.0, {}, [], 0, 0
+    best, best_metrics, history, stale, step = -1.0, {}, [], 0, 0
     bar = tqdm(total=total, desc="train-ner", unit="step", disable=not progress, dynamic_ncols=True)
     for epoch in range(1, cfg.epochs + 1):
-        tagger.model.train()
-        losses = []
-        for batch in batches(data, cfg.batch_size, rng):
-            losses.append(train_step(tagger, batch, optimizer, scheduler, cfg.grad_clip))
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}", dev_f1=f"{best:.4f}")
-            if step >= total:
-                break
+        losses = _epoch(tagger, batches(data, cfg.batch_size, rng)[: total - step], optimizer, scheduler,
+                        cfg.grad_clip, bar)
+        step, loss = step + len(losses), sum(losses) / max(1, len(losses))
         metrics = evaluate(tagger, dev_docs)
         f1 = metrics["micro"]["f1"] if metrics["micro"] else 0.0
-        history.append({"epoch": epoch, "step": step, "loss": sum(losses) / max(1, len(losses)), "dev_f1": f1,
+        history.append({"epoch": epoch, "step": step, "loss": loss, "dev_f1": f1,
                         "seconds": round(time.perf_counter() - t_start, 1)})
-        tqdm.write(f"epoch {epoch}: loss {history[-1]['loss']:.4f}, dev micro F1 {f1:.4f}")
+        bar.write(f"epoch {epoch}: loss {loss:.4f}, dev micro F1 {f1:.4f}")
         if f1 > best:
             best, best_metrics, stale = f1, metrics, 0
             tagger.save(cfg.output_dir, _record(settings, epoch, step, t_start, metrics, history))
         else:
             stale += 1
+        bar.set_postfix(best_dev_f1=f"{best:.4f}")
         over_time = cfg.time_limit_min and time.perf_counter() - t_start > 60 * cfg.time_limit_min
         if step >= total or stale >= cfg.patience or over_time:
             break
     bar.close()
-    tagger_json = cfg.output_dir / "tagger.json"
-    _finish_record(tagger_json, history, time.perf_counter() - t_start)
+    _finish_record(cfg.output_dir / "tagger.json", history, time.perf_counter() - t_start)
     return cfg.output_dir, best_metrics
+
+
+def _epoch(tagger: BertCrfTagger, groups: list[list[Example]], optimizer, scheduler, grad_clip: float,
+           bar) -> list[float]:
+    """One optimisation step per batch; returns the losses."""
+    tagger.model.train()
+    losses: list[float] = []
+    for batch in groups:
+        losses.append(train_step(tagger, batch, optimizer, scheduler, grad_clip))
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}", refresh=False)
+    return losses
 
 
 def _record(settings: Settings, epoch: int, step: int, t_start: float, metrics: dict, history: list) -> dict:
