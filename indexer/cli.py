@@ -72,20 +72,26 @@ def make_chunker(settings: Settings):
 @click.option("--limit", type=int, default=None, help="Import at most this many documents.")
 @click.option("--field", "fields", multiple=True, metavar="NAME=FIELD",
               help="json/jsonl: map id, title, text, date, doc_type, court, source to record fields.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
 @click.argument("path", type=click.Path(path_type=Path))
 def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, batch_size: int,
-               limit: int | None, fields: tuple[str, ...], path: Path) -> None:
+               limit: int | None, fields: tuple[str, ...], source: str | None, path: Path) -> None:
     """Read PATH in FORMAT into the store, updating documents whose ids exist already."""
     from tqdm import tqdm
 
-    from indexer.readers import ReadOptions, read
+    from indexer.readers import ReadOptions, estimate, read
     from indexer.store import ImportStats
 
-    field_map = dict(f.split("=", 1) for f in fields if "=" in f)
-    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map)
+    bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
+    if bad:
+        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
+    field_map = dict(f.split("=", 1) for f in fields)
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map, source=source)
     records = read(fmt, path, options)
+    expected = estimate(fmt, path, options)
     if limit is not None:
         records = islice((r for r in records), limit)
+        expected = min(expected, limit) if expected is not None else limit
     store = open_store(settings)
     chunker = make_chunker(settings)
     total, skipped, batch = ImportStats(), [], []
@@ -99,12 +105,14 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
         total.mentions.update(stats.mentions)
         batch.clear()
 
-    with tqdm(records, desc=f"import {collection}", unit="doc", dynamic_ncols=True) as bar:
+    with tqdm(records, desc=f"import {collection}", unit="doc", total=expected, dynamic_ncols=True) as bar:
         for record in bar:
             if isinstance(record, ReaderError):
                 if not skip_bad:
-                    raise ReaderError(f"{record.reason} (nothing of this batch was written; "
-                                      f"--skip-bad skips such records)", record.path, record.where)
+                    kept = total.added + total.updated + total.unchanged
+                    raise ReaderError(f"{record.reason} (import stopped: {kept} documents of earlier batches "
+                                      f"are stored, nothing of this batch was written; --skip-bad skips "
+                                      f"such records)", record.path, record.where)
                 skipped.append(record)
                 tqdm.write(f"warning: skipped {record}", file=sys.stderr)
                 continue
