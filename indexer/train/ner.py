@@ -180,7 +180,7 @@ def train_ner(settings: Settings, progress: bool = True) -> tuple[Path, dict]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    # A malformed training record (NCBI has one mention with trailing blanks) is skipped with a warning.
+    # A malformed training record is skipped with a warning rather than ending a long run.
     train_docs = load_documents(data_paths(settings, cfg.train), cfg.format, cfg.label_map, skip_bad=True)
     dev_docs = load_documents(data_paths(settings, cfg.dev), cfg.format, cfg.label_map, skip_bad=True)
     tagger = build_tagger(settings, train_docs)
