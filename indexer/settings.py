@@ -89,7 +89,7 @@ class TrainNerSettings:
     patience: int = 2  # epochs without dev F1 gain before stopping
     class_weight_o: float = 1.0  # loss weight of O tags (softmax head; < 1 counters imbalance)
     seed: int = 42  # random seed
-    max_steps: int = 0  # stop after this many steps (0 = no limit); for smoke runs
+    max_steps: int = 0  # stop after this many steps (0 = no limit; the LR schedule still spans all epochs)
     time_limit_min: float = 0.0  # stop after the epoch that passes this many minutes (0 = no limit)
 
 

@@ -186,9 +186,12 @@ def train_ner(settings: Settings, progress: bool = True) -> tuple[Path, dict]:
     tagger = build_tagger(settings, train_docs)
     data = examples(train_docs, tagger.tokenizer, cfg.max_length - 2)
     per_epoch = math.ceil(len(data) / cfg.batch_size)
-    total = min(per_epoch * cfg.epochs, cfg.max_steps or per_epoch * cfg.epochs)
+    # The schedule spans all epochs; max_steps only stops early, so a short run follows the same
+    # learning-rate curve as the start of a full one (comparable ablations, smoke runs).
+    scheduled = per_epoch * cfg.epochs
+    total = min(scheduled, cfg.max_steps or scheduled)
     optimizer = _optimizer(tagger.model, cfg)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * scheduled), scheduled)
     best, best_metrics, history, stale, step = -1.0, {}, [], 0, 0
     bar = tqdm(total=total, desc="train-ner", unit="step", disable=not progress, dynamic_ncols=True)
     for epoch in range(1, cfg.epochs + 1):
