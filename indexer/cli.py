@@ -1,4 +1,4 @@
-"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder."""
+"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder, eval-embedder."""
 from __future__ import annotations
 
 import functools
@@ -126,6 +126,39 @@ def info_cmd(settings: Settings) -> None:
     for key, value in store.counts().items():
         click.echo(f"{key:12} {value}")
     click.echo(f"{'collections:':12} {', '.join(store.collections())}")
+
+
+@main.command("train-embedder")
+@config_options
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="After training, compare the base and the tuned model on every dev set.")
+def train_embedder_cmd(settings: Settings, report: bool) -> None:
+    """Fine-tune the sentence embedder ([train_embedder]) and save it to its output_dir."""
+    from indexer.train.embedder import train_embedder
+
+    result = train_embedder(settings)
+    click.echo(f"saved {result.model_dir} after {result.steps} steps in {result.seconds:.0f} s on {result.device}; "
+               f"pairs: {', '.join(f'{k} {v}' for k, v in sorted(result.pairs.items()))}")
+    if report:
+        _embedder_report(settings, result.model_dir, {"seconds": result.seconds, "device": result.device,
+                                                      "steps": result.steps})
+
+
+@main.command("eval-embedder")
+@config_options
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Tuned model dir (default: train_embedder.output_dir).")
+def eval_embedder_cmd(settings: Settings, model_dir: Path | None) -> None:
+    """Compare the base and a tuned embedder on the dev sets; writes JSON and prints a Markdown table."""
+    _embedder_report(settings, model_dir or settings.train_embedder.output_dir, None)
+
+
+def _embedder_report(settings: Settings, model_dir: Path, training: dict | None) -> None:
+    from indexer.train.ir_eval import compare, markdown
+
+    report, path = compare(settings, model_dir, training)
+    click.echo(markdown(report))
+    click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":
