@@ -182,3 +182,37 @@ def test_real_dev_folds_are_held_out(shared_data):
     assert {d.name for d in data.dev} == {"bc5cdr-dev", "scifact-dev", "medquad-dev", "bva-dev"}
     assert any(d.domain == "legal" for d in data.dev)
     assert all(isinstance(p, Pair) for p in data.pairs)
+
+
+def test_triplet_scores_by_hand():
+    from indexer.train.ir_eval import triplet_scores
+
+    vecs = {"a": [1.0, 0.0], "p": [0.8, 0.6], "n": [0.0, 1.0], "m": [0.6, 0.8]}
+    encode = lambda texts: np.array([vecs[t] for t in texts], dtype=np.float32)  # noqa: E731
+    # (a, p, n): 0.8 - 0.0 = 0.8 > 0; (a, m, p): 0.6 - 0.8 = -0.2 -> accuracy 1/2, mean gap 0.3
+    scores = triplet_scores(encode, [("a", "p", "n"), ("a", "m", "p")])
+    assert scores["accuracy"] == pytest.approx(0.5) and scores["mean_gap"] == pytest.approx(0.3)
+
+
+def test_floors_by_hand():
+    from indexer.train.ir_eval import floors
+
+    def row(domain, base, tuned):
+        return {"domain": domain, "base": {"ndcg@10": base}, "tuned": {"ndcg@10": tuned}}
+
+    ok = floors({"a": row("medical", 0.5, 0.55), "b": row("medical", 0.7, 0.72), "l": row("legal", 0.6, 0.595)})
+    # medical gains 0.05 and 0.02: mean 0.035 >= 0.03; legal loses 0.005 <= 0.01
+    assert ok["every_medical_gains"] and ok["mean_medical_gain_ok"] and ok["legal_ok"]
+    assert ok["mean_medical_gain"] == pytest.approx(0.035)
+    bad = floors({"a": row("medical", 0.5, 0.6), "b": row("medical", 0.7, 0.69), "l": row("legal", 0.6, 0.58)})
+    assert not bad["every_medical_gains"] and not bad["legal_ok"]
+
+
+def test_cli_refuses_an_unknown_loss():
+    from click.testing import CliRunner
+
+    from indexer.cli import main
+
+    result = CliRunner().invoke(main, ["train-embedder", "--set", "train_embedder.loss=infonce"])
+    assert result.exit_code == 1
+    assert "train_embedder.loss 'infonce' is not one of" in result.output

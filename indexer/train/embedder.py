@@ -22,7 +22,7 @@ import numpy as np
 from indexer.errors import ConfigError, choices
 from indexer.models import resolve_device, resolve_model_dir
 from indexer.settings import Settings, TrainEmbedderSettings
-from indexer.train.pairs import DevSet, Pair, TrainingData, collect, mine_triplets
+from indexer.train.pairs import DevSet, TrainingData, check_sources, collect, mine_triplets
 
 LOSSES = ("mnrl", "triplet", "mnrl+triplet")
 
@@ -144,13 +144,21 @@ def training_args(ts: TrainEmbedderSettings, out: Path, epochs: int, device: str
         dataloader_num_workers=0, disable_tqdm=False)
 
 
+def check_settings(ts: TrainEmbedderSettings) -> None:
+    """Refuse an unknown loss or source before any data is read."""
+    if ts.loss not in LOSSES:
+        raise ConfigError(f"train_embedder.loss {ts.loss!r} is not one of {choices(LOSSES)}")
+    check_sources(ts.sources)
+    if not 0 < ts.dimension:
+        raise ConfigError(f"train_embedder.dimension must be positive, got {ts.dimension}")
+
+
 def fit(model, data: TrainingData, ts: TrainEmbedderSettings, work: Path, device: str, evaluator=None) -> dict:
     """Train through every stage, re-mining hard negatives at each; returns the trainer history and best score."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import EarlyStoppingCallback
 
-    if ts.loss not in LOSSES:
-        raise ConfigError(f"train_embedder.loss {ts.loss!r} is not one of {choices(LOSSES)}")
+    check_settings(ts)
     history, best, steps = [], None, 0
     for k, (start, end) in enumerate(stages(ts.epochs, ts.remine_epochs)):
         triplets = []
@@ -180,6 +188,7 @@ def train_embedder(settings: Settings) -> TrainResult:
     import torch
 
     ts = settings.train_embedder
+    check_settings(ts)
     device = resolve_device(ts.device)
     torch.manual_seed(ts.seed)
     data = collect(settings.data.dir, ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,

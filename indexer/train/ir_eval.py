@@ -53,6 +53,42 @@ def dev_triplet_sets(settings: Settings, devs: Sequence[DevSet], encode, limit: 
     return out
 
 
+def base_results(settings: Settings, data, triplet_limit: int) -> dict:
+    """Base-model metrics and the dev triplets mined with it, cached beside the tuned model's dir.
+
+    The cache key holds every setting that shapes the dev sets, so a changed setting recomputes.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    from indexer.train.embedder import encoder_of
+
+    ts = settings.train_embedder
+    base_dir = resolve_model_dir(ts.base_model)
+    key = json.dumps([str(base_dir), ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,
+                      ts.dev_max_corpus, ts.seed, ts.max_length, triplet_limit])
+    cache = ts.output_dir.parent / f"{ts.output_dir.name}-base-dev.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return cached
+    model = _load(SentenceTransformer, base_dir, ts)
+    encode = encoder_of(model)
+    triplets = dev_triplet_sets(settings, data.dev, encode, triplet_limit)
+    out = {"key": key, "base_dir": str(base_dir), "triplet_sets": triplets,
+           "ir": {d.name: ir_metrics(model, d) for d in data.dev},
+           "triplets": {n: triplet_scores(encode, t) for n, t in triplets.items()}}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def _load(cls, path: Path, ts):
+    model = cls(str(path), device=resolve_device(ts.device))
+    model.max_seq_length = ts.max_length
+    model.eval()
+    return model
+
+
 def compare(settings: Settings, tuned_dir: Path, training: dict | None = None,
             triplet_limit: int = 50) -> tuple[dict, Path]:
     """Evaluate the base and the tuned model on every dev set; write dev_report.json beside the tuned model."""
@@ -61,23 +97,17 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None,
     from indexer.train.embedder import encoder_of
 
     ts = settings.train_embedder
-    device = resolve_device(ts.device)
     data = collect(settings.data.dir, ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,
                    ts.dev_max_corpus, ts.seed, settings.train_ner.label_map)
-    models = {"base": SentenceTransformer(str(resolve_model_dir(ts.base_model)), device=device),
-              "tuned": SentenceTransformer(str(tuned_dir), device=device)}
-    for model in models.values():
-        model.max_seq_length = ts.max_length
-        model.eval()
-    triplets = dev_triplet_sets(settings, data.dev, encoder_of(models["base"]), triplet_limit)
-    report: dict = {"models": {k: str(getattr(m, "model_card_data", None) and k) for k, m in models.items()},
-                    "base_dir": str(resolve_model_dir(ts.base_model)), "tuned_dir": str(tuned_dir),
-                    "device": device, "training": training or _training_info(tuned_dir), "dev_sets": {}, "triplets": {}}
+    base = base_results(settings, data, triplet_limit)
+    tuned = _load(SentenceTransformer, Path(tuned_dir), ts)
+    report: dict = {"base_dir": base["base_dir"], "tuned_dir": str(tuned_dir), "device": resolve_device(ts.device),
+                    "training": training or _training_info(tuned_dir), "dev_sets": {}, "triplets": {}}
     for d in data.dev:
         report["dev_sets"][d.name] = {"domain": d.domain, "queries": len(d.queries), "corpus": len(d.corpus),
-                                      **{k: ir_metrics(m, d) for k, m in models.items()}}
-    for name, trips in triplets.items():
-        report["triplets"][name] = {k: triplet_scores(encoder_of(m), trips) for k, m in models.items()}
+                                      "base": base["ir"][d.name], "tuned": ir_metrics(tuned, d)}
+    for name, trips in base["triplet_sets"].items():
+        report["triplets"][name] = {"base": base["triplets"][name], "tuned": triplet_scores(encoder_of(tuned), trips)}
     report["floors"] = floors(report["dev_sets"])
     report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = Path(tuned_dir) / "dev_report.json"
