@@ -141,7 +141,8 @@ def train_embedder_cmd(settings: Settings, report: bool) -> None:
                f"pairs: {', '.join(f'{k} {v}' for k, v in sorted(result.pairs.items()))}")
     if report:
         _embedder_report(settings, result.model_dir, {"seconds": result.seconds, "device": result.device,
-                                                      "steps": result.steps})
+                                                      "steps": result.steps, "pairs": result.pairs},
+                         result.dev_metrics)
 
 
 @main.command("eval-embedder")
@@ -150,13 +151,13 @@ def train_embedder_cmd(settings: Settings, report: bool) -> None:
               help="Tuned model dir (default: train_embedder.output_dir).")
 def eval_embedder_cmd(settings: Settings, model_dir: Path | None) -> None:
     """Compare the base and a tuned embedder on the dev sets; writes JSON and prints a Markdown table."""
-    _embedder_report(settings, model_dir or settings.train_embedder.output_dir, None)
+    _embedder_report(settings, model_dir or settings.train_embedder.output_dir, None, None)
 
 
-def _embedder_report(settings: Settings, model_dir: Path, training: dict | None) -> None:
+def _embedder_report(settings: Settings, model_dir: Path, training: dict | None, metrics: dict | None) -> None:
     from indexer.train.ir_eval import compare, markdown
 
-    report, path = compare(settings, model_dir, training)
+    report, path = compare(settings, model_dir, training, metrics)
     click.echo(markdown(report))
     click.echo(f"report: {path}")
 

@@ -97,7 +97,7 @@ class TrainEmbedderSettings:
     dimension: int = 256  # output dimension of the dense projection
     projection_dropout: float = 0.5  # dropout on the projection during training
     loss: str = "mnrl+triplet"  # mnrl | triplet | mnrl+triplet
-    learning_rate: float = 5e-5  # AdamW learning rate (reference 1e-5; ~150 CPU steps need a larger one)
+    learning_rate: float = 1e-4  # AdamW learning rate (reference 1e-5; ~50 CPU steps need a larger one)
     batch_size: int = 16  # pairs per step
     mini_batch_size: int = 16  # cached MNRL mini-batch (the effective batch is batch_size)
     weight_decay: float = 0.1  # AdamW decay
@@ -105,7 +105,7 @@ class TrainEmbedderSettings:
     hard_negative_ratio: float = 0.5  # share of triplets whose negative is mined
     remine_epochs: list[int] = field(default_factory=lambda: [3, 6, 9, 12])  # re-mine hard negatives before these epochs
     epochs: int = 1  # training epochs
-    max_pairs_per_source: int = 150  # cap on training pairs from each source
+    max_pairs_per_source: int = 60  # cap on training pairs from each source
     eval_steps: int = 100  # evaluate on dev every this many steps
     patience: int = 3  # evaluations without gain before stopping
     primary_metric: str = "ndcg@10"  # early-stopping metric

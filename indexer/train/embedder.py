@@ -176,11 +176,32 @@ def fit(model, data: TrainingData, ts: TrainEmbedderSettings, work: Path, device
         score = trainer.state.best_metric
         stopped = trainer.state.global_step < trainer.state.max_steps
         if best is not None and score is not None and score <= best:
-            break  # a whole stage without a better dev score: stop early across stages too
-        best = score if score is not None else best
+            model = _reload(model, work / "best")  # a stage without a better dev score: back to the best, stop
+            break
+        if score is not None:
+            best = score
+            if k + 1 < len(stages(ts.epochs, ts.remine_epochs)):
+                save(model, work / "best")
         if stopped or (ts.max_steps > 0 and steps >= ts.max_steps):
             break
-    return {"history": history, "best_score": best, "steps": steps}
+    return {"history": history, "best_score": best, "steps": steps, "model": model}
+
+
+def _reload(model, path: Path):
+    """The model saved at `path`, on the same device."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device=str(model.device))
+
+
+def best_metrics(history: list[dict], best: float | None) -> dict[str, float]:
+    """The dev metrics logged at the evaluation that scored best (the checkpoint that is kept)."""
+    evals = [h for h in history if "eval_sequential_score" in h]
+    if not evals:
+        return {}
+    row = next((h for h in evals if best is not None and abs(h["eval_sequential_score"] - best) < 1e-12), evals[-1])
+    return {k.removeprefix("eval_"): float(v) for k, v in row.items() if k.startswith("eval_") and "_cosine_" in k
+            or k == "eval_sequential_score"}
 
 
 def train_embedder(settings: Settings) -> TrainResult:
@@ -200,8 +221,11 @@ def train_embedder(settings: Settings) -> TrainResult:
     evaluator = make_evaluator(data.dev) if data.dev else None
     work = ts.output_dir.parent / (ts.output_dir.name + ".work")
     run = fit(model, data, ts, work, device, evaluator)
+    model = run["model"]
     model.eval()
-    metrics = evaluator(model) if evaluator is not None else {}
+    metrics = best_metrics(run["history"], run["best_score"])
+    if not metrics and evaluator is not None:  # fewer steps than eval_steps: evaluate the saved model once
+        metrics = evaluator(model)
     save(model, ts.output_dir)
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - started
@@ -211,7 +235,7 @@ def train_embedder(settings: Settings) -> TrainResult:
     result = TrainResult(ts.output_dir, {k: float(v) for k, v in metrics.items()}, seconds, device, run["steps"], counts)
     (ts.output_dir / "training.json").write_text(json.dumps({**asdict(result), "model_dir": str(result.model_dir),
                                                              "settings": _jsonable(asdict(ts)),
-                                                             "history": run["history"]}, indent=2))
+                                                             "history": run["history"]}, indent=2, default=str))
     return result
 
 

@@ -64,7 +64,7 @@ def base_results(settings: Settings, data, triplet_limit: int) -> dict:
 
     ts = settings.train_embedder
     base_dir = resolve_model_dir(ts.base_model)
-    key = json.dumps([str(base_dir), ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,
+    key = json.dumps([str(base_dir), ts.sources, ts.dev_fraction, ts.dev_max_queries,  # what shapes the dev sets
                       ts.dev_max_corpus, ts.seed, ts.max_length, triplet_limit])
     cache = ts.output_dir.parent / f"{ts.output_dir.name}-base-dev.json"
     if cache.is_file():
@@ -89,9 +89,13 @@ def _load(cls, path: Path, ts):
     return model
 
 
-def compare(settings: Settings, tuned_dir: Path, training: dict | None = None,
+def compare(settings: Settings, tuned_dir: Path, training: dict | None = None, tuned_metrics: dict | None = None,
             triplet_limit: int = 50) -> tuple[dict, Path]:
-    """Evaluate the base and the tuned model on every dev set; write dev_report.json beside the tuned model."""
+    """Evaluate the base and the tuned model on every dev set; write dev_report.json beside the tuned model.
+
+    `tuned_metrics` (evaluator keys like `scifact-dev_cosine_ndcg@10`, as training returns them for
+    the saved model on the same dev sets) spare a second evaluation of the tuned model.
+    """
     from sentence_transformers import SentenceTransformer
 
     from indexer.train.embedder import encoder_of
@@ -105,7 +109,7 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None,
                     "training": training or _training_info(tuned_dir), "dev_sets": {}, "triplets": {}}
     for d in data.dev:
         report["dev_sets"][d.name] = {"domain": d.domain, "queries": len(d.queries), "corpus": len(d.corpus),
-                                      "base": base["ir"][d.name], "tuned": ir_metrics(tuned, d)}
+                                      "base": base["ir"][d.name], "tuned": _given(tuned_metrics, d.name) or ir_metrics(tuned, d)}
     for name, trips in base["triplet_sets"].items():
         report["triplets"][name] = {"base": base["triplets"][name], "tuned": triplet_scores(encoder_of(tuned), trips)}
     report["floors"] = floors(report["dev_sets"])
@@ -113,6 +117,13 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None,
     path = Path(tuned_dir) / "dev_report.json"
     path.write_text(json.dumps(report, indent=2))
     return report, path
+
+
+def _given(metrics: dict | None, name: str) -> dict[str, float] | None:
+    keys = {k: f"{name}_cosine_{k}" for k in IR_KEYS}
+    if not metrics or not all(v in metrics for v in keys.values()):
+        return None
+    return {k: float(metrics[v]) for k, v in keys.items()}
 
 
 def floors(dev_sets: dict) -> dict:
