@@ -38,6 +38,7 @@ class IndexSettings:
     device: str = "auto"  # auto | cpu | cuda: where searches run; the CPU index is always the one saved
     build_batch: int = 64  # chunks encoded per batch
     checkpoint_every: int = 2048  # chunks between resumable build checkpoints
+    embed_title: bool = True  # encode chunks as "Title. chunk text" (the document title gives each chunk context)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class SearchSettings:
     facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
     time_limit_ms: int = 5000  # per-query time limit
     snippet_chars: int = 300  # snippet length
+    query_cache: int = 1024  # query vectors kept (LRU) so that paging does not re-encode; 0 = off
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class WebSettings:
     searchd_url: str = ""  # empty = search in-process; else e.g. http://127.0.0.1:8600
     threads: int = 8  # WSGI worker threads
     page_size: int = 10  # results per page
+    similar_k: int = 5  # similar documents listed on a document page
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,23 @@ class ReadOptions:
     source: str | None = None  # value for meta["source"]; readers set a sensible default
 
 
-# format name -> module under indexer.readers that defines `read`
+# format name -> module under indexer.readers that defines `read` (or `module:function`)
 FORMATS: dict[str, str] = {
     "pubtator": "pubtator",
     "beir": "beir",
+    "brat": "brat",
+    "conll": "conll",
+    "text": "text",
+    "pdf": "pdf",
+    "json": "json_records",
+    "jsonl": "json_records:read_jsonl",
+    "bva": "bva",
+    "bva-annotated": "bva:read_annotated",
+    "vetclaims": "vetclaims",
+    "nm-appeals": "nm_appeals",
+    "nv-bme": "nv_bme",
+    "aila": "aila",
+    "medquad": "medquad",
 }
 
 
@@ -36,8 +49,19 @@ def reader_for(fmt: str) -> Callable[[Path, ReadOptions], Iterator[Record]]:
     """The read function of a format, or a ReaderError listing the known formats."""
     if fmt not in FORMATS:
         raise ReaderError(f"unknown format {fmt!r}; known formats: {choices(FORMATS)}")
-    module = importlib.import_module(f"indexer.readers.{FORMATS[fmt]}")
-    return module.read
+    module_name, _, function = FORMATS[fmt].partition(":")
+    module = importlib.import_module(f"indexer.readers.{module_name}")
+    return getattr(module, function or "read")
+
+
+def estimate(fmt: str, path: str | Path, options: ReadOptions | None = None) -> int | None:
+    """How many records reading will give, where the reader can tell cheaply (a progress bar's total)."""
+    module_name = FORMATS.get(fmt, "").partition(":")[0]
+    counter = getattr(importlib.import_module(f"indexer.readers.{module_name}"), "count", None) if module_name else None
+    try:
+        return counter(Path(path), options or ReadOptions()) if counter else None
+    except (OSError, ReaderError):
+        return None
 
 
 def read(fmt: str, path: str | Path, options: ReadOptions | None = None) -> Iterator[Record]:

@@ -1,0 +1,76 @@
+"""MedQuAD question-answer pairs (`medquad_qa.jsonl.gz`): one document per answered question.
+
+PATH is the file or the `medquad` folder. Records without an answer (the three MedlinePlus
+subsets whose answers were removed for copyright) are passed over. title = the question,
+text = the answer (runs of spaces collapsed), doc_type = `qa`, meta qtype, focus, url and the
+NIH site (`source_site`). `qid` is not unique (some CancerGov pages repeat it for different
+questions), so the id is `<site>/<qid>`, with `#2`, `#3`, ... on repeats in file order.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from indexer.documents import Document
+from indexer.errors import ReaderError
+from indexer.readers import ReadOptions, Record
+from indexer.readers.io import open_text
+
+FILE = "medquad_qa.jsonl.gz"
+
+
+def _answer(text: str) -> str:
+    lines = (re.sub(r"[ \t]+", " ", line).strip() for line in text.replace("\r\n", "\n").split("\n"))
+    return "\n".join(lines).strip()
+
+
+def _file(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    for file in (path / FILE, path / FILE.removesuffix(".gz")):
+        if file.is_file():
+            return file
+    raise ReaderError(f"no {FILE} (or unzipped) in this folder", str(path))
+
+
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of answered questions (one quick JSON pass, a few seconds)."""
+    with open_text(_file(path)) as handle:
+        return sum(1 for line in handle if line.strip() and _answered(line))
+
+
+def _answered(line: str) -> bool:
+    try:
+        answer = json.loads(line).get("answer")
+    except (json.JSONDecodeError, AttributeError):
+        return True  # reported as malformed by read, so it counts as a record
+    return isinstance(answer, str) and bool(answer.strip())
+
+
+def read(path: Path, options: ReadOptions) -> Iterator[Record]:
+    """Answered MedQuAD questions."""
+    file = _file(path)
+    seen: Counter = Counter()
+    with open_text(file) as handle:
+        for no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                answer, qid, site = rec.get("answer") or "", str(rec["qid"]), str(rec.get("source", ""))
+            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+                yield ReaderError(f"expected a JSON object with `qid`, `question`, `answer`: {exc}",
+                                  str(file), f"line {no}")
+                continue
+            if not isinstance(answer, str) or not answer.strip():
+                continue
+            base = f"{site}/{qid}" if site else qid
+            seen[base] += 1
+            doc_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
+            meta = {"source": options.source or "medquad", "doc_type": "qa", "source_site": site,
+                    "qtype": rec.get("qtype"), "focus": rec.get("focus"), "url": rec.get("url")}
+            yield Document(doc_id, str(rec.get("question") or "").strip(), _answer(answer),
+                           {k: v for k, v in meta.items() if v})
