@@ -378,4 +378,8 @@ def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction
         p, d = bva_source(path["bva"], dev_fraction, seed)
         pairs += cap(p, max_pairs, seed)
         dev.append(d)
-    return TrainingData(pairs, entity, dev)
+    # MedQuAD repeats templated questions ("How to diagnose X ?") across source pages, so a
+    # question of the dev fold can recur in the train fold: no dev query is ever a training anchor.
+    held_out = {q for d in dev for q in d.queries.values()}
+    return TrainingData([p for p in pairs if p.anchor not in held_out],
+                        [p for p in entity if p.anchor not in held_out], dev)
