@@ -11,7 +11,7 @@ import json
 import random
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -49,7 +49,6 @@ class DevSet:
     corpus: dict[str, str]
     relevant: dict[str, set[str]]
     domain: str = "medical"  # medical | legal
-    triplets: list[tuple[str, str, str]] = field(default_factory=list)  # filled by dev_triplets
 
 
 def docs_of(fmt: str, path: Path, label_map: dict[str, str] | None = None) -> list[Document]:
