@@ -148,6 +148,7 @@ class WebSettings:
     searchd_url: str = ""  # empty = search in-process; else e.g. http://127.0.0.1:8600
     threads: int = 8  # WSGI worker threads
     page_size: int = 10  # results per page
+    similar_k: int = 5  # similar documents listed on a document page
 
 
 @dataclass(frozen=True)
