@@ -130,12 +130,14 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
                f"{len(skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
 
 
-def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool) -> list:
+def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...] = (),
+                    source: str | None = None) -> list:
     """All documents of PATH; a malformed record stops unless --skip-bad."""
     from indexer.readers import ReadOptions, read
 
     docs = []
-    for record in read(fmt, path, ReadOptions(label_map=settings.train_ner.label_map)):
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
+    for record in read(fmt, path, options):
         if isinstance(record, ReaderError):
             if not skip_bad:
                 raise ReaderError(f"{record.reason} (nothing was changed; --skip-bad skips such records)",
@@ -180,10 +182,13 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
 @click.argument("path", type=click.Path(path_type=Path))
-def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path: Path) -> None:
+def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+            source: str | None, path: Path) -> None:
     """Add documents (and their vectors) without a rebuild; existing ids are updated."""
-    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad), [])
+    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad, fields, source), [])
 
 
 @main.command("update")
@@ -191,12 +196,15 @@ def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path:
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection holding the documents.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
 @click.argument("path", type=click.Path(path_type=Path))
-def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path: Path) -> None:
+def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+               source: str | None, path: Path) -> None:
     """Replace documents that exist already (by id); unknown ids are an error."""
     from indexer.errors import StoreError
 
-    docs = _read_documents(settings, fmt, path, skip_bad)
+    docs = _read_documents(settings, fmt, path, skip_bad, fields, source)
     store = open_store(settings, create=False)
     known = set(store.external_ids(collection))
     store.close()
