@@ -1,4 +1,4 @@
-"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder."""
+"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder, eval-embedder."""
 from __future__ import annotations
 
 import functools
@@ -63,6 +63,14 @@ def make_chunker(settings: Settings):
     return lambda doc: chunk_document(doc, offsets, settings.chunk.max_tokens, settings.chunk.overlap_tokens)
 
 
+def field_map(fields: tuple[str, ...]) -> dict[str, str]:
+    """--field NAME=FIELD options as a mapping; a malformed one is an error naming it."""
+    bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
+    if bad:
+        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
+    return dict(f.split("=", 1) for f in fields)
+
+
 @main.command("import")
 @config_options
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
@@ -82,11 +90,7 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
     from indexer.readers import ReadOptions, estimate, read
     from indexer.store import ImportStats
 
-    bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
-    if bad:
-        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
-    field_map = dict(f.split("=", 1) for f in fields)
-    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map, source=source)
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
     records = read(fmt, path, options)
     expected = estimate(fmt, path, options)
     if limit is not None:
@@ -124,6 +128,108 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
     mentions = ", ".join(f"{k} {v}" for k, v in sorted(total.mentions.items())) or "none"
     click.echo(f"{collection}: {total.added} added, {total.updated} updated, {total.unchanged} unchanged, "
                f"{len(skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
+
+
+def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...] = (),
+                    source: str | None = None) -> list:
+    """All documents of PATH; a malformed record stops unless --skip-bad."""
+    from indexer.readers import ReadOptions, read
+
+    docs = []
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
+    for record in read(fmt, path, options):
+        if isinstance(record, ReaderError):
+            if not skip_bad:
+                raise ReaderError(f"{record.reason} (nothing was changed; --skip-bad skips such records)",
+                                  record.path, record.where)
+            click.echo(f"warning: skipped {record}", err=True)
+            continue
+        docs.append(record)
+    return docs
+
+
+@main.command("build")
+@config_options
+@click.option("--collection", default=None, help="Check that this collection is in the store (the index covers all).")
+@click.option("--rebuild", is_flag=True, help="Re-encode every chunk instead of syncing the existing index.")
+def build_cmd(settings: Settings, collection: str | None, rebuild: bool) -> None:
+    """Encode the store's chunks into vectors.faiss (incremental and resumable) and write manifest.json."""
+    from indexer.embedder import load_embedder
+    from indexer.errors import StoreError
+    from indexer.pipeline import sync
+
+    store = open_store(settings, create=False)
+    if collection is not None and collection not in store.collections():
+        raise StoreError(f"unknown collection {collection!r}; known: {', '.join(store.collections()) or 'none'}")
+    manifest = sync(settings, store, load_embedder(settings), rebuild=rebuild)
+    rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
+    click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors ({manifest['index_type']}, dim "
+               f"{manifest['dim']}) for {manifest['documents']} documents; encoded {manifest['encoded_last_build']} "
+               f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s)")
+
+
+def _change(settings: Settings, collection: str, upserts: list, deletes: list[str]) -> None:
+    from indexer.embedder import load_embedder
+    from indexer.pipeline import change
+
+    stats = change(settings, load_embedder(settings), collection, upserts, deletes, make_chunker(settings))
+    click.echo(f"{collection}: {stats.added} added, {stats.updated} updated, {stats.unchanged} unchanged, "
+               f"{stats.deleted} deleted; {stats.chunks} chunks encoded")
+
+
+@main.command("add")
+@config_options
+@click.option("--format", "fmt", required=True, help="Corpus format (see README).")
+@click.option("--collection", required=True, help="Collection to add the documents to.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
+@click.argument("path", type=click.Path(path_type=Path))
+def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+            source: str | None, path: Path) -> None:
+    """Add documents (and their vectors) without a rebuild; existing ids are updated."""
+    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad, fields, source), [])
+
+
+@main.command("update")
+@config_options
+@click.option("--format", "fmt", required=True, help="Corpus format (see README).")
+@click.option("--collection", required=True, help="Collection holding the documents.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
+@click.argument("path", type=click.Path(path_type=Path))
+def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+               source: str | None, path: Path) -> None:
+    """Replace documents that exist already (by id); unknown ids are an error."""
+    from indexer.errors import StoreError
+
+    docs = _read_documents(settings, fmt, path, skip_bad, fields, source)
+    store = open_store(settings, create=False)
+    known = set(store.external_ids(collection))
+    store.close()
+    unknown = [d.id for d in docs if d.id not in known]
+    if unknown:
+        raise StoreError(f"update: {len(unknown)} documents are not in collection {collection!r} "
+                         f"(first: {unknown[0]!r}); use `indexer add` for new documents")
+    _change(settings, collection, docs, [])
+
+
+@main.command("delete")
+@config_options
+@click.option("--collection", required=True, help="Collection holding the documents.")
+@click.argument("ids", nargs=-1, required=True)
+def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> None:
+    """Delete documents by their corpus ids, with their chunks, mentions and vectors."""
+    from indexer.errors import StoreError
+
+    store = open_store(settings, create=False)
+    known = set(store.external_ids(collection))
+    store.close()
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
+    _change(settings, collection, [], list(ids))
 
 
 @main.command("info")
@@ -213,6 +319,40 @@ def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
     counts = tag_collection(open_store(settings, create=False), collection, tagger, batch_size)
     found = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
     click.echo(f"{collection}: model mentions by label: {found}")
+
+
+@main.command("train-embedder")
+@config_options
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="After training, compare the base and the tuned model on every dev set.")
+def train_embedder_cmd(settings: Settings, report: bool) -> None:
+    """Fine-tune the sentence embedder ([train_embedder]) and save it to its output_dir."""
+    from indexer.train.embedder import train_embedder
+
+    result = train_embedder(settings)
+    click.echo(f"saved {result.model_dir} after {result.steps} steps in {result.seconds:.0f} s on {result.device}; "
+               f"pairs: {', '.join(f'{k} {v}' for k, v in sorted(result.pairs.items()))}")
+    if report:
+        _embedder_report(settings, result.model_dir, {"seconds": result.seconds, "device": result.device,
+                                                      "steps": result.steps, "pairs": result.pairs},
+                         result.dev_metrics)
+
+
+@main.command("eval-embedder")
+@config_options
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Tuned model dir (default: train_embedder.output_dir).")
+def eval_embedder_cmd(settings: Settings, model_dir: Path | None) -> None:
+    """Compare the base and a tuned embedder on the dev sets; writes JSON and prints a Markdown table."""
+    _embedder_report(settings, model_dir or settings.train_embedder.output_dir, None, None)
+
+
+def _embedder_report(settings: Settings, model_dir: Path, training: dict | None, metrics: dict | None) -> None:
+    from indexer.train.ir_eval import compare, markdown
+
+    report, path = compare(settings, model_dir, training, metrics)
+    click.echo(markdown(report))
+    click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":

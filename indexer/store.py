@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 from indexer.documents import META_COLUMNS, Chunk, Document, Mention, chunk_of
 from indexer.errors import StoreError
+from indexer.store_search import METADATA_FILTERS, DocFilter, DocInfo, SearchQueries, StoreTimeout  # noqa: F401 (re-exported)
 
 
 class Base(DeclarativeBase):
@@ -91,6 +92,8 @@ class MentionRow(Base):
 
 
 _FTS_DDL = [
+    # filters may name an entity by its readable name (case-insensitive)
+    "CREATE INDEX IF NOT EXISTS ix_mentions_name ON mentions(label, lower(norm_name))",
     "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id', "
     "tokenize='porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN "
@@ -146,6 +149,7 @@ class ImportStats:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0
     chunks: int = 0
     mentions: Counter = field(default_factory=Counter)
 
@@ -153,7 +157,7 @@ class ImportStats:
 Chunker = Callable[[Document], list[Chunk]]
 
 
-class FacetStore:
+class FacetStore(SearchQueries):
     """Documents, chunks and mentions in SQLite; the facet and filter queries over them."""
 
     def __init__(self, path: str | Path, create: bool = True):
@@ -239,6 +243,36 @@ class FacetStore:
         if rows:
             s.execute(MentionRow.__table__.insert(), rows)
 
+    def apply_changes(self, collection: str, upserts: Sequence[Document], deletes: Sequence[str], chunker: Chunker,
+                      before_commit: Callable[[list[tuple[int, str, str]], list[int]], None]) -> ImportStats:
+        """Upsert and delete documents in one transaction; `before_commit(added, removed)` runs inside it.
+
+        `added` holds (chunk id, document title, chunk text) of new chunks and `removed` the ids of
+        chunks that went away. If the hook raises, nothing is written, so the vector index and the
+        store stay in step.
+        """
+        stats = ImportStats()
+        with self.session() as s:
+            before = set(s.scalars(select(ChunkRow.id)))
+            cid = self.collection_id(s, collection, create=bool(upserts))
+            for doc in upserts:
+                self._upsert_one(s, cid, doc, chunker, stats)
+            if deletes:
+                doc_ids = list(s.scalars(select(DocumentRow.id).where(DocumentRow.collection_id == cid,
+                                                                      DocumentRow.external_id.in_(list(deletes)))))
+                s.execute(delete(MentionRow).where(MentionRow.document_id.in_(doc_ids)))
+                s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(doc_ids)))
+                s.execute(delete(DocumentRow).where(DocumentRow.id.in_(doc_ids)))
+                stats.deleted = len(doc_ids)
+            s.flush()
+            after = set(s.scalars(select(ChunkRow.id)))
+            new = sorted(after - before)
+            rows = s.execute(select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
+                             .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                             .where(ChunkRow.id >= new[0])).all() if new else []  # AUTOINCREMENT: new ids are the largest
+            before_commit([tuple(r) for r in rows], sorted(before - after))
+        return stats
+
     def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]]) -> Counter:
         """Swap the model mentions of the given documents (by store id) in one transaction."""
         counts: Counter = Counter()
@@ -286,6 +320,12 @@ class FacetStore:
                 q = q.where(DocumentRow.collection_id == self.collection_id(s, collection, create=False))
             return list(s.scalars(q))
 
+    def external_ids(self, collection: str) -> list[str]:
+        """Corpus ids of the documents of a collection."""
+        with self.session() as s:
+            cid = self.collection_id(s, collection, create=False)
+            return list(s.scalars(select(DocumentRow.external_id).where(DocumentRow.collection_id == cid)))
+
     def chunk_ids(self) -> list[int]:
         with self.session() as s:
             return list(s.scalars(select(ChunkRow.id).order_by(ChunkRow.id)))
@@ -305,3 +345,4 @@ class FacetStore:
         """Run a read-only SQL statement (for checks and tests)."""
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(sql), params)]
+

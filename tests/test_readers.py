@@ -56,7 +56,8 @@ def test_brat_discontinuous_attributes_and_normalisation():
     drug = m["Chemical:aspirin"]
     assert (drug.label, drug.norm_id, drug.norm_name) == ("Drug", "MESH:D001241", "Aspirin")
     assert m["Disease:Ménière’s d"].negation == "hypothetical"
-    assert docs["note1"].meta["relations"] == ["Treats Arg1:T3 Arg2:T2"]
+    assert docs["note1"].meta["relations"] == ["Treats Arg1:T3 Arg2:T2", "Treatment:T3 Theme:T2"]
+    assert docs["note1"].meta["attributes"] == ["Negation E1"]
 
 
 def test_brat_malformed_annotations_are_reported_and_reading_goes_on():
@@ -236,15 +237,18 @@ def test_nv_bme_texts_matched_to_metadata(tmp_path):
     assert errors == []
     docs = by_id(docs)
     c = docs["2019/19-123-1_Complaint"]
-    assert (c.meta["date"], c.meta["doc_type"], c.meta["respondent"], c.meta["case_number"]) == \
+    assert (c.meta["date"], c.meta["filing_type"], c.meta["respondent"], c.meta["case_number"]) == \
         ("2019-03-07", "Complaint", "Jane Roe, MD", "19-123-1")
+    assert c.meta["doc_type"] == "complaint"
+    assert docs["2019/05-9441-01_Settlement__Waiver_and_Consent"].meta["doc_type"] == "settlement"
     assert docs["2019/05-9441-01_Settlement__Waiver_and_Consent"].meta["case_number"] == "05-9441-1"
     # a name the scraper cut short still finds its record by year and case number
     s = docs["2020/License_No_9013_Order_of_Summary_Suspension"]
     assert s.meta["respondent"] == "Sean Su, MD" and "Müller" in s.text
     unmatched = docs["2020/20-777-1_Order"]
     assert unmatched.meta["matched"] is False and unmatched.meta["date"] == "2020"
-    assert unmatched.meta["case_number"] == "20-777-1" and unmatched.meta["doc_type"] == "Order"
+    assert unmatched.meta["case_number"] == "20-777-1" and unmatched.meta["filing_type"] == "Order"
+    assert unmatched.meta["doc_type"] == "order"
 
 
 def test_aila_cases_and_statutes():
@@ -286,3 +290,20 @@ def test_missing_path_names_it(tmp_path):
         read("text", tmp_path / "nowhere")
     with pytest.raises(ReaderError, match="no .txt"):
         list(read("text", tmp_path))
+
+
+@pytest.mark.parametrize("fmt, path", [("brat", "brat"), ("text", "text"), ("bva", "bva"), ("aila", "aila"),
+                                       ("vetclaims", "vetclaims"), ("jsonl", "json/records.jsonl"),
+                                       ("medquad", "medquad")])
+def test_estimate_is_the_number_of_records(fmt, path):
+    from indexer.readers import estimate
+
+    assert estimate(fmt, FORMATS_DIR / path) == len(list(read(fmt, FORMATS_DIR / path)))
+
+
+def test_json_folder_goes_on_after_a_broken_file(tmp_path):
+    (tmp_path / "a.json").write_text('{"id": "a", "text": "Negligence was alleged."')
+    (tmp_path / "b.json").write_text('[{"id": "b", "text": "Sepsis was missed."}]')
+    docs, errors = records("json", tmp_path)
+    assert [d.id for d in docs] == ["b"] and docs[0].meta["source"] == tmp_path.name
+    assert [Path(e.path).name for e in errors] == ["a.json"] and "invalid JSON" in errors[0].reason

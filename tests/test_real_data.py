@@ -99,6 +99,8 @@ def test_nv_bme(shared_data):
     matched = [d for d in docs if d.meta["matched"]]
     assert len(matched) >= 1580
     assert all(len(d.meta["date"]) == 10 and d.meta["respondent"] for d in matched)
+    assert Counter(d.meta["doc_type"] for d in docs) == {"complaint": 771, "settlement": 646, "order": 97,
+                                                          "findings of fact": 61, "stipulation": 9}
 
 
 def test_import_one_small_corpus(shared_data, tmp_path):

@@ -88,10 +88,15 @@ def _parse_ann(ann: Path, text: str, options: ReadOptions) -> tuple[list[Mention
         fields, _, tail = rest.partition("\t")
         try:
             kind = ident[:1]
+            if not ident:
+                raise ValueError("line has no annotation id before its tab")
             if kind == "T":
                 mentions[ident] = _text_bound(ident, fields, tail, text, options, meta)
             elif kind in "AM" and ident:
                 name, target, *value = _words(fields, 2, "`Name T1 [VALUE]`")
+                if target[:1] in "ER":  # attributes of events and relations are kept, not applied
+                    meta.setdefault("attributes", []).append(fields)
+                    continue
                 mentions[target] = replace(mentions[target], negation=_negation(name, value, mentions[target]))
             elif kind == "N":
                 _ref, target, norm_id = _words(fields, 3, "`Reference T1 DB:ID`")[:3]

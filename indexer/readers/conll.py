@@ -21,6 +21,7 @@ from indexer.readers import ReadOptions, Record
 from indexer.readers.io import open_text
 from indexer.readers.util import files_under
 
+SUFFIXES = tuple(s + gz for s in (".conll", ".tsv", ".txt", ".iob", ".bio") for gz in ("", ".gz"))
 TAG = re.compile(r"O|[BIES]-\S+")
 Sentence = list[tuple[int, str, str]]  # (line number, token, tag)
 
@@ -72,7 +73,7 @@ def _blocks(file: Path) -> Iterator[tuple[str, object]]:
 
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of a CoNLL file, or of every .conll/.tsv/.txt/.iob file under a directory."""
-    for file in files_under(path, (".conll", ".tsv", ".txt", ".iob", ".bio", ".gz")):
+    for file in files_under(path, SUFFIXES):
         stem = file.name.split(".")[0]
         n, doc_mode, pending, broken = 0, False, [], False
         for kind, value in chain(_blocks(file), [("doc", None)]):  # a final DOCSTART flushes the last doc

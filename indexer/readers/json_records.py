@@ -6,6 +6,7 @@ Fields: id, title, text, date, doc_type, court, source, and for `json` `records`
 the list of records inside the file; by default the file is a list, or one record). An unmapped
 field is read from the record's field of the same name when it has one. Without an
 `id` mapping the id is the record's `id`, `_id` or `doc_id`, else `<file stem>-<record number>`.
+The source facet is --source, else the record's `source` field, else the folder (or file) name.
 A text given as a list of strings is joined by blank lines. Dates become ISO (YYYY-MM-DD or YYYY);
 one that does not parse is kept in meta["date_raw"]. Files may be gzipped; a directory is read
 file by file (*.json, *.jsonl, *.ndjson and their .gz).
@@ -55,7 +56,7 @@ def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else None
 
 
-def to_document(record: Any, n: int, stem: str, options: ReadOptions) -> Document:
+def to_document(record: Any, n: int, stem: str, options: ReadOptions, source: str | None = None) -> Document:
     """A record as a Document; ValueError names what is missing."""
     if not isinstance(record, dict):
         raise ValueError(f"record is a JSON {type(record).__name__}, not an object")
@@ -70,8 +71,10 @@ def to_document(record: Any, n: int, stem: str, options: ReadOptions) -> Documen
     else:
         found = [_string(record.get(k)) for k in DEFAULT_IDS if record.get(k) is not None]
         doc_id = found[0] if found and found[0] else f"{stem}-{n}"
-    meta: dict[str, Any] = {"source": options.source or stem}
+    meta: dict[str, Any] = {"source": options.source or source or stem}
     for name in ("source", "doc_type", "court", "date"):  # unmapped: a field of the same name, if any
+        if name == "source" and options.source:
+            continue
         value = _string(lookup(record, fields.get(name, name)))
         if value is not None:
             meta[name] = value
@@ -96,12 +99,14 @@ def _records(file: Path, jsonl: bool, options: ReadOptions) -> Iterator[tuple[st
             return
         try:
             data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ReaderError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(file)) from None
+        except json.JSONDecodeError as exc:  # the file is lost, the folder's other files are not
+            yield "file", ReaderError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(file))
+            return
     if "records" in options.fields:
         data = lookup(data, options.fields["records"])
         if not isinstance(data, list):
-            raise ReaderError(f"no list of records at {options.fields['records']!r}", str(file))
+            yield "file", ReaderError(f"no list of records at {options.fields['records']!r}", str(file))
+            return
     for n, record in enumerate(data if isinstance(data, list) else [data], 1):
         yield f"record {n}", record
 
@@ -110,6 +115,7 @@ def read_records(path: Path, options: ReadOptions, jsonl: bool) -> Iterator[Reco
     """Documents of a JSON or JSONL file or directory."""
     check_fields(options.fields)
     suffixes = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz") if jsonl else (".json", ".json.gz")
+    folder_source = path.name if path.is_dir() else None  # one source for a folder of files
     for file in files_under(path, suffixes):
         stem = file.name.split(".")[0]
         for n, (where, record) in enumerate(_records(file, jsonl, options), 1):
@@ -117,7 +123,7 @@ def read_records(path: Path, options: ReadOptions, jsonl: bool) -> Iterator[Reco
                 yield record
                 continue
             try:
-                yield to_document(record, n, stem, options)
+                yield to_document(record, n, stem, options, folder_source)
             except ValueError as exc:
                 yield ReaderError(str(exc), str(file), where)
 

@@ -27,11 +27,32 @@ def _answer(text: str) -> str:
     return "\n".join(lines).strip()
 
 
+def _file(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    for file in (path / FILE, path / FILE.removesuffix(".gz")):
+        if file.is_file():
+            return file
+    raise ReaderError(f"no {FILE} (or unzipped) in this folder", str(path))
+
+
+def count(path: Path, options: ReadOptions) -> int:
+    """Number of answered questions (one quick JSON pass, a few seconds)."""
+    with open_text(_file(path)) as handle:
+        return sum(1 for line in handle if line.strip() and _answered(line))
+
+
+def _answered(line: str) -> bool:
+    try:
+        answer = json.loads(line).get("answer")
+    except (json.JSONDecodeError, AttributeError):
+        return True  # reported as malformed by read, so it counts as a record
+    return isinstance(answer, str) and bool(answer.strip())
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Answered MedQuAD questions."""
-    file = path / FILE if path.is_dir() else path
-    if not file.is_file():
-        raise ReaderError(f"no {FILE} in this folder", str(path))
+    file = _file(path)
     seen: Counter = Counter()
     with open_text(file) as handle:
         for no, line in enumerate(handle, 1):

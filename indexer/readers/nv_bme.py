@@ -8,8 +8,10 @@ title, and the filing type cut to 30 characters with punctuation as `_`. Names t
 mangled fall back to the same year and case number with the closest type. A text with no
 metadata record keeps what its name says (year, case number, type) and meta["matched"] = False.
 
-id = `<year>/<file stem>`; doc_type = the filing type (Complaint, Settlement Agreement and Order,
-...); court = the Board; meta respondent, case_number, pdf_url.
+id = `<year>/<file stem>`; court = the Board; meta respondent, case_number, pdf_url, and
+filing_type, the exact type (about 80 spellings: "Settlement Agreement and Order", "Order of
+Summary Suspension", ...). doc_type, the facet, is its kind: complaint, findings of fact,
+settlement, stipulation, order or other filing.
 """
 from __future__ import annotations
 
@@ -31,6 +33,18 @@ from indexer.readers.util import decode, iso_date, normalise_newlines
 TEXTS, METADATA = "nv_bme_filings_text.tar.gz", "filings_normalized.json.gz"
 BOARD = "Nevada State Board of Medical Examiners"
 _CASE = re.compile(r"(\d{2}-\d+(?:-\d+)?|Licen[cs]?e_No_[A-Za-z]*\d+)")
+
+
+# (keyword, kind) tried in order: "Settlement Agreement and Order" is a settlement, not an order
+KINDS = (("complaint", "complaint"), ("findings of fact", "findings of fact"), ("settlement", "settlement"),
+         ("consent agreement", "settlement"), ("remediation agreement", "settlement"),
+         ("stipulation", "stipulation"), ("order", "order"))
+
+
+def filing_kind(filing_type: str) -> str:
+    """The facet value of a filing type."""
+    low = filing_type.lower()
+    return next((kind for key, kind in KINDS if key in low), "other filing")
 
 
 def _clean(value: str) -> str:
@@ -102,15 +116,16 @@ def to_document(year: str, stem: str, text: str, filing: dict | None, source: st
     """One filing text with its metadata (or what its file name says)."""
     meta: dict[str, Any] = {"source": source, "court": BOARD, "matched": filing is not None}
     if filing:
-        meta.update(doc_type=filing.get("type"), date=iso_date(filing.get("date")) or year,
+        meta.update(filing_type=filing.get("type"), date=iso_date(filing.get("date")) or year,
                     respondent=filing.get("respondent"), case_number=filing.get("case_number"),
                     pdf_url=filing.get("pdf_url"))
         title = str(filing.get("title") or "")
     else:
         m = _CASE.match(stem)
         kind = " ".join(stem[m.end():].replace("_", " ").split()) if m else stem.replace("_", " ")
-        meta.update(doc_type=kind or "filing", date=year, case_number=m.group(1).replace("_", " ") if m else None)
+        meta.update(filing_type=kind or None, date=year, case_number=m.group(1).replace("_", " ") if m else None)
         title = f"{kind} - Case No {meta['case_number']}" if m else kind
+    meta["doc_type"] = filing_kind(meta.get("filing_type") or "")
     return Document(f"{year}/{stem}", title, text, {k: v for k, v in meta.items() if v is not None})
 
 

@@ -17,6 +17,14 @@ from indexer.readers import ReadOptions, Record
 from indexer.readers.io import open_text
 
 
+def _norm_id(parts: list[str]) -> str | None:
+    """The mention's normalised id, MeSH ids prefixed (D009203 -> MESH:D009203); -1 means none."""
+    norm_id = parts[5].strip() if len(parts) > 5 and parts[5].strip() not in ("", "-1") else None
+    if norm_id and ":" not in norm_id and norm_id[:1] in "CD" and norm_id[1:2].isdigit():
+        norm_id = f"MESH:{norm_id}"
+    return norm_id
+
+
 def _parse_block(lines: list[tuple[int, str]], path: str, options: ReadOptions) -> Record:
     first_no = lines[0][0]
     title = abstract = None
@@ -47,15 +55,10 @@ def _parse_block(lines: list[tuple[int, str]], path: str, options: ReadOptions) 
             start, end = int(parts[1]), int(parts[2])
         except ValueError:
             return ReaderError(f"mention offsets {parts[1]!r}, {parts[2]!r} are not integers", path, f"line {no}")
-        surface = parts[3]
-        if surface != text[start:end] and surface.strip() == text[start:end]:
-            surface = text[start:end]
+        surface = parts[3] if parts[3].strip() != text[start:end] else text[start:end]
         source_label = parts[4]
-        norm_id = parts[5].strip() if len(parts) > 5 and parts[5].strip() not in ("", "-1") else None
-        if norm_id and ":" not in norm_id and norm_id[:1] in "CD" and norm_id[1:2].isdigit():
-            norm_id = f"MESH:{norm_id}"
         mentions.append(Mention(start, end, surface, options.label_map.get(source_label, source_label),
-                                source_label=source_label, norm_id=norm_id))
+                                source_label=source_label, norm_id=_norm_id(parts)))
     doc = Document(pmid, title, text, {"source": options.source or "pubtator", "doc_type": "abstract"}, mentions)
     if relations:
         doc.meta["relations"] = relations

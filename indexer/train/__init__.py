@@ -1,1 +1,1 @@
-"""Model training: each module returns the saved model directory and its dev metrics."""
+"""Training of the domain models: the embedder and the entity tagger; each returns its saved model dir and dev metrics."""

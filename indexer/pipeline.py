@@ -1,0 +1,234 @@
+"""Build and update an index directory: store.sqlite + vectors.faiss + manifest.json (wiring only).
+
+The store is the record. `sync` makes the FAISS index hold exactly the store's chunks: it
+encodes the chunks whose ids are not indexed and removes (or tombstones) ids no longer in the
+store, so a build is incremental and resumable by construction. Progress is checkpointed to
+vectors.partial.faiss every index.checkpoint_every chunks and picked up by the next build.
+vectors.faiss and manifest.json are only ever replaced by writing aside and renaming, so a
+crash leaves the previous index as it was. `change` (indexer add/update/delete) writes the
+new vectors aside inside the store transaction and renames them after it commits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from indexer.documents import Document
+from indexer.errors import IndexMismatchError
+from indexer.settings import Settings
+from indexer.store import Chunker, FacetStore, ImportStats
+from indexer.vector_index import FaissIndex
+
+STORE, VECTORS, MANIFEST = "store.sqlite", "vectors.faiss", "manifest.json"
+PARTIAL, PARTIAL_META = "vectors.partial.faiss", "vectors.partial.json"
+FORMAT = 1
+COMPACT_ABOVE = 0.2  # rebuild an index without removal support when this share of it is tombstones
+
+
+def embed_text(title: str, text: str, settings: Settings) -> str:
+    """What is encoded for a chunk: 'Title. chunk text' when index.embed_title, else the chunk text."""
+    if settings.index.embed_title and title.strip():
+        return f"{title.strip().rstrip('.')}. {text}"
+    return text
+
+
+def embedder_identity(embedder: Any) -> dict[str, Any]:
+    """Name, checksum and dimension of an embedder, as recorded in the manifest."""
+    from indexer.embedder import model_checksum
+
+    name = str(getattr(embedder, "name", type(embedder).__name__))
+    path = Path(name)
+    checksum = model_checksum(path) if path.is_dir() else name
+    return {"name": name, "checksum": checksum, "dim": int(embedder.dim)}
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IndexMismatchError(f"{str(path)!r} is not valid JSON ({exc.msg}); run `indexer build --rebuild`") from None
+
+
+def write_aside(path: Path, write) -> Path:
+    """Call write(tmp) for a temporary file beside `path`; return the temporary path (rename it to commit)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically."""
+    os.replace(write_aside(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")), path)
+
+
+def manifest_for(index: FaissIndex, store: FacetStore, embedder: dict[str, Any], settings: Settings,
+                 seconds: float, encoded: int) -> dict[str, Any]:
+    counts = store.counts()
+    return {"format": FORMAT, "embedder": embedder, "dim": index.dim, "metric": "inner_product",
+            "index_type": index.description, "configured_type": settings.index.type,
+            "embed_title": settings.index.embed_title, "vectors": int(index.index.ntotal),
+            "live_vectors": index.ntotal, "tombstones": index.tombstones.tolist(),
+            "documents": counts["documents"], "chunks": counts["chunks"], "mentions": counts["mentions"],
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(seconds, 3), "encoded_last_build": encoded}
+
+
+def open_index(settings: Settings) -> tuple[FacetStore, FaissIndex, dict[str, Any]]:
+    """Open an index directory and check that manifest, FAISS index and store agree."""
+    d = settings.index.dir
+    if not (d / STORE).is_file():
+        raise IndexMismatchError(f"no store in {str(d)!r}; run `indexer import` and then `indexer build`")
+    manifest = read_json(d / MANIFEST)
+    if manifest is None or not (d / VECTORS).is_file():
+        raise IndexMismatchError(f"no vector index in {str(d)!r}; run `indexer build`")
+    if manifest.get("format") != FORMAT:
+        raise IndexMismatchError(f"manifest format {manifest.get('format')!r} is not {FORMAT}; run `indexer build --rebuild`")
+    index = FaissIndex.load(d / VECTORS, settings.index, manifest["index_type"], manifest.get("tombstones", []))
+    if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
+        raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but the "
+                                 f"manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")
+    store = FacetStore(d / STORE, create=False)
+    missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
+    if len(missing) or len(stale):
+        raise IndexMismatchError(f"the vector index is out of step with the store: {len(missing)} chunks are not "
+                                 f"encoded and {len(stale)} deleted chunks are still indexed; run `indexer build`")
+    return store, index, manifest
+
+
+def check_embedder(settings: Settings, manifest: dict[str, Any]) -> None:
+    """Refuse an index built with another embedder than the configured one."""
+    from indexer.embedder import model_checksum
+    from indexer.models import resolve_embedder_dir
+
+    path = resolve_embedder_dir(settings)
+    checksum = model_checksum(path)
+    built = manifest["embedder"]
+    if built["checksum"] != checksum:
+        raise IndexMismatchError(f"the index was built with embedder {built['name']!r} (checksum {built['checksum']}) "
+                                 f"but the configured one is {str(path)!r} (checksum {checksum}); run "
+                                 f"`indexer build --rebuild`, or set embedder.model to the index's embedder")
+
+
+def _diff(store_ids: np.ndarray, index_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk ids to encode, chunk ids to remove)."""
+    return np.setdiff1d(store_ids, index_ids), np.setdiff1d(index_ids, store_ids)
+
+
+def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[str, Any], rebuild: bool) -> FaissIndex:
+    """Resume from a checkpoint, else continue the current index, else start empty; only when compatible."""
+    d = settings.index.dir
+    candidates = [(d / PARTIAL, read_json(d / PARTIAL_META))]
+    if not rebuild:
+        candidates.append((d / VECTORS, read_json(d / MANIFEST)))
+    for path, meta in candidates:
+        if path.is_file() and meta and meta.get("embedder", {}).get("checksum") == identity["checksum"] \
+                and meta.get("configured_type") == settings.index.type \
+                and meta.get("embed_title") == settings.index.embed_title and meta.get("rebuild", False) == rebuild:
+            return FaissIndex.load(path, settings.index, meta["index_type"], meta.get("tombstones", []))
+    return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids))
+
+
+def sync(settings: Settings, store: FacetStore, embedder: Any, rebuild: bool = False) -> dict[str, Any]:
+    """Bring vectors.faiss in step with the store (encode new chunks, drop deleted ones); returns the manifest."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    d = settings.index.dir
+    identity = embedder_identity(embedder)
+    store_ids = np.asarray(store.chunk_ids(), dtype=np.int64)
+    index = _starting_index(settings, store_ids, identity, rebuild)
+    missing, stale = _diff(store_ids, index.ids())
+    index.remove(stale)
+    if len(index.tombstones) > COMPACT_ABOVE * max(index.ntotal, 1):
+        index = index.compact()
+    step = max(1, settings.index.checkpoint_every)
+    partial_meta = {"embedder": identity, "index_type": index.description, "configured_type": settings.index.type,
+                    "embed_title": settings.index.embed_title, "rebuild": rebuild}
+    with tqdm(total=len(missing), desc="encode chunks", unit="chunk", dynamic_ncols=True) as bar:
+        groups = [missing] if not index.is_trained else [missing[i:i + step] for i in range(0, len(missing), step)]
+        for group in groups:
+            vectors = _encode(store, embedder, group, settings, bar)
+            index.train(vectors)  # IVF trains once, on everything still to encode
+            index.add(vectors, group)
+            if len(group) < len(missing):
+                os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
+                save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
+    manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
+    commit(d, index, manifest)
+    for name in (PARTIAL, PARTIAL_META):
+        (d / name).unlink(missing_ok=True)
+    return manifest
+
+
+def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
+    """Replace vectors.faiss, then manifest.json, each by a rename."""
+    os.replace(write_aside(d / VECTORS, index.save), d / VECTORS)
+    save_json(d / MANIFEST, manifest)
+
+
+def _encode(store: FacetStore, embedder: Any, ids: np.ndarray, settings: Settings, bar) -> np.ndarray:
+    """Vectors of chunk ids, encoded in batches of similar length (less padding), in the order of `ids`."""
+    texts = store.chunk_texts([int(i) for i in ids])
+    inputs = [embed_text(*texts[int(i)], settings) for i in ids]
+    return encode_texts(embedder, inputs, settings.index.build_batch, bar)
+
+
+def encode_texts(embedder: Any, texts: Sequence[str], batch: int, bar=None) -> np.ndarray:
+    """embed_documents over length-sorted batches, returned in input order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for start in range(0, len(texts), batch):
+        part = order[start:start + batch]
+        out[part] = embedder.embed_documents([texts[i] for i in part])
+        if bar is not None:
+            bar.update(len(part))
+    return out
+
+
+def change(settings: Settings, embedder: Any, collection: str, upserts: Sequence[Document],
+           deletes: Sequence[str], chunker: Chunker) -> ImportStats:
+    """Add/update/delete documents and their vectors together: nothing changes unless both succeed."""
+    d = settings.index.dir
+    if (d / MANIFEST).is_file():
+        store, index, manifest = open_index(settings)  # refuses when store and index already disagree
+    else:
+        store, index, manifest = FacetStore(d / STORE), None, None
+    pending: list[Path] = []
+
+    def write_vectors(added: list[tuple[int, str, str]], removed: list[int]) -> None:
+        if index is None:
+            return
+        started = time.perf_counter()
+        index.remove(np.asarray(removed, dtype=np.int64))
+        ids = np.asarray([a[0] for a in added], dtype=np.int64)
+        index.add(encode_texts(embedder, [embed_text(t, x, settings) for _, t, x in added],
+                               settings.index.build_batch), ids)
+        pending.append(write_aside(d / VECTORS, index.save))
+        manifest.update(vectors=int(index.index.ntotal), live_vectors=index.ntotal,
+                        tombstones=index.tombstones.tolist(), updated_at=datetime.now(timezone.utc).isoformat(
+                            timespec="seconds"), update_seconds=round(time.perf_counter() - started, 3))
+
+    try:
+        stats = store.apply_changes(collection, upserts, deletes, chunker, write_vectors)
+        if index is None:
+            sync(settings, store, embedder)
+            return stats
+        os.replace(pending[0], d / VECTORS)
+        counts = store.counts()
+        save_json(d / MANIFEST, {**manifest, "documents": counts["documents"], "chunks": counts["chunks"],
+                                 "mentions": counts["mentions"]})
+        return stats
+    finally:
+        for tmp in pending:
+            tmp.unlink(missing_ok=True)
+        store.close()

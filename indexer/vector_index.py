@@ -1,0 +1,271 @@
+"""VectorIndex protocol and its FAISS implementation: the only module that imports faiss.
+
+Vectors are unit-norm float32 and scored by inner product (cosine). Every index is an
+`IndexIDMap2` so FAISS ids are the store's int64 chunk ids. Filtered search is planned here:
+
+- a small allowed set (at most `exact_below_fraction` of the index) is scored exactly on its
+  own vectors with numpy, whatever the index type;
+- a larger allowed set on a CPU index goes through an `IDSelectorBitmap` (exact for flat);
+- a GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
+  GPU indexes (faiss issues 3114, 3924).
+
+Index types that cannot remove ids (HNSW) keep tombstones, which every search excludes and
+`compact()` drops by rebuilding from the stored vectors.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Protocol
+
+import faiss
+import numpy as np
+
+from indexer.errors import ConfigError, IndexMismatchError
+from indexer.settings import IndexSettings
+
+NAMED_TYPES = ("flat", "hnsw", "ivf", "auto")
+
+
+class VectorIndex(Protocol):
+    dim: int
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, path: Path) -> None: ...
+
+
+def factory_string(kind: str, n: int, settings: IndexSettings) -> str:
+    """FAISS factory string for a configured type and an expected number of vectors."""
+    if kind == "auto":
+        kind = "flat" if n < settings.auto_flat_below else "hnsw"
+    if kind == "flat":
+        return "Flat"
+    if kind == "hnsw":
+        return f"HNSW{settings.hnsw_m}"
+    if kind == "ivf":
+        # IVF needs about 39 training points per centroid; 4*sqrt(n) lists is the usual rule
+        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39))
+        return f"IVF{nlist},Flat"
+    return kind
+
+
+class FaissIndex:
+    """A FAISS index keyed by chunk id, with exact filtered search at any selectivity."""
+
+    def __init__(self, index: faiss.Index, settings: IndexSettings, description: str,
+                 tombstones: Iterable[int] = ()):
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise IndexMismatchError("the FAISS file is not an id-mapped index; run `indexer build --rebuild`")
+        self.index = index
+        self.inner = faiss.downcast_index(index.index)
+        self.settings = settings
+        self.description = description
+        self.dim = index.d
+        self.tombstones = np.unique(np.asarray(list(tombstones), dtype=np.int64))
+        self._copy: np.ndarray | None = None  # vectors of non-flat indexes, kept for exact scans
+        self._gpu = None
+        self._apply_search_knobs()
+        self._refresh()
+
+    # ---- construction --------------------------------------------------------------------
+    @classmethod
+    def create(cls, dim: int, kind: str, settings: IndexSettings, expected: int) -> "FaissIndex":
+        """An empty index of the configured type (IVF still needs `train`)."""
+        description = factory_string(kind, expected, settings)
+        try:
+            inner = faiss.index_factory(dim, description, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ConfigError(f"index.type {kind!r} gives FAISS factory string {description!r}, which FAISS "
+                              f"rejects ({str(exc).splitlines()[0][:120]}); use one of {NAMED_TYPES} "
+                              f"or a valid factory string") from None
+        return cls(faiss.IndexIDMap2(inner), settings, description)
+
+    @classmethod
+    def load(cls, path: Path, settings: IndexSettings, description: str, tombstones: Iterable[int] = ()) -> "FaissIndex":
+        """Read a saved index (the CPU one of record)."""
+        return cls(faiss.read_index(str(path)), settings, description, tombstones)
+
+    def save(self, path: Path) -> None:
+        """Write the CPU index to `path` (callers write aside and rename)."""
+        faiss.write_index(self.index, str(path))
+
+    # ---- properties ----------------------------------------------------------------------
+    @property
+    def is_flat(self) -> bool:
+        return isinstance(self.inner, faiss.IndexFlat)
+
+    @property
+    def exact(self) -> bool:
+        """True when every search is exact (flat index)."""
+        return self.is_flat
+
+    @property
+    def can_remove(self) -> bool:
+        return not isinstance(self.inner, faiss.IndexHNSW)
+
+    @property
+    def ntotal(self) -> int:
+        """Live vectors (tombstones excluded)."""
+        return int(self.index.ntotal) - len(self.tombstones)
+
+    def ids(self) -> np.ndarray:
+        """Live chunk ids, sorted."""
+        return np.setdiff1d(self._sorted, self.tombstones, assume_unique=True)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    # ---- mutation ------------------------------------------------------------------------
+    def train(self, vectors: np.ndarray) -> None:
+        """Train the coarse quantizer of an IVF index (no-op for flat and HNSW)."""
+        if not self.index.is_trained:
+            self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add vectors under chunk ids that are not in the index yet."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self.dim):
+            raise IndexMismatchError(f"vectors of shape {vectors.shape} do not match {len(ids)} ids of dimension {self.dim}")
+        if len(ids) == 0:
+            return
+        if np.isin(ids, self._sorted).any():
+            raise IndexMismatchError(f"chunk ids already in the index: {ids[np.isin(ids, self._sorted)][:5].tolist()}")
+        self.index.add_with_ids(vectors, ids)
+        if self._copy is not None:
+            self._copy = np.vstack([self._copy, vectors])
+        self._refresh()
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove chunk ids; index types that cannot remove keep them as tombstones."""
+        ids = np.intersect1d(np.asarray(ids, dtype=np.int64), self._sorted)
+        if len(ids) == 0:
+            return
+        if not self.can_remove:
+            self.tombstones = np.union1d(self.tombstones, ids)
+            return
+        if self._copy is not None:
+            self._copy = self._copy[~np.isin(self._ids, ids)]
+        self.index.remove_ids(faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids)))
+        self._refresh()
+
+    def compact(self) -> "FaissIndex":
+        """A new index of the same type without tombstones, rebuilt from the stored vectors."""
+        live = self.ids()
+        fresh = FaissIndex.create(self.dim, self.description, self.settings, len(live))
+        vectors = self.vectors(live)
+        fresh.train(vectors)
+        fresh.add(vectors, live)
+        return fresh
+
+    # ---- reading -------------------------------------------------------------------------
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of chunk ids (missing ids are skipped), in the order given."""
+        pos = self._positions(np.asarray(ids, dtype=np.int64))
+        return np.array(self._matrix()[pos[pos >= 0]], dtype=np.float32)
+
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, chunk ids) of one query vector, restricted to `allowed` ids when given."""
+        q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
+        if allowed is None and len(self.tombstones):
+            allowed = self.ids()
+        if allowed is None:
+            return self._search_all(q, k)
+        allowed = np.setdiff1d(np.asarray(allowed, dtype=np.int64), self.tombstones)
+        pos = self._positions(allowed)
+        pos = pos[pos >= 0]
+        if len(pos) == 0 or k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if len(pos) <= self.settings.exact_below_fraction * max(self.ntotal, 1) or len(pos) <= k:
+            return self._scan(q[0], pos, k)
+        return self._search_selected(q, k, allowed)
+
+    # ---- internals -----------------------------------------------------------------------
+    def _refresh(self) -> None:
+        self._gpu = None  # a GPU copy would be stale after any change
+        self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._order = np.argsort(self._ids, kind="stable")
+        self._sorted = self._ids[self._order]
+        if not self.is_flat and self._copy is None and len(self._ids):
+            self._copy = self._reconstruct_all()
+        if not self.is_flat and self._copy is None:
+            self._copy = np.zeros((0, self.dim), np.float32)
+
+    def _reconstruct_all(self) -> np.ndarray:
+        ivf = faiss.try_extract_index_ivf(self.inner)
+        if ivf is not None:  # IVF reconstructs only through a direct map
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return np.vstack([self.index.reconstruct(int(i)) for i in self._ids]).astype(np.float32)
+
+    def _matrix(self) -> np.ndarray:
+        """(n, dim) vectors in id-map order: a view of a flat index's storage, else the kept copy."""
+        if self.is_flat:
+            n = int(self.index.ntotal)
+            if n == 0:
+                return np.zeros((0, self.dim), np.float32)
+            return faiss.rev_swig_ptr(self.inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        return self._copy
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        """Row of each id in the id map, -1 where absent."""
+        if len(self._sorted) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
+        i = np.searchsorted(self._sorted, ids)
+        i = np.minimum(i, len(self._sorted) - 1)
+        found = self._sorted[i] == ids
+        return np.where(found, self._order[i], -1)
+
+    def _scan(self, q: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the vectors at `pos`; top k by score, ties by smaller id."""
+        scores = self._matrix()[pos] @ q
+        ids = self._ids[pos]
+        k = min(k, len(pos))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(pos) else np.arange(len(pos))
+        order = np.lexsort((ids[top], -scores[top]))
+        return scores[top][order].astype(np.float32), ids[top][order]
+
+    def _params(self, sel) -> faiss.SearchParameters:
+        if isinstance(self.inner, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=self.settings.hnsw_ef_search)
+        if faiss.try_extract_index_ivf(self.inner) is not None:
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.settings.ivf_nprobe)
+        return faiss.SearchParameters(sel=sel)
+
+    def _search_selected(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CPU search through a bitmap of allowed ids (never on the GPU copy)."""
+        mask = np.zeros(int(allowed.max()) + 1, dtype=bool)
+        mask[allowed] = True
+        bitmap = np.packbits(mask, bitorder="little")
+        sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        scores, ids = self.index.search(q, k, params=self._params(sel))
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, int(self.index.ntotal))
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        index = self._gpu if self._gpu is not None else self.index
+        scores, ids = index.search(q, k)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    def _apply_search_knobs(self) -> None:
+        if isinstance(self.inner, faiss.IndexHNSW):
+            self.inner.hnsw.efSearch = self.settings.hnsw_ef_search
+        ivf = faiss.try_extract_index_ivf(self.inner)
+        if ivf is not None:
+            ivf.nprobe = self.settings.ivf_nprobe
+
+    def to_gpu(self) -> bool:
+        """Make a GPU copy for unfiltered searches when FAISS sees a GPU; the CPU index stays the record."""
+        if faiss.get_num_gpus() == 0 or len(self.tombstones):
+            return False
+        self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+        return True

@@ -1,0 +1,3 @@
+from searchd.cli import main
+
+main()

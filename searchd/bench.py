@@ -1,0 +1,292 @@
+"""`searchd bench`: build a synthetic index of N chunks and time real queries through the real encoder.
+
+Chunk texts are sentences drawn from a real corpus (nfcorpus in the data directory when
+present, else the sample), so BM25 sees a realistic vocabulary; entity and metadata values are
+drawn so that filters of known selectivity exist. Encoding speed is measured with the real
+embedder on a sample of the chunks; the index itself holds synthetic vectors (real MiniLM
+vectors of the sample texts plus noise), because encoding 100,000 chunks takes longer than
+this benchmark should. Queries are real query texts encoded by the real embedder, end to end
+through SearchService.search, then over HTTP against `searchd serve` in a child process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from indexer.documents import Chunk, Document, Mention
+from indexer.settings import Settings
+
+CHUNKS_PER_DOC = 5
+DOC_TYPES = ["decision", "opinion", "abstract", "complaint", "settlement", "judgment", "order", "brief", "report", "note"]
+SOURCES = ["bva", "nm-appeals", "pubmed", "nv-bme", "aila"]
+QUERIES = ["veteran denied service connection for PTSD", "malpractice warfarin bleeding", "lithium kidney side effects",
+           "physician overprescribing opioids disciplined", "prazosin nightmares veterans", "criminal negligence doctor",
+           "vitamin D supplementation and cancer risk", "statin muscle pain", "diet and heart disease mortality",
+           "breast cancer screening", "head injury workers compensation", "nursing home pressure ulcers sepsis"]
+
+
+def _sentences(settings: Settings, limit: int = 20000) -> list[str]:
+    """Real sentences for chunk texts: nfcorpus abstracts if available, else the sample corpus."""
+    from indexer.readers import read
+
+    source = settings.data_path("nfcorpus")
+    if not source.is_dir():
+        source = Path(__file__).resolve().parent.parent / "tests" / "data" / "sample"
+    out: list[str] = []
+    for doc in read("beir", source):
+        if isinstance(doc, Document):
+            out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc.text) if len(s.split()) >= 5]
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _queries(settings: Settings, n: int) -> list[str]:
+    from indexer.readers.beir import load_queries
+
+    texts = list(QUERIES)
+    if settings.data_path("nfcorpus").is_dir():
+        texts += sorted(load_queries(settings.data_path("nfcorpus")).values())[:max(0, n - len(texts))]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def _synthetic_docs(n_docs: int, sentences: list[str], rng: random.Random) -> list[Document]:
+    """Documents of CHUNKS_PER_DOC passages separated by blank lines, with Disease/Drug mentions."""
+    docs = []
+    for i in range(n_docs):
+        parts = [" ".join(rng.choice(sentences) for _ in range(3)) for _ in range(CHUNKS_PER_DOC)]
+        head = []
+        # Zipf-like ids: disease-0 is in about 1/3 of documents, disease-300 in about 0.1%
+        for label, pool, count in (("Disease", 2000, rng.randint(1, 4)), ("Drug", 800, rng.randint(0, 2))):
+            for _ in range(count):
+                head.append((label, f"{label.lower()}-{min(pool - 1, int(rng.paretovariate(0.6)) - 1)}"))
+        if i == n_docs // 2:
+            head.append(("Disease", "disease-unique"))
+        prefix, mentions = "", []
+        for label, name in head:
+            mentions.append(Mention(len(prefix), len(prefix) + len(name), name, label, norm_id=f"SYN:{name}"))
+            prefix += name + " "
+        parts[0] = prefix + parts[0]
+        year = 1990 + i % 35
+        meta = {"source": SOURCES[i % len(SOURCES)], "doc_type": DOC_TYPES[min(int(rng.expovariate(0.45)), 9)],
+                "court": f"court-{i % 10}", "date": f"{year}-06-01"}
+        docs.append(Document(f"syn-{i}", f"Synthetic document {i}", "\n\n".join(parts), meta, mentions))
+    return docs
+
+
+def _paragraph_chunker(doc: Document) -> list[Chunk]:
+    chunks, start = [], 0
+    for i, part in enumerate(doc.text.split("\n\n")):
+        chunks.append(Chunk(i, start, start + len(part), part))
+        start += len(part) + 2
+    return chunks
+
+
+def _percentiles(ms: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(ms)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(np.percentile(a, 99))
+
+
+def _rss_mb(pid: int | None = None) -> float:
+    """Resident memory (MB) of a process from /proc, else this process' peak."""
+    path = Path(f"/proc/{pid or os.getpid()}/status")
+    if path.is_file():
+        match = re.search(r"VmRSS:\s+(\d+) kB", path.read_text())
+        if match:
+            return int(match.group(1)) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None:
+    """Synthetic store + vectors in settings.index.dir; timings appended to rows."""
+    from tqdm import tqdm
+
+    from indexer import pipeline
+    from indexer.store import FacetStore
+    from indexer.vector_index import FaissIndex
+
+    rng = random.Random(0)
+    sentences = _sentences(settings)
+    store = FacetStore(settings.index.dir / pipeline.STORE)
+    n_docs = max(1, n_chunks // CHUNKS_PER_DOC)
+    started = time.perf_counter()
+    with tqdm(total=n_docs, desc="bench store", unit="doc", dynamic_ncols=True) as bar:
+        for start in range(0, n_docs, 2000):
+            docs = _synthetic_docs(min(2000, n_docs - start), sentences, rng)
+            docs = [replace(d, id=f"syn-{start + j}") for j, d in enumerate(docs)]
+            store.upsert_documents("bench", docs, _paragraph_chunker)
+            bar.update(len(docs))
+    seconds = time.perf_counter() - started
+    total = store.counts()["chunks"]
+    rows.append(("store import (SQLite + FTS5)", f"{total} chunks", f"{seconds:.1f} s", f"{total / seconds:.0f} chunks/s"))
+    sample_ids = store.chunk_ids()[:1024]
+    texts = [pipeline.embed_text(t, x, settings) for t, x in store.chunk_texts(sample_ids).values()]
+    started = time.perf_counter()
+    real = pipeline.encode_texts(embedder, texts, settings.index.build_batch)
+    seconds = time.perf_counter() - started
+    rows.append(("encode, real embedder (sample)", f"{len(texts)} chunks", f"{seconds:.1f} s",
+                 f"{len(texts) / seconds:.0f} chunks/s (full {total}: ~{total / (len(texts) / seconds) / 60:.0f} min)"))
+    ids = np.asarray(store.chunk_ids(), dtype=np.int64)
+    noise = np.random.default_rng(0).standard_normal((len(ids), embedder.dim)).astype(np.float32)
+    vectors = real[np.arange(len(ids)) % len(real)] + 0.05 * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    started = time.perf_counter()
+    index = FaissIndex.create(embedder.dim, settings.index.type, settings.index, len(ids))
+    index.train(vectors)
+    index.add(vectors, ids)
+    manifest = pipeline.manifest_for(index, store, pipeline.embedder_identity(embedder), settings, 0.0, len(ids))
+    pipeline.commit(settings.index.dir, index, {**manifest, "synthetic_vectors": True})
+    seconds = time.perf_counter() - started
+    rows.append((f"FAISS {index.description} add + save", f"{len(ids)} vectors", f"{seconds:.1f} s",
+                 f"{len(ids) / seconds:.0f} vectors/s"))
+    store.close()
+
+
+def _filters(service) -> list[tuple[str, dict]]:
+    """Filters of about 50%, 10%, 1%, 0.1% of the documents and a single document, found by counting."""
+    n = service.store.counts()["documents"]
+    counts = service.store.raw("SELECT norm_id, count(DISTINCT document_id) FROM mentions WHERE label = 'Disease' "
+                               "GROUP BY norm_id")
+    near = lambda share: min(counts, key=lambda r: abs(r[1] / n - share))  # noqa: E731
+    out = [("none", {})]
+    year = service.store.raw("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET :o", o=n // 2)[0][0]
+    out.append(("year >= median (~50%)", {"year_from": str(year)}))
+    out.append(("doc_type (~10%)", {"doc_type": "complaint"}))
+    for share in (0.01, 0.001):
+        nid, c = near(share)
+        out.append((f"disease ({100 * c / n:.2g}%)", {"disease": nid}))
+    out.append(("disease + drug + year", {"disease": near(0.3)[0], "drug": "SYN:drug-0", "year_from": str(year)}))
+    out.append(("single document", {"disease": "SYN:disease-unique"}))
+    return out
+
+
+def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> None:
+    from searchd.service import SearchTimeout
+
+    for name, flt in _filters(service):
+        for mode in modes:
+            times, stages, timeouts, total = [], {}, 0, 0
+            for q in queries:
+                query = service.parse({"q": q, "mode": mode, **flt})
+                started = time.perf_counter()
+                try:
+                    result = service.search(query)
+                except SearchTimeout:
+                    timeouts += 1  # counted, and its time (the limit) kept in the percentiles
+                    times.append((time.perf_counter() - started) * 1000)
+                    continue
+                times.append((time.perf_counter() - started) * 1000)
+                total = result.total
+                for key, value in result.timings.items():
+                    stages.setdefault(key, []).append(value)
+            p50, p95, p99 = _percentiles(times)
+            parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
+            rows.append((f"{mode:7} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
+                         f"p50 {p50:.1f} / p95 {p95:.1f} / "
+                         f"p99 {p99:.1f} ms", f"median stages (ms): {parts}"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(settings: Settings, config_args: list[str], queries: list[str], seconds: float, rows: list) -> None:
+    """QPS of `searchd serve` (a child process) for 1, 4 and 16 concurrent loopback clients."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "searchd", "serve", "--port", str(port), *config_args]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        filters = [{}, {"doc_type": "complaint"}, {"year_from": "2007"}]
+        for clients in (1, 4, 16):
+            done, latencies, errors = [0], [], [0]
+            lock = threading.Lock()
+            stop = time.monotonic() + seconds
+
+            def work(worker: int) -> None:
+                i = worker
+                while time.monotonic() < stop:
+                    params = {"q": queries[i % len(queries)], "mode": "hybrid", **filters[i % len(filters)]}
+                    started = time.perf_counter()
+                    try:
+                        with urllib.request.urlopen(f"{base}/search?{urllib.parse.urlencode(params)}", timeout=60) as r:
+                            json.loads(r.read())
+                        with lock:
+                            done[0] += 1
+                            latencies.append((time.perf_counter() - started) * 1000)
+                    except OSError:
+                        with lock:
+                            errors[0] += 1
+                    i += clients
+
+            threads = [threading.Thread(target=work, args=(w,)) for w in range(clients)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - started
+            p50, p95, _ = _percentiles(latencies or [0.0])
+            rows.append((f"HTTP hybrid, {clients} client(s)", f"{done[0]} requests, {errors[0]} errors",
+                         f"{done[0] / elapsed:.1f} QPS", f"latency p50 {p50:.0f} / p95 {p95:.0f} ms"))
+        rows.append(("RSS searchd serve", "", f"{_rss_mb(server.pid):.0f} MB", "after the HTTP runs"))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: float, workdir: str | None) -> None:
+    """Build, time and print the benchmark table."""
+    import torch
+
+    from indexer.embedder import load_embedder
+    from searchd.service import SearchService
+
+    rows: list[tuple[str, str, str, str]] = []
+    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="searchd-bench-")
+    index_dir = Path(workdir or tmp.name).resolve()
+    # no query-vector cache: every timed query is encoded, although the texts repeat across rows
+    settings = settings.replace(index=replace(settings.index, dir=index_dir),
+                                search=replace(settings.search, query_cache=0))
+    embedder = load_embedder(settings)
+    if not (index_dir / "manifest.json").is_file():
+        build_index(settings, n_chunks, embedder, rows)
+    service = SearchService.load(settings)
+    queries = _queries(settings, n_queries)
+    service.search(service.parse({"q": "warm up"}))
+    _latency(service, queries, rows)
+    rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
+    _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"\nsearchd bench: {service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
+          f"index {service.index.description}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "
+          f"{os.cpu_count()} CPUs")
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, width)))
+    if tmp is not None:
+        tmp.cleanup()

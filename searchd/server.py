@@ -1,0 +1,196 @@
+"""The JSON API around SearchService (Flask app, served by waitress with threads).
+
+Errors are JSON `{"error": {"code", "message"}}`: 400 for a bad request, 404 for an unknown
+document, 503 while no index is loaded (or loading failed), 504 past the per-query time limit.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from indexer.errors import MedlexError, QueryError
+from indexer.settings import Settings
+from searchd.service import DocumentNotFound, SearchService, SearchTimeout
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class ServiceHolder:
+    """The loaded SearchService, or why there is none yet."""
+
+    def __init__(self, service: SearchService | None = None):
+        self.service = service
+        self.error: str | None = None
+        self.loading = False
+
+    def load_in_background(self, settings: Settings) -> threading.Thread:
+        """Load the index in a thread; requests get 503 until it is ready."""
+        self.loading = True
+
+        def work() -> None:
+            try:
+                self.service = SearchService.load(settings)
+            except MedlexError as exc:
+                self.error = str(exc)
+            finally:
+                self.loading = False
+
+        thread = threading.Thread(target=work, name="searchd-load", daemon=True)
+        thread.start()
+        return thread
+
+    def get(self) -> SearchService:
+        if self.service is None:
+            why = "the index is still loading" if self.loading else f"no index is loaded: {self.error or 'not started'}"
+            raise ApiError(503, "index_not_loaded", why)
+        return self.service
+
+
+def _body(max_bytes: int) -> dict[str, Any]:
+    """The JSON object of a POST body, within the size limit."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(400, "body_too_large", f"the request body has {request.content_length} bytes; "
+                                              f"the limit is {max_bytes}")
+    raw = request.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(400, "body_too_large", f"the request body is over the limit of {max_bytes} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", f"the request body must be a JSON object, got {type(data).__name__}")
+    filters = data.pop("filters", None) or {}
+    if not isinstance(filters, dict):
+        raise ApiError(400, "malformed_json", "`filters` must be an object of name -> value or list of values")
+    clash = sorted(set(filters) & set(data))
+    if clash:
+        raise ApiError(400, "invalid_parameter", f"{clash[0]!r} is given both at the top level and in `filters`")
+    return {**data, **filters}
+
+
+def _params(max_bytes: int) -> Any:
+    return request.args if request.method == "GET" else _body(max_bytes)
+
+
+def _doc_id(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "invalid_parameter", f"document id {raw[:40]!r} is not a whole number")
+    return int(raw)
+
+
+def create_app(settings: Settings, service: SearchService | None = None, load: bool = False) -> Flask:
+    """The searchd Flask app; with load=True the index loads in the background (503 until ready)."""
+    app = Flask("searchd")
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    app.json.sort_keys = False
+    holder = ServiceHolder(service)
+    app.extensions["searchd"] = holder
+    if load and service is None:
+        holder.load_in_background(settings)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int]:
+        return jsonify({"error": {"code": exc.code, "message": exc.message}}), exc.status
+
+    @app.errorhandler(QueryError)
+    def query_error(exc: QueryError) -> tuple[Response, int]:
+        return api_error(ApiError(400, "invalid_parameter", str(exc)))
+
+    @app.errorhandler(DocumentNotFound)
+    def not_found(exc: DocumentNotFound) -> tuple[Response, int]:
+        return api_error(ApiError(404, "not_found", str(exc)))
+
+    @app.errorhandler(SearchTimeout)
+    def timeout(exc: SearchTimeout) -> tuple[Response, int]:
+        return api_error(ApiError(504, "timeout", str(exc)))
+
+    @app.errorhandler(404)
+    def no_route(_exc) -> tuple[Response, int]:
+        return api_error(ApiError(404, "not_found", f"no endpoint {request.path}; see /health, /search, "
+                                                    f"/documents/<id>, /documents/<id>/similar, /facets, /stats"))
+
+    @app.errorhandler(405)
+    def bad_method(_exc) -> tuple[Response, int]:
+        return api_error(ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}"))
+
+    @app.errorhandler(413)
+    def too_large(_exc) -> tuple[Response, int]:
+        return api_error(ApiError(400, "body_too_large", f"the request body is over the limit of "
+                                                         f"{settings.server.max_body_bytes} bytes"))
+
+    @app.route("/search", methods=["GET", "POST"])
+    def search() -> Response:
+        svc = holder.get()
+        return jsonify(svc.search(svc.parse(_params(settings.server.max_body_bytes))).to_dict())
+
+    @app.get("/documents/<raw_id>")
+    def document(raw_id: str) -> Response:
+        return jsonify(holder.get().document(_doc_id(raw_id)).to_dict())
+
+    @app.get("/documents/<raw_id>/similar")
+    def similar(raw_id: str) -> Response:
+        svc = holder.get()
+        k = svc.parse({"q": "similar", "k": request.args.get("k", str(settings.search.default_k))}).k
+        hits = svc.similar(_doc_id(raw_id), k)
+        return jsonify({"doc_id": int(raw_id), "hits": [asdict(h) for h in hits]})
+
+    @app.route("/facets", methods=["GET", "POST"])
+    def facets() -> Response:
+        svc = holder.get()
+        params = dict(_flat(_params(settings.server.max_body_bytes)))
+        had_query = params.get("q") not in (None, "", [], [""])
+        if not had_query:
+            params["q"] = "*"  # facets of the filters alone need no query text
+        query = svc.parse(params)
+        keyword = had_query and query.mode == "keyword"
+        return jsonify({"facets": [asdict(f) for f in svc.facets(query, keyword)],
+                        "filters": [asdict(f) for f in svc.active_filters(query)]})
+
+    @app.get("/health")
+    def health() -> tuple[Response, int]:
+        if holder.service is None:
+            status = "loading" if holder.loading else "error"
+            return jsonify({"status": status, "error": holder.error}), 503
+        return jsonify({"status": "ok", "vectors": int(holder.service.index.ntotal)}), 200
+
+    @app.get("/stats")
+    def stats() -> Response:
+        return jsonify(holder.get().stats())
+
+    return app
+
+
+def _flat(params: Any) -> dict[str, Any]:
+    """Request args (multi-valued) or a JSON dict as a plain dict of lists/values."""
+    if hasattr(params, "getlist"):
+        return {k: params.getlist(k) for k in params}
+    return dict(params)
+
+
+def make_server(app: Flask, host: str, port: int, threads: int):
+    """A waitress server (not yet running); port 0 picks a free port (see .effective_port)."""
+    from waitress.server import create_server
+
+    return create_server(app, host=host, port=port, threads=threads, ident="searchd")
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until interrupted; the index loads in the background so /health answers at once."""
+    app = create_app(settings, load=True)
+    server = make_server(app, host, port, settings.server.threads)
+    print(f"searchd listening on http://{host}:{server.effective_port} (index {settings.index.dir})", flush=True)
+    started = time.monotonic()
+    try:
+        server.run()
+    finally:
+        print(f"searchd stopped after {time.monotonic() - started:.0f} s", flush=True)

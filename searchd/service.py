@@ -1,0 +1,327 @@
+"""SearchService: Query -> SearchResult over an index directory (store + FAISS + manifest).
+
+The web front end, evaluation and the JSON API all call `search`, so what is measured is
+what users get. Filters resolve to allowed chunk ids in SQLite and the vector index scores
+exactly that set (see indexer/vector_index.py), so filtered results are the true top k of
+the filtered set at any selectivity on the flat index.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from indexer.errors import MedlexError, QueryError, StoreError
+from indexer.settings import Settings
+from indexer.store import METADATA_FILTERS, DocFilter, FacetStore, StoreTimeout
+from searchd import fusion
+from searchd.keyword import fts_query
+from searchd.query import Query, filter_label
+from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
+from searchd.snapshot import StoreSnapshot
+from searchd.snippets import badges, document_highlights, make_snippet
+
+META_FACETS = ("collection", "source", "doc_type", "court", "year")
+BADGES_PER_HIT = 5
+
+
+class SearchTimeout(MedlexError):
+    """A search ran past search.time_limit_ms."""
+
+
+class DocumentNotFound(StoreError):
+    """No document has the requested id."""
+
+
+class SearchService:
+    """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets."""
+
+    def __init__(self, store: FacetStore, vector_index: Any, embedder: Any, settings: Settings,
+                 manifest: dict | None = None):
+        self.store = store
+        self.index = vector_index
+        self.embedder = embedder
+        self.settings = settings
+        self.manifest = manifest or {}
+        self.loaded_at = time.time()
+        self._snap: StoreSnapshot | None = None
+        self._lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
+
+    @classmethod
+    def load(cls, settings: Settings) -> "SearchService":
+        """Open settings.index.dir, check that manifest, store, FAISS and embedder agree, and load the embedder."""
+        from indexer.embedder import load_embedder
+        from indexer.pipeline import check_embedder, open_index
+
+        from indexer.models import resolve_device
+
+        store, index, manifest = open_index(settings)
+        check_embedder(settings, manifest)
+        if resolve_device(settings.index.device) == "cuda":
+            index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
+        return cls(store, index, load_embedder(settings), settings, manifest)
+
+    @classmethod
+    def from_parts(cls, store: FacetStore, vector_index: Any, embedder: Any, settings: Settings) -> "SearchService":
+        """A service over given parts (tests use a fake embedder)."""
+        return cls(store, vector_index, embedder, settings)
+
+    # ---- public API ----------------------------------------------------------------------
+    def facet_names(self) -> list[str]:
+        """Filter/facet parameter names: one per entity label (lower case), then the metadata ones."""
+        return sorted(self._labels()) + list(METADATA_FILTERS)
+
+    def parse(self, params: Any) -> Query:
+        """Query.from_params with the entity labels of this index."""
+        return Query.from_params(params, self.settings.search, labels=self._labels().values())
+
+    def search(self, query: Query) -> SearchResult:
+        """Run a query: filter, retrieve, fuse, collapse to documents, page, snippet and count facets."""
+        s = self.settings.search
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + s.time_limit_ms / 1000
+        snap = self.snapshot()
+        flt = self.doc_filter(query, snap)
+        match = fts_query(query.q)
+        mask = snap.mask(flt)
+        timings: dict[str, float] = {"filter": _ms(t0)}
+        need = query.offset + query.k
+        try:
+            ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings)
+            if time.monotonic() > deadline:
+                raise StoreTimeout("deadline passed during retrieval")
+        except StoreTimeout:
+            raise SearchTimeout(f"the query ran past the {s.time_limit_ms} ms time limit") from None
+        page = ranking[query.offset:need]
+        mark = time.perf_counter()
+        hits = self._hits(page, match, query.offset)
+        timings["hits"] = _ms(mark)
+        mark = time.perf_counter()
+        facets = self._facets(snap, result_set, deadline)
+        timings["facets"] = _ms(mark)
+        timings["total"] = _ms(t0)
+        exact = query.mode == "keyword" or bool(getattr(self.index, "exact", True))
+        return SearchResult(query.q, query.mode, query.k, query.offset, int(result_set.sum()), hits, facets,
+                            self.active_filters(query, snap), timings, exact)
+
+    def document(self, doc_id: int) -> DocumentView:
+        """The full document with every entity mention highlighted."""
+        info = self.store.doc_infos([int(doc_id)]).get(int(doc_id))
+        if info is None:
+            raise DocumentNotFound(f"no document with id {doc_id}")
+        mentions = self.store.mentions_of([info.id])[info.id]
+        text = self.store.document_text(info.id) or ""
+        return DocumentView(info.id, info.external_id, info.collection, info.title, text, info.meta,
+                            document_highlights(mentions), badges(mentions))
+
+    def similar(self, doc_id: int, k: int = 10) -> list[Hit]:
+        """Documents whose chunks lie nearest the mean vector of this document's chunks."""
+        if not 1 <= k <= self.settings.search.max_k:
+            raise QueryError(f"k {k} is out of range; give one from 1 to {self.settings.search.max_k}")
+        chunk_ids = self.store.document_chunk_ids(int(doc_id))
+        if not chunk_ids and int(doc_id) not in self.store.doc_infos([int(doc_id)]):
+            raise DocumentNotFound(f"no document with id {doc_id}")
+        vectors = self.index.vectors(np.asarray(chunk_ids, dtype=np.int64))
+        if len(vectors) == 0:
+            return []
+        centre = vectors.mean(axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        docs = self._grow(lambda n: self.index.search(centre, n), k + 1, exclude=int(doc_id))
+        return self._hits(docs[:k], None, 0)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of the store and the vector index, the manifest, and when this service loaded it."""
+        return {"store": self.store.counts(), "vectors": int(self.index.ntotal),
+                "index_type": getattr(self.index, "description", type(self.index).__name__),
+                "exact": bool(getattr(self.index, "exact", True)),
+                "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
+                "manifest": self.manifest, "loaded_at": self.loaded_at}
+
+    # ---- filters -------------------------------------------------------------------------
+    def snapshot(self) -> StoreSnapshot:
+        """The in-memory filter and facet arrays, rebuilt when the store has changed."""
+        key = self._version()
+        with self._lock:
+            if self._snap is None or self._snap.version != key:
+                self._snap = StoreSnapshot(self.store, key)
+            return self._snap
+
+    def _version(self) -> tuple:
+        """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
+        return tuple(self.store.raw("SELECT (SELECT count(*) FROM documents), "
+                                    "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
+                                    "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
+
+    def _labels(self, snap: StoreSnapshot | None = None) -> dict[str, str]:
+        """filter name -> entity label, for the configured facet labels and those in the store."""
+        found = set(self.settings.search.facet_labels) | set((snap or self.snapshot()).labels)
+        return {lab.lower(): lab for lab in sorted(found)}
+
+    def doc_filter(self, query: Query, snap: StoreSnapshot | None = None) -> DocFilter:
+        """The store filter of a query; unknown filter names raise a QueryError listing the valid ones."""
+        labels = self._labels(snap)
+        entities, meta = {}, {}
+        for name, values in query.filters.items():
+            if name in METADATA_FILTERS:
+                meta[name] = tuple(values)
+            elif name in labels:
+                entities[labels[name]] = tuple(values)
+            else:
+                raise QueryError(f"unknown filter {name!r}; valid: {', '.join(self.facet_names())}")
+        return DocFilter(entities, meta, query.year_from, query.year_to, query.include_negated)
+
+    def facets(self, query: Query, keyword: bool = False) -> list[Facet]:
+        """Facet counts over every document passing the query's filters (and its keyword match if `keyword`)."""
+        snap = self.snapshot()
+        flt = self.doc_filter(query, snap)
+        mask = snap.mask(flt)
+        if keyword:
+            mask &= self._keyword_documents(snap, fts_query(query.q), flt, None)
+        return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
+
+    def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
+        """Each filter value of a query with a readable label, e.g. "Disease: PTSD"."""
+        snap = snap or self.snapshot()
+        out = []
+        for name, values in query.filters.items():
+            for v in values:
+                code = snap.value_index.get(v) if name not in METADATA_FILTERS else None
+                shown = snap.display[code] if code is not None else v
+                out.append(ActiveFilter(name, v, f"{filter_label(name)}: {shown}"))
+        if query.year_from is not None:
+            out.append(ActiveFilter("year_from", str(query.year_from), f"Year from: {query.year_from}"))
+        if query.year_to is not None:
+            out.append(ActiveFilter("year_to", str(query.year_to), f"Year to: {query.year_to}"))
+        if query.include_negated:
+            out.append(ActiveFilter("negated", "1", "Including negated mentions"))
+        return out
+
+    # ---- retrieval -----------------------------------------------------------------------
+    def _rank(self, query: Query, flt: DocFilter, snap: StoreSnapshot, mask: np.ndarray, match: str | None,
+              need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+        """Ranked (document, best chunk, score), and the mask of the whole result set."""
+        s = self.settings.search
+        if query.mode == "keyword":
+            mark = time.perf_counter()
+            ranking, docs = self._keyword_all(match, flt, deadline)
+            timings["keyword"] = _ms(mark)
+            return ranking, mask & snap.of_documents(docs)
+        # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
+        keyword = self._pool.submit(self._keyword, match, flt, need, deadline) if query.mode == "hybrid" else None
+        mark = time.perf_counter()
+        allowed = None if flt.is_empty() else snap.chunks(mask)
+        qv = self._query_vector(query.q)
+        timings["encode"] = _ms(mark)
+        mark = time.perf_counter()
+        dense = [] if allowed is not None and len(allowed) == 0 else \
+            self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1))
+        timings["dense"] = _ms(mark)
+        if keyword is None:
+            return dense, mask
+        mark = time.perf_counter()
+        bm25 = keyword.result()
+        timings["keyword_wait"] = _ms(mark)
+        return fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k), mask
+
+    def _query_vector(self, q: str) -> np.ndarray:
+        """The query's vector, from a small LRU cache so that paging does not re-encode."""
+        size = self.settings.search.query_cache
+        with self._lock:
+            if q in self._vectors:
+                self._vectors.move_to_end(q)
+                return self._vectors[q]
+        vector = self.embedder.embed_queries([q])[0]
+        if size > 0:
+            with self._lock:
+                self._vectors[q] = vector
+                while len(self._vectors) > size:
+                    self._vectors.popitem(last=False)
+        return vector
+
+    def _keyword_all(self, match: str | None, flt: DocFilter, deadline: float) -> tuple[list, np.ndarray]:
+        """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
+        if match is None:
+            return [], np.zeros(0, dtype=np.int64)
+        chunks, docs, scores = self.store.keyword_matches(match, flt, deadline)
+        order = np.lexsort((chunks, -scores))
+        docs_sorted = docs[order]
+        unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
+        best = np.sort(first)
+        ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
+        return ranking, unique
+
+    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, flt: DocFilter,
+                           deadline: float | None) -> np.ndarray:
+        """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
+        if match is None:
+            return np.zeros(len(snap.doc_ids), dtype=bool)
+        return snap.of_documents(self.store.keyword_matches(match, flt, deadline)[1])
+
+    def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
+              exclude: int | None = None) -> list[tuple[int, int, float]]:
+        """Fetch ever more chunks until they collapse to `need` documents or the candidates run out."""
+        n = max(self.settings.search.candidates, need * 4)
+        while True:
+            scores, ids = fetch(n)
+            doc_of = self.store.chunk_documents(ids.tolist())
+            if exclude is not None:
+                doc_of = {c: d for c, d in doc_of.items() if d != exclude}
+            docs = fusion.collapse(zip(ids.tolist(), scores.tolist()), doc_of)
+            if len(docs) >= need or len(ids) < n:
+                return docs
+            n *= 4
+
+    def _keyword(self, match: str | None, flt: DocFilter, need: int, deadline: float) -> list[tuple[int, int, float]]:
+        """BM25 ranking of documents by their best chunk."""
+        if match is None:
+            return []
+        n = max(self.settings.search.candidates, need * 4)
+        while True:
+            rows = self.store.keyword(match, flt, n, deadline)
+            docs = fusion.collapse(((c, sc) for c, _, sc in rows), {c: d for c, d, _ in rows})
+            if len(docs) >= need or len(rows) < n:
+                return docs
+            n *= 4
+
+    # ---- hits and facets -----------------------------------------------------------------
+    def _hits(self, page: Sequence[tuple[int, int, float]], match: str | None, offset: int) -> list[Hit]:
+        """Hits with snippets around the best chunk and entity badges."""
+        docs = [d for d, _, _ in page]
+        infos = self.store.doc_infos(docs)
+        mentions = self.store.mentions_of(docs)
+        chunks = self.store.chunk_rows([c for _, c, _ in page])
+        terms = self.store.term_highlights(match, [c for _, c, _ in page]) if match else {}
+        size = self.settings.search.snippet_chars
+        hits = []
+        for rank, (doc, chunk, score) in enumerate(page, offset + 1):
+            info, row = infos.get(doc), chunks.get(chunk)
+            if info is None or row is None:  # deleted since it was retrieved
+                continue
+            _, start, _end, text = row
+            snippet = make_snippet(start, text, terms.get(chunk, []), mentions[doc], size)
+            hits.append(Hit(doc, info.external_id, info.collection, info.title, float(score), rank, info.meta,
+                            snippet, badges(mentions[doc], BADGES_PER_HIT)))
+        return hits
+
+    def _facets(self, snap: StoreSnapshot, mask: np.ndarray, deadline: float) -> list[Facet]:
+        """Counts of every facet over the whole result set; a facet out of time is marked unavailable."""
+        labels = self._labels(snap)
+        names = [lab.lower() for lab in self.settings.search.facet_labels if lab.lower() in labels] + list(META_FACETS)
+        facets = []
+        for name in names:
+            if time.monotonic() > deadline:
+                facets.append(Facet(name, filter_label(name), [], False, available=False))
+                continue
+            rows, truncated = snap.facet(labels.get(name, name), mask, self.settings.search.facet_limit)
+            facets.append(Facet(name, filter_label(name), [FacetValue(i, n, c) for i, n, c in rows], truncated))
+        return facets
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
