@@ -1,4 +1,4 @@
-"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder."""
+"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder, eval-embedder."""
 from __future__ import annotations
 
 import functools
@@ -130,12 +130,14 @@ def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, ba
                f"{len(skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
 
 
-def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool) -> list:
+def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...] = (),
+                    source: str | None = None) -> list:
     """All documents of PATH; a malformed record stops unless --skip-bad."""
     from indexer.readers import ReadOptions, read
 
     docs = []
-    for record in read(fmt, path, ReadOptions(label_map=settings.train_ner.label_map)):
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
+    for record in read(fmt, path, options):
         if isinstance(record, ReaderError):
             if not skip_bad:
                 raise ReaderError(f"{record.reason} (nothing was changed; --skip-bad skips such records)",
@@ -180,10 +182,13 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
 @click.argument("path", type=click.Path(path_type=Path))
-def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path: Path) -> None:
+def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+            source: str | None, path: Path) -> None:
     """Add documents (and their vectors) without a rebuild; existing ids are updated."""
-    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad), [])
+    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad, fields, source), [])
 
 
 @main.command("update")
@@ -191,12 +196,15 @@ def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path:
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection holding the documents.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
+@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
 @click.argument("path", type=click.Path(path_type=Path))
-def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, path: Path) -> None:
+def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
+               source: str | None, path: Path) -> None:
     """Replace documents that exist already (by id); unknown ids are an error."""
     from indexer.errors import StoreError
 
-    docs = _read_documents(settings, fmt, path, skip_bad)
+    docs = _read_documents(settings, fmt, path, skip_bad, fields, source)
     store = open_store(settings, create=False)
     known = set(store.external_ids(collection))
     store.close()
@@ -232,6 +240,119 @@ def info_cmd(settings: Settings) -> None:
     for key, value in store.counts().items():
         click.echo(f"{key:12} {value}")
     click.echo(f"{'collections:':12} {', '.join(store.collections())}")
+
+
+@main.command("train-ner")
+@config_options
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+def train_ner_cmd(settings: Settings, threads: int | None) -> None:
+    """Train the entity tagger on train_ner.train; early stopping on train_ner.dev."""
+    import json
+
+    import torch
+
+    from indexer.train.ner import format_report, train_ner
+
+    if threads:
+        torch.set_num_threads(threads)
+    path, metrics = train_ner(settings)
+    meta = json.loads((path / "tagger.json").read_text(encoding="utf-8"))
+    click.echo(format_report(metrics))
+    click.echo(f"saved {path} (best epoch {meta['training']['best_epoch']}, "
+               f"training time {meta['training']['total_seconds']:.0f} s)")
+
+
+@main.command("eval-ner")
+@config_options
+@click.option("--format", "fmt", default="pubtator", show_default=True, help="Corpus format of PATH.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Tagger directory (default: ner.model).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the metrics as JSON here.")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N documents only.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+@click.argument("path", type=click.Path(path_type=Path))
+def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: Path | None, limit: int | None,
+                 skip_bad: bool, threads: int | None, path: Path) -> None:
+    """Score the tagger on gold mentions in PATH (seqeval, strict IOB2, exact span and label)."""
+    import dataclasses
+    import json
+
+    import torch
+
+    from indexer.errors import ModelError
+    from indexer.ner import load_tagger
+    from indexer.train.ner import evaluate, format_report, load_documents
+
+    if threads:
+        torch.set_num_threads(threads)
+    if model_dir is not None:
+        settings = settings.replace(ner=dataclasses.replace(settings.ner, model=str(model_dir)))
+    tagger = load_tagger(settings)
+    if tagger is None:
+        raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
+                         f"or pass --model")
+    docs = load_documents([path], fmt, settings.train_ner.label_map, limit, skip_bad)
+    metrics = evaluate(tagger, docs, progress=True)
+    click.echo(format_report(metrics))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(dict(metrics, data=str(path), model=str(settings.ner.model)), indent=2),
+                          encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+@main.command("tag")
+@config_options
+@click.option("--collection", required=True, help="Collection whose documents are tagged.")
+@click.option("--batch-size", default=64, show_default=True, help="Documents per transaction.")
+def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
+    """Run the tagger over a collection, replacing its earlier model mentions (gold ones stay)."""
+    from indexer.errors import ModelError
+    from indexer.ner import load_tagger, tag_collection
+
+    tagger = load_tagger(settings)
+    if tagger is None:
+        raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
+                         f"or set ner.model")
+    counts = tag_collection(open_store(settings, create=False), collection, tagger, batch_size)
+    found = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    click.echo(f"{collection}: model mentions by label: {found}")
+
+
+@main.command("train-embedder")
+@config_options
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="After training, compare the base and the tuned model on every dev set.")
+def train_embedder_cmd(settings: Settings, report: bool) -> None:
+    """Fine-tune the sentence embedder ([train_embedder]) and save it to its output_dir."""
+    from indexer.train.embedder import train_embedder
+
+    result = train_embedder(settings)
+    click.echo(f"saved {result.model_dir} after {result.steps} steps in {result.seconds:.0f} s on {result.device}; "
+               f"pairs: {', '.join(f'{k} {v}' for k, v in sorted(result.pairs.items()))}")
+    if report:
+        _embedder_report(settings, result.model_dir, {"seconds": result.seconds, "device": result.device,
+                                                      "steps": result.steps, "pairs": result.pairs},
+                         result.dev_metrics)
+
+
+@main.command("eval-embedder")
+@config_options
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="Tuned model dir (default: train_embedder.output_dir).")
+def eval_embedder_cmd(settings: Settings, model_dir: Path | None) -> None:
+    """Compare the base and a tuned embedder on the dev sets; writes JSON and prints a Markdown table."""
+    _embedder_report(settings, model_dir or settings.train_embedder.output_dir, None, None)
+
+
+def _embedder_report(settings: Settings, model_dir: Path, training: dict | None, metrics: dict | None) -> None:
+    from indexer.train.ir_eval import compare, markdown
+
+    report, path = compare(settings, model_dir, training, metrics)
+    click.echo(markdown(report))
+    click.echo(f"report: {path}")
 
 
 if __name__ == "__main__":

@@ -127,10 +127,12 @@ class SearchQueries:
         """Every chunk passing the filter that matches the FTS5 expression: (chunk ids, document ids, BM25)."""
         sql, params = flt.sql()
         cond = "" if flt.is_empty() else f" AND c.document_id IN ({sql})"
-        stmt = text("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-                    f"ON c.id = f.rowid WHERE chunks_fts MATCH :q{cond}")
+        sql = ("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+               f"ON c.id = f.rowid WHERE chunks_fts MATCH :q{cond}")
         with self.reading(deadline) as conn:
-            rows = conn.execute(stmt, {**params, "q": match}).fetchall()
+            # straight through sqlite3 (named parameters): a broad match returns tens of thousands of
+            # rows, and SQLAlchemy row objects would cost more than the search
+            rows = conn.connection.driver_connection.execute(sql, {**params, "q": match}).fetchall()
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
         return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
 

@@ -1,0 +1,331 @@
+"""Entity tagger: the Tagger protocol, a BERT(+BiLSTM)+CRF model and windowed tagging to character spans.
+
+Text is cut into sentences and words (`\\w+` runs and single punctuation marks). The encoder sees
+sub-tokens; the first sub-token of each word stands for the word, and the optional BiLSTM, the
+emission layer and the CRF (or a per-word softmax) run over word-level sequences with BIO tags.
+Sentences longer than a window are tagged in overlapping windows; each word takes the tag of the
+window in which it sits furthest from an edge, where the model saw the most context.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+from indexer.documents import Mention, sentence_spans
+from indexer.errors import ModelError
+from indexer.negation import NegationDetector
+from indexer.normalize import Normalizer
+
+Entity = Mention  # the tagger's output record: the store's Mention, filled by the model
+Span = tuple[int, int]
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+TAGGER_FILE = "tagger.json"
+
+
+class Tagger(Protocol):
+    labels: tuple[str, ...]
+
+    def tag(self, texts: Sequence[str]) -> list[list[Entity]]: ...  # predicts, never writes
+
+
+# ---- words, tags, spans (pure functions) ------------------------------------------------------
+def sentence_words(text: str) -> list[list[Span]]:
+    """Word character spans of each sentence of a text; sentences without words are left out."""
+    out = []
+    for s, e in sentence_spans(text):
+        words = [m.span() for m in _WORD.finditer(text, s, e)]
+        if words:
+            out.append(words)
+    return out
+
+
+def tags_from_mentions(words: Sequence[Span], mentions: Sequence[Mention]) -> list[str]:
+    """BIO tags of words from mention spans; a word overlapping a mention belongs to it."""
+    tags = ["O"] * len(words)
+    starts = [w[0] for w in words]
+    for m in sorted(mentions, key=lambda m: (m.start, -m.end)):
+        lo = max(0, bisect.bisect_right(starts, m.start) - 1)
+        inside = [i for i in range(lo, bisect.bisect_left(starts, m.end))
+                  if words[i][0] < m.end and words[i][1] > m.start]
+        if not inside or any(tags[i] != "O" for i in inside):
+            continue  # nested or overlapping mentions: BIO keeps the first
+        tags[inside[0]] = f"B-{m.label}"
+        for i in inside[1:]:
+            tags[i] = f"I-{m.label}"
+    return tags
+
+
+def spans_from_tags(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Word ranges [i, j) and labels of the entities in a BIO sequence; a stray I- starts an entity."""
+    out: list[tuple[int, int, str]] = []
+    start, label = None, None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        kind, _, lab = tag.partition("-")
+        if start is not None and (kind != "I" or lab != label):
+            out.append((start, i, label))
+            start, label = None, None
+        if kind == "B" or (kind == "I" and start is None):
+            start, label = i, lab
+    return out
+
+
+def windows(counts: Sequence[int], max_words: int, stride_words: int, budget: int) -> list[Span]:
+    """Overlapping word windows [a, b) of at most max_words words and `budget` sub-tokens."""
+    n, out, a = len(counts), [], 0
+    while a < n:
+        b, used = a, 0
+        while b < n and b - a < max_words and (b == a or used + counts[b] <= budget):
+            used += counts[b]
+            b += 1
+        out.append((a, b))
+        if b >= n:
+            break
+        step = max(1, round((b - a) * stride_words / max_words))
+        a = min(a + step, b - 1) if b - a > 1 else b
+    return out
+
+
+def merge_windows(n: int, spans: Sequence[Span], window_tags: Sequence[Sequence[str]]) -> list[str]:
+    """One tag per word: from the window where the word is furthest from an edge."""
+    best = [-1] * n
+    tags = ["O"] * n
+    for (a, b), wt in zip(spans, window_tags):
+        for i in range(a, b):
+            centrality = min(i - a, b - 1 - i)
+            if centrality > best[i]:
+                best[i], tags[i] = centrality, wt[i - a]
+    return tags
+
+
+# ---- the model ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelConfig:
+    tags: tuple[str, ...]  # BIO tag set; index = tag id
+    use_lstm: bool = True
+    use_crf: bool = True
+    lstm_hidden: int = 256
+    dropout: float = 0.1
+    max_length: int = 256  # sub-tokens per sequence, special tokens included
+    class_weight_o: float = 1.0  # softmax loss weight of the O tag
+
+
+class CrfTaggerModel(nn.Module):
+    """Encoder -> first sub-token per word -> [BiLSTM] -> dropout -> linear -> CRF or softmax."""
+
+    def __init__(self, encoder: nn.Module, config: ModelConfig):
+        super().__init__()
+        from torchcrf import CRF
+
+        self.config = config
+        self.encoder = encoder
+        width = encoder.config.hidden_size
+        self.lstm = None
+        if config.use_lstm:
+            self.lstm = nn.LSTM(width, config.lstm_hidden, batch_first=True, bidirectional=True)
+            width = 2 * config.lstm_hidden
+        self.dropout = nn.Dropout(config.dropout)
+        self.emission = nn.Linear(width, len(config.tags))
+        self.crf = CRF(len(config.tags), batch_first=True) if config.use_crf else None
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters outside the encoder (they train with the higher learning rate)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
+
+    def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-word tag scores (batch, words, tags)."""
+        hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        index = batch["first"].unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        words = hidden.gather(1, index)
+        if self.lstm is not None:
+            lengths = batch["word_mask"].sum(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            words, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.size(1))
+        return self.emission(self.dropout(words))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean negative log-likelihood (CRF) or weighted cross-entropy (softmax) of the gold tags."""
+        scores = self.emissions(batch)
+        mask = batch["word_mask"]
+        if self.crf is not None:
+            return -self.crf(scores, batch["tags"], mask=mask, reduction="mean")
+        weight = torch.ones(scores.size(-1), device=scores.device)
+        weight[self.config.tags.index("O")] = self.config.class_weight_o
+        return nn.functional.cross_entropy(scores[mask], batch["tags"][mask], weight=weight)
+
+    @torch.inference_mode()
+    def decode(self, batch: dict[str, torch.Tensor]) -> list[list[int]]:
+        """Best tag ids per word: Viterbi with the CRF, else the per-word argmax."""
+        scores = self.emissions(batch)
+        mask = batch["word_mask"]
+        if self.crf is not None:
+            return self.crf.decode(scores, mask=mask)
+        best = scores.argmax(-1)
+        return [best[i, : int(mask[i].sum())].tolist() for i in range(best.size(0))]
+
+
+def encode_words(tokenizer, batch_words: Sequence[Sequence[str]], max_length: int) -> dict[str, torch.Tensor]:
+    """Sub-token ids for word lists, with the index of each word's first sub-token."""
+    enc = tokenizer([list(w) for w in batch_words], is_split_into_words=True, truncation=True,
+                    max_length=max_length, padding=True, return_tensors="pt")
+    width = max(len(w) for w in batch_words)
+    first = torch.zeros(len(batch_words), width, dtype=torch.long)  # 0 ([CLS]) for words with no sub-token
+    mask = torch.zeros(len(batch_words), width, dtype=torch.bool)
+    for b, words in enumerate(batch_words):
+        mask[b, : len(words)] = True
+        seen = set()
+        for pos, wid in enumerate(enc.word_ids(b)):
+            if wid is not None and wid not in seen:
+                seen.add(wid)
+                first[b, wid] = pos
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "first": first,
+            "word_mask": mask}
+
+
+def subtoken_counts(tokenizer, words: Sequence[str]) -> list[int]:
+    """Number of sub-tokens of each word (at least 1, so a window always advances)."""
+    if not words:
+        return []
+    ids = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return [max(1, len(x)) for x in ids]
+
+
+# ---- the tagger ----------------------------------------------------------------------------
+class BertCrfTagger:
+    """Tagger over a CrfTaggerModel; also saves and loads the model directory."""
+
+    def __init__(self, model: CrfTaggerModel, tokenizer, normalizer: Normalizer | None = None,
+                 negation: NegationDetector | None = None, batch_size: int = 16, window_words: int = 200,
+                 window_stride: int = 150, device: str = "cpu"):
+        self.model, self.tokenizer = model.to(device), tokenizer
+        self.normalizer = normalizer or Normalizer()
+        self.negation = negation or NegationDetector.load()
+        self.batch_size, self.window_words, self.window_stride = batch_size, window_words, window_stride
+        self.device = device
+        self.labels = tuple(sorted({t[2:] for t in model.config.tags if t != "O"}))
+
+    def tag(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """Entity mentions of each text, as character spans, normalised and with their negation state."""
+        units = []  # (text index, sentence words, window spans)
+        jobs = []  # (unit index, window span, words)
+        budget = self.model.config.max_length - 2
+        for t, text in enumerate(texts):
+            for words in sentence_words(text):
+                strings = [text[s:e] for s, e in words]
+                spans = windows(subtoken_counts(self.tokenizer, strings), self.window_words, self.window_stride,
+                                budget)
+                units.append((t, words, spans))
+                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]]) for span in spans)
+        tag_lists = self._predict([j[2] for j in jobs])
+        by_unit: dict[int, list[list[str]]] = {}
+        for (u, _, _), tags in zip(jobs, tag_lists):
+            by_unit.setdefault(u, []).append(tags)
+        out: list[list[Entity]] = [[] for _ in texts]
+        for u, (t, words, spans) in enumerate(units):
+            tags = merge_windows(len(words), spans, by_unit[u])
+            sentence = (words[0][0], words[-1][1])
+            for i, j, label in spans_from_tags(tags):
+                start, end = words[i][0], words[j - 1][1]
+                state = self.negation.classify(texts[t], sentence, start, end)
+                out[t].append(Mention(start, end, texts[t][start:end], label, label, negation=state))
+        return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
+
+    def _predict(self, seqs: list[list[str]]) -> list[list[str]]:
+        """Tags of word sequences, batched by length so padding stays small."""
+        self.model.eval()
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        result: list[list[str]] = [[] for _ in seqs]
+        for k in range(0, len(order), self.batch_size):
+            idx = order[k:k + self.batch_size]
+            batch = encode_words(self.tokenizer, [seqs[i] for i in idx], self.model.config.max_length)
+            batch = {key: v.to(self.device) for key, v in batch.items()}
+            for i, ids in zip(idx, self.model.decode(batch)):
+                result[i] = [self.model.config.tags[x] for x in ids]
+        return result
+
+    def save(self, path: str | Path, extra: dict | None = None) -> Path:
+        """Write encoder (save_pretrained layout), heads, tag set, config and lexicon to a directory."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.encoder.save_pretrained(path / "encoder")
+        self.tokenizer.save_pretrained(path / "encoder")
+        heads = {k: v for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
+        torch.save(heads, path / "heads.pt")
+        config = dict(self.model.config.__dict__, tags=list(self.model.config.tags))
+        (path / TAGGER_FILE).write_text(json.dumps({"model": config, **(extra or {})}, indent=2), encoding="utf-8")
+        self.normalizer.save(path / "lexicon.json")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs) -> "BertCrfTagger":
+        """Load a directory written by `save`; keyword arguments go to the constructor."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / TAGGER_FILE).is_file():
+            raise ModelError(f"{str(path)!r} is not a tagger directory (no {TAGGER_FILE}); train one with "
+                             f"`indexer train-ner` or point ner.model at one")
+        meta = json.loads((path / TAGGER_FILE).read_text(encoding="utf-8"))
+        config = ModelConfig(**dict(meta["model"], tags=tuple(meta["model"]["tags"])))
+        model = CrfTaggerModel(AutoModel.from_pretrained(path / "encoder"), config)
+        model.load_state_dict(torch.load(path / "heads.pt", map_location="cpu"), strict=False)
+        tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
+        return cls(model, tokenizer, Normalizer.load(path / "lexicon.json"), **kwargs)
+
+
+def resolve_tagger_dir(name: str, trained: Path) -> Path | None:
+    """'auto' -> the trained dir if it holds a tagger, else None (gold mentions only); else the named dir."""
+    if name == "auto":
+        return trained if (trained / TAGGER_FILE).is_file() else None
+    path = Path(name)
+    if not (path / TAGGER_FILE).is_file():
+        raise ModelError(f"ner.model {name!r} is not a tagger directory; use 'auto' or a dir from `indexer train-ner`")
+    return path
+
+
+def load_tagger(settings) -> BertCrfTagger | None:
+    """The configured tagger on the configured device, or None when ner.model=auto and none is trained."""
+    from indexer.models import resolve_device
+
+    path = resolve_tagger_dir(settings.ner.model, settings.train_ner.output_dir)
+    if path is None:
+        return None
+    return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
+                              batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
+                              window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device))
+
+
+def with_label_map(mentions: Sequence[Mention], label_map: dict[str, str]) -> list[Mention]:
+    """Mentions relabelled through a source -> facet label map (the source label is kept)."""
+    return [replace(m, label=label_map.get(m.label, m.label), source_label=m.source_label or m.label)
+            for m in mentions]
+
+
+def tag_collection(store, collection: str, tagger: Tagger, batch_size: int = 64) -> dict[str, int]:
+    """Tag every document of a collection; each batch's model mentions are replaced in one transaction."""
+    from collections import Counter
+
+    from sqlalchemy import select
+    from tqdm import tqdm
+
+    from indexer.store import DocumentRow
+
+    ids = store.document_ids(collection)
+    counts: Counter = Counter()
+    with tqdm(total=len(ids), desc=f"tag {collection}", unit="doc", dynamic_ncols=True) as bar:
+        for k in range(0, len(ids), batch_size):
+            part = ids[k:k + batch_size]
+            with store.session() as s:
+                texts = {i: t for i, t in s.execute(select(DocumentRow.id, DocumentRow.text).where(DocumentRow.id.in_(part)))}
+            found = tagger.tag([texts[i] for i in part])
+            counts.update(store.replace_model_mentions(dict(zip(part, found))))
+            bar.update(len(part))
+    return dict(counts)
