@@ -168,6 +168,17 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool) -> None
                f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s)")
 
 
+def record_options(func):
+    """--skip-bad, --field, --source and PATH, shared by `add` and `update`."""
+    for option in reversed((
+            click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping."),
+            click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`."),
+            click.option("--source", default=None, help="Value of the source facet (default: the reader's)."),
+            click.argument("path", type=click.Path(path_type=Path)))):
+        func = option(func)
+    return func
+
+
 def _change(settings: Settings, collection: str, upserts: list, deletes: list[str]) -> None:
     from indexer.embedder import load_embedder
     from indexer.pipeline import change
@@ -181,10 +192,7 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
 @config_options
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
-@click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
-@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
-@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
-@click.argument("path", type=click.Path(path_type=Path))
+@record_options
 def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
             source: str | None, path: Path) -> None:
     """Add documents (and their vectors) without a rebuild; existing ids are updated."""
@@ -195,10 +203,7 @@ def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, field
 @config_options
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection holding the documents.")
-@click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping.")
-@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`.")
-@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
-@click.argument("path", type=click.Path(path_type=Path))
+@record_options
 def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
                source: str | None, path: Path) -> None:
     """Replace documents that exist already (by id); unknown ids are an error."""
