@@ -79,7 +79,7 @@ class TrainNerSettings:
     use_crf: bool = True  # CRF decoding (false = per-token softmax)
     lstm_hidden: int = 256  # per direction
     dropout: float = 0.1  # before the emission layer
-    epochs: int = 5  # maximum epochs
+    epochs: int = 4  # maximum epochs (the learning-rate schedule spans them all)
     batch_size: int = 16  # sentences per step
     max_length: int = 256  # sub-tokens per training sequence
     encoder_lr: float = 1e-4  # learning rate of the transformer
