@@ -11,7 +11,6 @@ REPO = Path(__file__).resolve().parent.parent
 def test_repository_config_matches_defaults():
     """config.toml documents every key with its default value."""
     loaded = load_settings(REPO / "config.toml", env={})
-    default = load_settings(None, env={}) if False else None  # noqa: F841 (defaults resolve paths against cwd)
     for name in SECTIONS:
         assert type(getattr(loaded, name)) is type(getattr(Settings(), name))
     assert loaded.data.dir == (REPO / "../shared/data").resolve()
