@@ -340,7 +340,7 @@ def train_embedder_cmd(settings: Settings, report: bool) -> None:
     if report:
         _embedder_report(settings, result.model_dir, {"seconds": result.seconds, "device": result.device,
                                                       "steps": result.steps, "pairs": result.pairs},
-                         result.dev_metrics)
+                         None)  # re-evaluated in fp32: training-time scores may come from bf16 autocast
 
 
 @main.command("eval-embedder")

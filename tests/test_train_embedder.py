@@ -216,3 +216,44 @@ def test_cli_refuses_an_unknown_loss():
     result = CliRunner().invoke(main, ["train-embedder", "--set", "train_embedder.loss=infonce"])
     assert result.exit_code == 1
     assert "train_embedder.loss 'infonce' is not one of" in result.output
+
+
+def test_only_the_hard_share_of_pairs_becomes_triplets(sample_docs):
+    pairs = title_pairs(sample_docs, "sample")
+    assert mine_triplets(pairs, keyword_encode, hard_ratio=0.0, seed=0) == []
+    half = mine_triplets(pairs, keyword_encode, hard_ratio=0.5, seed=0)
+    assert 0 < len(half) < len(pairs)
+    group = {p.positive: p.group for p in pairs}
+    for anchor, positive, negative, _ in half:
+        assert group[negative] != group[positive]
+    assert half == mine_triplets(pairs, keyword_encode, hard_ratio=0.5, seed=0)  # seeded
+
+
+@pytest.mark.slow
+def test_per_source_caps_override_the_default(shared_data):
+    from indexer.train.pairs import collect
+
+    data = collect(shared_data, ["bc5cdr", "scifact"], 7, 0.2, 5, 50, 42, caps={"scifact": 3})
+    counts = {s: sum(p.source == s for p in data.pairs) for s in ("bc5cdr", "scifact")}
+    assert counts == {"bc5cdr": 7, "scifact": 3}
+
+
+def test_mixed_precision_setting():
+    from indexer.train.embedder import check_settings, use_bf16
+
+    assert use_bf16("bf16", "cpu") and not use_bf16("no", "cpu")
+    with pytest.raises(ConfigError, match=r"mixed_precision 'fp8' is not one of"):
+        check_settings(TrainEmbedderSettings(mixed_precision="fp8"))
+
+
+def test_the_cache_is_used_only_below_the_batch_size(tiny_bert, tmp_path):
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   MultipleNegativesRankingLoss)
+
+    from indexer.train.embedder import build_model, losses_for
+
+    model = build_model(tiny_bert, tiny_settings(tmp_path), "cpu")
+    cached = losses_for(model, tiny_settings(tmp_path, batch_size=4, mini_batch_size=2), ["pairs"])["pairs"]
+    plain = losses_for(model, tiny_settings(tmp_path, batch_size=4, mini_batch_size=4), ["pairs"])["pairs"]
+    assert isinstance(cached, CachedMultipleNegativesRankingLoss)
+    assert type(plain) is MultipleNegativesRankingLoss

@@ -107,7 +107,8 @@ def datasets_for(data: TrainingData, triplets: list[tuple[str, str, str, str]], 
 
 
 def losses_for(model, ts: TrainEmbedderSettings, names: Sequence[str]) -> dict:
-    """CachedMNRL for pairs; TripletLoss with cosine distance for triplets.
+    """In-batch InfoNCE (MNRL; the cached variant when mini_batch_size < batch_size) for pairs,
+    TripletLoss with cosine distance for triplets.
 
     On unit vectors cosine distance lies in [0, 2], and the margin is a required gap between
     sim(anchor, positive) and sim(anchor, negative). The base model's mean gap on mined dev
@@ -116,12 +117,16 @@ def losses_for(model, ts: TrainEmbedderSettings, names: Sequence[str]) -> dict:
     every triplet and, with lr 1e-4, lost NDCG@10 on SciFact and BC5CDR dev. The reference's
     2.0 on unnormalised outputs has no meaning here (2.0 is the largest possible distance).
     """
-    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss, TripletLoss,
+    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
+                                                                   MultipleNegativesRankingLoss, TripletLoss,
                                                                    TripletDistanceMetric)
 
     out = {}
     if "pairs" in names:
-        out["pairs"] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=ts.mini_batch_size)
+        if ts.mini_batch_size < ts.batch_size:  # gradient cache: a large batch in small mini-batches
+            out["pairs"] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=ts.mini_batch_size)
+        else:  # the same loss without the cache's extra forward pass
+            out["pairs"] = MultipleNegativesRankingLoss(model)
     if "triplets" in names:
         out["triplets"] = TripletLoss(model, distance_metric=TripletDistanceMetric.COSINE,
                                       triplet_margin=ts.triplet_margin)
@@ -136,7 +141,9 @@ def training_args(ts: TrainEmbedderSettings, out: Path, epochs: int, device: str
     return SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=epochs, max_steps=ts.max_steps if ts.max_steps > 0 else -1,
         per_device_train_batch_size=ts.batch_size, per_device_eval_batch_size=ts.batch_size,
-        learning_rate=ts.learning_rate, weight_decay=ts.weight_decay, warmup_steps=ts.warmup_ratio,  # a float below 1 is a share of the steps seed=ts.seed,
+        learning_rate=ts.learning_rate, weight_decay=ts.weight_decay,
+        warmup_steps=ts.warmup_ratio,  # a float below 1 is a share of the steps
+        seed=ts.seed, data_seed=ts.seed, bf16=use_bf16(ts.mixed_precision, device),
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a repeated text in a batch would be a false in-batch negative
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         eval_strategy="steps" if has_eval else "no", eval_steps=ts.eval_steps, save_strategy="steps" if has_eval else "no",
@@ -146,10 +153,40 @@ def training_args(ts: TrainEmbedderSettings, out: Path, epochs: int, device: str
         dataloader_num_workers=0, disable_tqdm=False)
 
 
+PRECISIONS = ("auto", "bf16", "no")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bf16 natively: a bf16-capable GPU, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(mode: str, device: str) -> bool:
+    """bf16 autocast for training: forced, off, or (auto) where the hardware does it natively.
+
+    On a 2-core AVX512-BF16 CPU it doubled training throughput (11 vs 5 pairs/s, MiniLM, 128 tokens);
+    where bf16 is emulated it would be slower, so auto leaves it off there. Weights stay fp32 and
+    the saved model is fp32.
+    """
+    if mode not in PRECISIONS:
+        raise ConfigError(f"train_embedder.mixed_precision {mode!r} is not one of {choices(PRECISIONS)}")
+    return mode == "bf16" or (mode == "auto" and native_bf16(device))
+
+
 def check_settings(ts: TrainEmbedderSettings) -> None:
-    """Refuse an unknown loss or source before any data is read."""
+    """Refuse an unknown loss, source or precision before any data is read."""
     if ts.loss not in LOSSES:
         raise ConfigError(f"train_embedder.loss {ts.loss!r} is not one of {choices(LOSSES)}")
+    if ts.mixed_precision not in PRECISIONS:
+        raise ConfigError(f"train_embedder.mixed_precision {ts.mixed_precision!r} is not one of {choices(PRECISIONS)}")
     check_sources(ts.sources)
     if not 0 < ts.dimension:
         raise ConfigError(f"train_embedder.dimension must be positive, got {ts.dimension}")
@@ -157,6 +194,7 @@ def check_settings(ts: TrainEmbedderSettings) -> None:
 
 def fit(model, data: TrainingData, ts: TrainEmbedderSettings, work: Path, device: str, evaluator=None) -> dict:
     """Train through every stage, re-mining hard negatives at each; returns the trainer history and best score."""
+    import torch
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import EarlyStoppingCallback
 
@@ -166,7 +204,9 @@ def fit(model, data: TrainingData, ts: TrainEmbedderSettings, work: Path, device
         triplets = []
         if "triplet" in ts.loss:
             model.eval()
-            triplets = mine_triplets(data.pairs + data.entity, encoder_of(model), ts.hard_negative_ratio, ts.seed + start)
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16(ts.mixed_precision, device)):
+                triplets = mine_triplets(data.pairs + data.entity, encoder_of(model), ts.hard_negative_ratio,
+                                         ts.seed + start)
         sets = datasets_for(data, triplets, ts.loss)
         trainer = SentenceTransformerTrainer(
             model=model, args=training_args(ts, work / f"stage{k}", end - start, device, evaluator is not None),
@@ -215,7 +255,7 @@ def train_embedder(settings: Settings) -> TrainResult:
     device = resolve_device(ts.device)
     torch.manual_seed(ts.seed)
     data = collect(settings.data.dir, ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,
-                   ts.dev_max_corpus, ts.seed, settings.train_ner.label_map)
+                   ts.dev_max_corpus, ts.seed, settings.train_ner.label_map, ts.pairs_per_source)
     base = resolve_model_dir(ts.base_model)
     started = time.perf_counter()
     pca = [p.positive for p in data.pairs[:: max(1, len(data.pairs) // (ts.dimension + 128))]]

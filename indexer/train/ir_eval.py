@@ -102,7 +102,7 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None, t
 
     ts = settings.train_embedder
     data = collect(settings.data.dir, ts.sources, ts.max_pairs_per_source, ts.dev_fraction, ts.dev_max_queries,
-                   ts.dev_max_corpus, ts.seed, settings.train_ner.label_map)
+                   ts.dev_max_corpus, ts.seed, settings.train_ner.label_map, ts.pairs_per_source)
     base = base_results(settings, data, triplet_limit)
     tuned = _load(SentenceTransformer, Path(tuned_dir), ts)
     report: dict = {"base_dir": base["base_dir"], "tuned_dir": str(tuned_dir), "device": resolve_device(ts.device),

@@ -239,7 +239,7 @@ def bva_source(folder: Path, dev_fraction: float, seed: int) -> tuple[list[Pair]
     return [p for p in pairs if p.group in train_ids], devset
 
 
-def cap(pairs: list[Pair], limit: int, seed: int) -> list[Pair]:
+def _cap(pairs: list[Pair], limit: int, seed: int) -> list[Pair]:
     """A seeded sample of at most `limit` pairs (all when limit is 0)."""
     if limit <= 0 or len(pairs) <= limit:
         return list(pairs)
@@ -257,12 +257,14 @@ def check_sources(sources: Iterable[str]) -> list[str]:
 
 def mine_triplets(pairs: Sequence[Pair], encode: Encode, hard_ratio: float, seed: int,
                   top_k: int = 20) -> list[tuple[str, str, str, str]]:
-    """(anchor, positive, negative, source) for each pair; a `hard_ratio` share gets a mined negative.
+    """(anchor, positive, negative, source) for a seeded `hard_ratio` share of the pairs.
 
     Candidates are the positives of the same source. A mined negative is the most similar
     candidate that is not the pair's own group, shares no entity id with the anchor and scores
     below the positive (a candidate above it is more likely an unjudged positive than a
-    negative); the rest get a random candidate of another group.
+    negative); a pair with no such candidate among the `top_k` nearest gets a random one of
+    another group. The other pairs get no triplet: random negatives are what the in-batch
+    InfoNCE already trains on, and a triplet loss on them is mostly zero (wasted compute).
     """
     rng = random.Random(seed)
     out = []
@@ -277,8 +279,10 @@ def mine_triplets(pairs: Sequence[Pair], encode: Encode, hard_ratio: float, seed
         pool_ids = {g: ids for g, ids in ((p.group, p.ids) for p in group)}
         hard = [rng.random() < hard_ratio for _ in group]
         mined = _mine(group, pool, pool_ids, encode, hard, top_k)
-        for p, neg in zip(group, mined):
-            while neg is None or neg[0] == p.group:
+        for p, h, neg in zip(group, hard, mined):
+            if not h:
+                continue  # in-batch InfoNCE already gives every pair random negatives
+            while neg is None or neg[0] == p.group:  # no admissible near neighbour: a random other group
                 neg = pool[rng.randrange(len(pool))]
             out.append((p.anchor, p.positive, neg[1], source))
     return out
@@ -346,8 +350,15 @@ class TrainingData:
 
 
 def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction: float, max_queries: int,
-            max_corpus: int, seed: int, label_map: dict[str, str] | None = None) -> TrainingData:
-    """Read every configured source; pairs are capped per source, dev sets capped as configured."""
+            max_corpus: int, seed: int, label_map: dict[str, str] | None = None,
+            caps: dict[str, int] | None = None) -> TrainingData:
+    """Read every configured source; pairs are capped per source (`caps[source]`, else `max_pairs`),
+    dev sets capped as configured."""
+    caps = caps or {}
+
+    def cap(pairs: list[Pair], limit: int, seed: int) -> list[Pair]:
+        return _cap(pairs, caps.get(pairs[0].source, limit) if pairs else limit, seed)
+
     pairs: list[Pair] = []
     entity: list[Pair] = []
     dev: list[DevSet] = []
