@@ -257,3 +257,38 @@ def test_the_cache_is_used_only_below_the_batch_size(tiny_bert, tmp_path):
     plain = losses_for(model, tiny_settings(tmp_path, batch_size=4, mini_batch_size=4), ["pairs"])["pairs"]
     assert isinstance(cached, CachedMultipleNegativesRankingLoss)
     assert type(plain) is MultipleNegativesRankingLoss
+
+
+def test_report_plot_is_written(tmp_path):
+    from indexer.train.ir_eval import plot
+
+    row = lambda b, t: {"domain": "medical", "base": {"ndcg@10": b}, "tuned": {"ndcg@10": t}}  # noqa: E731
+    report = {"dev_sets": {"a-dev": row(0.5, 0.6), "b-dev": row(0.7, 0.71)}}
+    history = [{"eval_sequential_score": 0.6, "total_step": s, "eval_a-dev_cosine_ndcg@10": 0.5 + s / 1000,
+                "eval_b-dev_cosine_ndcg@10": 0.7} for s in (100, 200)]
+    plot(report, history, tmp_path / "r.png")
+    plot(report, [], tmp_path / "empty.png")  # no evaluation during training: bars only
+    for name in ("r.png", "empty.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_by_source_batching_names_one_dataset_per_source(sample_docs):
+    from indexer.train.embedder import datasets_for
+    from indexer.train.pairs import TrainingData
+
+    pairs = title_pairs(sample_docs, "a") + title_pairs(sample_docs, "b")[:2]
+    data = TrainingData(pairs, [], [])
+    assert set(datasets_for(data, [], "mnrl")) == {"pairs"}
+    sets = datasets_for(data, [("q", "p", "n", "a")], "mnrl+triplet", "by-source")
+    assert set(sets) == {"pairs-a", "pairs-b", "triplets"}
+    assert len(sets["pairs-b"]) == 2 and len(sets["pairs-a"]) == len(pairs) - 2
+
+
+def test_by_source_batching_trains(tiny_bert, tmp_path, sample_docs):
+    from indexer.train.embedder import build_model, fit
+    from indexer.train.pairs import TrainingData
+
+    ts = tiny_settings(tmp_path, batching="by-source", epochs=1, remine_epochs=[])
+    pairs = title_pairs(sample_docs, "a") + [dataclasses.replace(p, source="b") for p in title_pairs(sample_docs, "b")]
+    run = fit(build_model(tiny_bert, ts, "cpu"), TrainingData(pairs, [], []), ts, tmp_path / "work", "cpu")
+    assert run["steps"] > 0 and all(np.isfinite(h["loss"]) for h in run["history"] if "loss" in h)

@@ -92,14 +92,25 @@ def stages(epochs: int, remine_epochs: Sequence[int]) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def datasets_for(data: TrainingData, triplets: list[tuple[str, str, str, str]], loss: str) -> dict:
-    """The trainer's named datasets: 'pairs' for MNRL, 'triplets' for the triplet loss."""
+def datasets_for(data: TrainingData, triplets: list[tuple[str, str, str, str]], loss: str,
+                 batching: str = "mixed") -> dict:
+    """The trainer's named datasets: 'pairs' (or 'pairs-<source>' when batching by source) for MNRL,
+    'triplets' for the triplet loss.
+
+    The trainer draws each batch from one named dataset, so with by-source batching the in-batch
+    negatives of a SciFact claim are other SciFact abstracts, not MedQuAD answers it tells apart
+    by style alone.
+    """
     from datasets import Dataset
 
     out = {}
     if "mnrl" in loss:
-        out["pairs"] = Dataset.from_dict({"anchor": [p.anchor for p in data.pairs],
-                                          "positive": [p.positive for p in data.pairs]})
+        groups = {"pairs": data.pairs} if batching == "mixed" else {
+            f"pairs-{s}": [p for p in data.pairs if p.source == s] for s in dict.fromkeys(p.source for p in data.pairs)}
+        for name, pairs in groups.items():
+            if pairs:
+                out[name] = Dataset.from_dict({"anchor": [p.anchor for p in pairs],
+                                               "positive": [p.positive for p in pairs]})
     if "triplet" in loss and triplets:
         out["triplets"] = Dataset.from_dict({"anchor": [t[0] for t in triplets], "positive": [t[1] for t in triplets],
                                              "negative": [t[2] for t in triplets]})
@@ -122,11 +133,13 @@ def losses_for(model, ts: TrainEmbedderSettings, names: Sequence[str]) -> dict:
                                                                    TripletDistanceMetric)
 
     out = {}
-    if "pairs" in names:
+    pair_sets = [n for n in names if n == "pairs" or n.startswith("pairs-")]
+    if pair_sets:
         if ts.mini_batch_size < ts.batch_size:  # gradient cache: a large batch in small mini-batches
-            out["pairs"] = CachedMultipleNegativesRankingLoss(model, mini_batch_size=ts.mini_batch_size)
+            mnrl = CachedMultipleNegativesRankingLoss(model, mini_batch_size=ts.mini_batch_size)
         else:  # the same loss without the cache's extra forward pass
-            out["pairs"] = MultipleNegativesRankingLoss(model)
+            mnrl = MultipleNegativesRankingLoss(model)
+        out |= {n: mnrl for n in pair_sets}  # one loss module shared by every pair dataset
     if "triplets" in names:
         out["triplets"] = TripletLoss(model, distance_metric=TripletDistanceMetric.COSINE,
                                       triplet_margin=ts.triplet_margin)
@@ -154,6 +167,7 @@ def training_args(ts: TrainEmbedderSettings, out: Path, epochs: int, device: str
 
 
 PRECISIONS = ("auto", "bf16", "no")
+BATCHINGS = ("mixed", "by-source")
 
 
 def native_bf16(device: str) -> bool:
@@ -185,6 +199,8 @@ def check_settings(ts: TrainEmbedderSettings) -> None:
     """Refuse an unknown loss, source or precision before any data is read."""
     if ts.loss not in LOSSES:
         raise ConfigError(f"train_embedder.loss {ts.loss!r} is not one of {choices(LOSSES)}")
+    if ts.batching not in BATCHINGS:
+        raise ConfigError(f"train_embedder.batching {ts.batching!r} is not one of {choices(BATCHINGS)}")
     if ts.mixed_precision not in PRECISIONS:
         raise ConfigError(f"train_embedder.mixed_precision {ts.mixed_precision!r} is not one of {choices(PRECISIONS)}")
     check_sources(ts.sources)
@@ -207,14 +223,14 @@ def fit(model, data: TrainingData, ts: TrainEmbedderSettings, work: Path, device
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16(ts.mixed_precision, device)):
                 triplets = mine_triplets(data.pairs + data.entity, encoder_of(model), ts.hard_negative_ratio,
                                          ts.seed + start)
-        sets = datasets_for(data, triplets, ts.loss)
+        sets = datasets_for(data, triplets, ts.loss, ts.batching)
         trainer = SentenceTransformerTrainer(
             model=model, args=training_args(ts, work / f"stage{k}", end - start, device, evaluator is not None),
             train_dataset=sets, loss=losses_for(model, ts, list(sets)), evaluator=evaluator,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=ts.patience)] if evaluator is not None else [])
         trainer.train()
+        history += [{**h, "stage": k, "total_step": steps + h.get("step", 0)} for h in trainer.state.log_history]
         steps += trainer.state.global_step
-        history += trainer.state.log_history
         score = trainer.state.best_metric
         stopped = trainer.state.global_step < trainer.state.max_steps
         if best is not None and score is not None and score <= best:

@@ -116,7 +116,50 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None, t
     report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = Path(tuned_dir) / "dev_report.json"
     path.write_text(json.dumps(report, indent=2))
+    plot(report, _history(tuned_dir), path.with_suffix(".png"))
     return report, path
+
+
+def _history(tuned_dir: Path) -> list[dict]:
+    path = Path(tuned_dir) / "training.json"
+    return json.loads(path.read_text()).get("history", []) if path.is_file() else []
+
+
+def plot(report: dict, history: Sequence[dict], path: Path) -> None:
+    """Left: NDCG@10 of base and tuned per dev set. Right: dev NDCG@10 per set over training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    names = list(report["dev_sets"])
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    xs = np.arange(len(names))
+    for i, model in enumerate(("base", "tuned")):
+        drawn = bars.bar(xs + (i - 0.5) * 0.4, [report["dev_sets"][n][model]["ndcg@10"] for n in names], 0.4,
+                         label=model)
+        bars.bar_label(drawn, fmt="%.3f", fontsize=7, padding=1)
+    bars.set_xticks(xs, names, rotation=15)
+    bars.set_ylim(0, 1.1)
+    bars.set_ylabel("NDCG@10")
+    bars.set_title("dev sets: base vs fine-tuned")
+    bars.legend(fontsize=8)
+    evals = [h for h in history if "eval_sequential_score" in h]
+    for name in names:
+        key = f"eval_{name}_cosine_ndcg@10"
+        points = [(h.get("total_step", h.get("step", 0)), h[key]) for h in evals if key in h]
+        if points:
+            curves.plot(*zip(*points), marker="o", label=name)
+    for name in names:  # the base model's score as a dashed level in the same colour order
+        curves.axhline(report["dev_sets"][name]["base"]["ndcg@10"], linestyle=":", linewidth=0.8, color="grey")
+    curves.set_xlabel("training step")
+    curves.set_ylabel("dev NDCG@10 (dotted: base model)")
+    curves.set_title("dev NDCG@10 during training" if evals else "no evaluation during training")
+    if evals:
+        curves.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _given(metrics: dict | None, name: str) -> dict[str, float] | None:
