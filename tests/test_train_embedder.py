@@ -292,3 +292,14 @@ def test_by_source_batching_trains(tiny_bert, tmp_path, sample_docs):
     pairs = title_pairs(sample_docs, "a") + [dataclasses.replace(p, source="b") for p in title_pairs(sample_docs, "b")]
     run = fit(build_model(tiny_bert, ts, "cpu"), TrainingData(pairs, [], []), ts, tmp_path / "work", "cpu")
     assert run["steps"] > 0 and all(np.isfinite(h["loss"]) for h in run["history"] if "loss" in h)
+
+
+def test_history_steps_run_on_across_stages(tmp_path):
+    import json
+
+    from indexer.train.ir_eval import _history
+
+    log = [{"step": 100, "eval_sequential_score": 0.1}, {"step": 474}, {"step": 100, "eval_sequential_score": 0.2}]
+    (tmp_path / "training.json").write_text(json.dumps({"history": log}))
+    assert [h["total_step"] for h in _history(tmp_path)] == [100, 474, 574]
+    assert _history(tmp_path / "absent") == []

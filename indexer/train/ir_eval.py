@@ -121,8 +121,16 @@ def compare(settings: Settings, tuned_dir: Path, training: dict | None = None, t
 
 
 def _history(tuned_dir: Path) -> list[dict]:
+    """The training log with a step count that runs on across stages (each stage's trainer restarts at 0)."""
     path = Path(tuned_dir) / "training.json"
-    return json.loads(path.read_text()).get("history", []) if path.is_file() else []
+    history = json.loads(path.read_text()).get("history", []) if path.is_file() else []
+    offset = last = 0
+    for h in history:
+        if "total_step" not in h:  # written before stages were numbered: a step that falls back starts a stage
+            step = h.get("step", 0)
+            offset += last if step < last else 0
+            h["total_step"], last = offset + step, step
+    return history
 
 
 def plot(report: dict, history: Sequence[dict], path: Path) -> None:
