@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 from indexer.documents import Document
 from indexer.errors import ReaderError, choices
 from indexer.readers import ReadOptions, read
-from indexer.readers.io import open_text
+from indexer.readers.medquad import answered_rows
 
 FOLDS = ("train", "dev", "all")
 
@@ -91,27 +91,8 @@ def from_pubtator(path: Path, name: str, label_map: dict[str, str] | None = None
 
 
 def _medquad_rows(path: Path) -> list[dict[str, Any]]:
-    """Answered MedQuAD records from the flattened medquad_qa.jsonl[.gz]."""
-    file = path / "medquad_qa.jsonl.gz" if path.is_dir() else path
-    if not file.is_file():
-        raise ReaderError("expected medquad_qa.jsonl.gz (or a .jsonl file with question/answer fields)", str(path))
-    rows = []
-    with open_text(file) as handle:
-        for no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                question, answer = rec["question"].strip(), (rec.get("answer") or "").strip()
-                # the embedder's dev fold groups by page id, the qid's prefix where doc_id is missing
-                key = str(rec.get("doc_id") or str(rec["qid"]).split("-")[0])
-                qid = f"{rec.get('source', 'medquad')}:{rec['qid']}"
-            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
-                raise ReaderError(f"bad MedQuAD record: {exc!r}", str(file), f"line {no}") from None
-            if question and answer:  # three source sites ship questions without answers
-                rows.append({"group": key, "qid": qid, "question": question, "answer": answer,
-                             "focus": rec.get("focus"), "qtype": rec.get("qtype"), "source": rec.get("source")})
-    return rows
+    """Answered MedQuAD rows, ids prefixed by their source site."""
+    return [{**r, "qid": f"{r['source'] or 'medquad'}:{r['qid']}"} for r in answered_rows(path)]
 
 
 def from_medquad(path: Path, name: str, fold: str, fraction: float, seed: int) -> EvalSet:

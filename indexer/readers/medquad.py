@@ -36,6 +36,29 @@ def _file(path: Path) -> Path:
     raise ReaderError(f"no {FILE} (or unzipped) in this folder", str(path))
 
 
+def answered_rows(path: Path) -> list[dict]:
+    """Answered records as plain rows (group = source page id, qid as in the file, question and
+    answer stripped), for building training pairs and eval sets; a malformed line is an error."""
+    file = _file(path)
+    rows = []
+    with open_text(file) as handle:
+        for no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                question, answer = rec["question"].strip(), (rec.get("answer") or "").strip()
+                # a few records lack doc_id; the page id is also the qid's prefix
+                group = str(rec.get("doc_id") or str(rec["qid"]).split("-")[0])
+                qid = str(rec["qid"])
+            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+                raise ReaderError(f"bad MedQuAD record: {exc!r}", str(file), f"line {no}") from None
+            if question and answer:  # three source sites ship questions without answers
+                rows.append({"group": group, "qid": qid, "question": question, "answer": answer,
+                             "focus": rec.get("focus"), "qtype": rec.get("qtype"), "source": rec.get("source")})
+    return rows
+
+
 def count(path: Path, options: ReadOptions) -> int:
     """Number of answered questions (one quick JSON pass, a few seconds)."""
     with open_text(_file(path)) as handle:

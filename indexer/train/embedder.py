@@ -190,8 +190,6 @@ def use_bf16(mode: str, device: str) -> bool:
     where bf16 is emulated it would be slower, so auto leaves it off there. Weights stay fp32 and
     the saved model is fp32.
     """
-    if mode not in PRECISIONS:
-        raise ConfigError(f"train_embedder.mixed_precision {mode!r} is not one of {choices(PRECISIONS)}")
     return mode == "bf16" or (mode == "auto" and native_bf16(device))
 
 

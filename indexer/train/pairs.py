@@ -7,7 +7,6 @@ their negatives are close in embedding space but share none.
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 import warnings
@@ -21,7 +20,7 @@ from indexer.documents import Document
 from indexer.errors import ConfigError, ReaderError, choices
 from indexer.readers import ReadOptions, read
 from indexer.readers.beir import load_qrels, load_queries
-from indexer.readers.io import open_text
+from indexer.readers.medquad import answered_rows
 
 SOURCES = ("bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity")
 LEGAL_SOURCES = ("bva",)
@@ -182,17 +181,10 @@ def beir_source(path: Path, split: str, source: str, dev_fraction: float, seed: 
 def medquad_source(path: Path, dev_fraction: float, seed: int, max_queries: int,
                    max_corpus: int) -> tuple[list[Pair], DevSet]:
     """Question -> answer pairs of MedQuAD records with answers; the dev fold is split by source page."""
-    records = []
-    with open_text(path) as handle:
-        for line in handle:
-            rec = json.loads(line)
-            if (rec.get("answer") or "").strip() and (rec.get("question") or "").strip():
-                # a few records lack doc_id; the page id is also the qid's prefix
-                rec["doc_id"] = str(rec.get("doc_id") or str(rec["qid"]).split("-")[0])
-                records.append(rec)
-    train_docs, dev_docs = split_ids((r["doc_id"] for r in records), dev_fraction, seed)
-    pairs = [Pair(r["question"], r["answer"], "medquad", r["qid"]) for r in records if r["doc_id"] in train_docs]
-    dev = [r for r in records if r["doc_id"] in dev_docs]
+    records = answered_rows(path)
+    train_docs, dev_docs = split_ids((r["group"] for r in records), dev_fraction, seed)
+    pairs = [Pair(r["question"], r["answer"], "medquad", r["qid"]) for r in records if r["group"] in train_docs]
+    dev = [r for r in records if r["group"] in dev_docs]
     return pairs, make_dev("medquad-dev", {r["qid"]: r["question"] for r in dev}, {r["qid"]: r["answer"] for r in dev},
                            {r["qid"]: {r["qid"]} for r in dev}, max_queries, max_corpus, seed)
 
