@@ -108,6 +108,7 @@ class TrainEmbedderSettings:
     weight_decay: float = 0.1  # AdamW decay
     triplet_margin: float = 0.1  # on cosine distance of unit vectors, in [0, 2] (the reference's 2.0 was on raw outputs)
     hard_negative_ratio: float = 0.5  # share of pairs that also train as a triplet with a mined hard negative
+    hard_negatives_in_batch: bool = True  # with mnrl+triplet: the triplets also train InfoNCE, their mined negatives joining the in-batch ones
     remine_epochs: list[int] = field(default_factory=lambda: [3, 6, 9, 12])  # re-mine hard negatives before these epochs
     epochs: int = 4  # training epochs
     max_pairs_per_source: int = 800  # cap on training pairs from each source (0 = all)

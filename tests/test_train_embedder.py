@@ -55,6 +55,38 @@ def test_beir_pairs_take_the_top_grade(sample_dir, sample_docs):
     q1 = [p for p in pairs if p.anchor.startswith("veteran denied")]
     assert [p.group for p in q1] == ["bva-001"]
     assert len(pairs) == 6  # one top-graded document for each of the 6 queries
+    assert q1[0].known == {"bva-001", "bva-002"}  # the grade-1 document is no negative either
+
+
+def vocab_encode(texts):
+    """A deterministic bag-of-words encoder over the words of `texts` (unit norm)."""
+    words = sorted({w for t in texts for w in _WORD.findall(t.lower())})
+    index = {w: i for i, w in enumerate(words)}
+    out = np.zeros((len(texts), len(words)), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in _WORD.findall(t.lower()):
+            out[i, index[w]] = 1.0
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_mining_skips_known_positives_and_searches_the_pool():
+    texts = {"pos": "aspirin heart attack risk trial", "known": "aspirin heart attack study cohort outcome",
+             "pooled": "aspirin heart failure dose registry data", "far": "tax appeal denied remand",
+             "other": "insulin glucose control"}
+    vocab = list(texts.values()) + ["aspirin heart attack", "insulin"]
+
+    def encode(batch):  # one vocabulary for every call, so anchors and documents share a space
+        every = vocab_encode(list(batch) + vocab)
+        return every[:len(batch)]
+
+    pool = {"s": [("known", texts["known"]), ("pooled", texts["pooled"]), ("far", texts["far"])]}
+    pairs = [Pair("aspirin heart attack", texts["pos"], "s", "pos", known=frozenset({"known"})),
+             Pair("insulin", texts["other"], "s", "other")]
+    mined = {t[0]: t[2] for t in mine_triplets(pairs, encode, 1.0, seed=0, pools=pool)}
+    assert mined["aspirin heart attack"] == texts["pooled"]  # the nearest admissible candidate, from the pool
+    unknown = [dataclasses.replace(pairs[0], known=frozenset()), pairs[1]]
+    mined = {t[0]: t[2] for t in mine_triplets(unknown, encode, 1.0, seed=0, pools=pool)}
+    assert mined["aspirin heart attack"] == texts["known"]  # nearer, and chosen once it is not known relevant
 
 
 def test_make_dev_keeps_relevant_documents(sample_dir, sample_docs):
@@ -157,11 +189,12 @@ def test_projection_starts_from_principal_directions(tiny_bert, tmp_path, sample
     assert np.allclose(weight @ weight.T, np.eye(8), atol=1e-4)  # orthonormal rows, as SVD gives
 
 
-def test_a_few_steps_lower_the_loss(tiny_bert, tmp_path, sample_docs):
+@pytest.mark.parametrize("mini_batch_size", [2, 4])  # cached MNRL + triplet; plain MNRL with in-batch hard negatives
+def test_a_few_steps_lower_the_loss(tiny_bert, tmp_path, sample_docs, mini_batch_size):
     from indexer.train.embedder import build_model, fit
     from indexer.train.pairs import TrainingData
 
-    ts = tiny_settings(tmp_path)
+    ts = tiny_settings(tmp_path, mini_batch_size=mini_batch_size)
     model = build_model(tiny_bert, ts, "cpu")
     data = TrainingData(title_pairs(sample_docs, "sample"), entity_pairs(sample_docs), [])
     run = fit(model, data, ts, tmp_path / "work", "cpu")
@@ -303,3 +336,38 @@ def test_history_steps_run_on_across_stages(tmp_path):
     (tmp_path / "training.json").write_text(json.dumps({"history": log}))
     assert [h["total_step"] for h in _history(tmp_path)] == [100, 474, 574]
     assert _history(tmp_path / "absent") == []
+
+
+def test_triplets_train_infonce_and_the_margin_in_one_pass(tiny_bert, tmp_path):
+    import torch
+    from sentence_transformers.sentence_transformer.losses import TripletLoss
+
+    from indexer.train.embedder import InfoNCEAndTriplet, build_model, losses_for
+
+    ts = tiny_settings(tmp_path, batch_size=3, mini_batch_size=3)
+    model = build_model(tiny_bert, ts, "cpu")
+    model.eval()  # no dropout: separate forward passes give the same embeddings
+    losses = losses_for(model, ts, ["pairs", "triplets"])
+    both = losses["triplets"]
+    assert isinstance(both, InfoNCEAndTriplet)
+    columns = [["fever in children", "statin myopathy", "ptsd stressor"],
+               ["pediatric fever management", "muscle pain on statins", "stressor verification for ptsd"],
+               ["adult fever", "statin dosing", "ptsd treatment"]]
+    features = [model.tokenize(c) for c in columns]
+    labels = torch.zeros(3)
+    with torch.no_grad():
+        expected = losses["pairs"](features, labels) + TripletLoss(
+            model, distance_metric=both.triplet.distance_metric, triplet_margin=ts.triplet_margin)(features, labels)
+        assert torch.allclose(both(features, labels), expected, atol=1e-5)
+    alone = losses_for(model, dataclasses.replace(ts, hard_negatives_in_batch=False), ["pairs", "triplets"])
+    assert type(alone["triplets"]) is TripletLoss
+
+
+def test_the_primary_score_is_the_medical_mean():
+    from indexer.train.embedder import make_evaluator
+
+    sets = [DevSet("m1", {"q": "a"}, {"d": "a"}, {"q": {"d"}}), DevSet("law", {"q": "a"}, {"d": "a"}, {"q": {"d"}}, "legal"),
+            DevSet("m2", {"q": "a"}, {"d": "a"}, {"q": {"d"}})]
+    assert make_evaluator(sets).main_score_function([0.2, 0.9, 0.4]) == pytest.approx(0.3)
+    legal_only = make_evaluator(sets[1:2])
+    assert legal_only.main_score_function([0.9]) == pytest.approx(0.9)

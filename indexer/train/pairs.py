@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -37,6 +37,7 @@ class Pair:
     source: str
     group: str  # id of the positive's document (or a shared answer key)
     ids: frozenset[str] = frozenset()  # normalised entity ids of the anchor's document
+    known: frozenset[str] = frozenset()  # other documents judged relevant to the anchor: never its negatives
 
 
 @dataclass
@@ -104,7 +105,9 @@ def beir_text(doc: Document) -> str:
 
 def beir_pairs(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus: dict[str, str],
                source: str, per_query: int = 3) -> list[Pair]:
-    """Query -> document pairs at each query's highest grade (at most `per_query` per query)."""
+    """Query -> document pairs at each query's highest grade (at most `per_query` per query); every
+    document judged relevant at any grade is `known`, so mining never makes it a negative (an
+    NFCorpus query has dozens)."""
     out = []
     for qid in sorted(qrels):
         judged = {d: g for d, g in qrels[qid].items() if g > 0 and d in corpus}
@@ -112,7 +115,7 @@ def beir_pairs(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus
             continue
         top = max(judged.values())
         for did in sorted(d for d, g in judged.items() if g == top)[:per_query]:
-            out.append(Pair(queries[qid], corpus[did], source, did))
+            out.append(Pair(queries[qid], corpus[did], source, did, known=frozenset(judged)))
     return out
 
 
@@ -163,8 +166,8 @@ def pubtator_dev(path: Path, name: str, max_queries: int, max_corpus: int, seed:
 
 
 def beir_source(path: Path, split: str, source: str, dev_fraction: float, seed: int, max_queries: int,
-                max_corpus: int, dev_split: str | None = None) -> tuple[list[Pair], DevSet]:
-    """Train pairs of a BEIR set, and its dev split (or a seeded fold of the train queries)."""
+                max_corpus: int, dev_split: str | None = None) -> tuple[list[Pair], DevSet, dict[str, str]]:
+    """Train pairs of a BEIR set, its dev split (or a seeded fold of the train queries) and its corpus."""
     corpus = {d.id: beir_text(d) for d in docs_of("beir", path)}
     queries = load_queries(path)
     qrels = load_qrels(path, split)
@@ -175,7 +178,7 @@ def beir_source(path: Path, split: str, source: str, dev_fraction: float, seed: 
         dev_qrels = {q: qrels[q] for q in dev_q}
     pairs = beir_pairs({q: qrels[q] for q in train_q}, queries, corpus, source)
     relevant = {q: {d for d, g in r.items() if g > 0} for q, r in dev_qrels.items()}
-    return pairs, make_dev(f"{source}-dev", queries, corpus, relevant, max_queries, max_corpus, seed)
+    return pairs, make_dev(f"{source}-dev", queries, corpus, relevant, max_queries, max_corpus, seed), corpus
 
 
 def medquad_source(path: Path, dev_fraction: float, seed: int, max_queries: int,
@@ -248,15 +251,17 @@ def check_sources(sources: Iterable[str]) -> list[str]:
 
 
 def mine_triplets(pairs: Sequence[Pair], encode: Encode, hard_ratio: float, seed: int,
-                  top_k: int = 20) -> list[tuple[str, str, str, str]]:
+                  top_k: int = 20, pools: dict[str, Sequence[tuple[str, str]]] | None = None,
+                  ) -> list[tuple[str, str, str, str]]:
     """(anchor, positive, negative, source) for a seeded `hard_ratio` share of the pairs.
 
-    Candidates are the positives of the same source. A mined negative is the most similar
-    candidate that is not the pair's own group, shares no entity id with the anchor and scores
-    below the positive (a candidate above it is more likely an unjudged positive than a
-    negative); a pair with no such candidate among the `top_k` nearest gets a random one of
-    another group. The other pairs get no triplet: random negatives are what the in-batch
-    InfoNCE already trains on, and a triplet loss on them is mostly zero (wasted compute).
+    Candidates are the positives of the same source plus `pools[source]` ((id, text), e.g. the
+    whole SciFact corpus). A mined negative is the most similar candidate that is neither the
+    pair's own group nor a document `known` relevant to the anchor, shares no entity id with the
+    anchor and scores below the positive (a candidate above it is more likely an unjudged
+    positive than a negative); a pair with no such candidate among the `top_k` nearest gets a
+    random admissible one (and no triplet if there is none). The other pairs get no triplet: random negatives are what the
+    in-batch InfoNCE already trains on, and a triplet loss on them is mostly zero (wasted compute).
     """
     rng = random.Random(seed)
     out = []
@@ -265,7 +270,7 @@ def mine_triplets(pairs: Sequence[Pair], encode: Encode, hard_ratio: float, seed
         by_source.setdefault(p.source, []).append(i)
     for source, idx in sorted(by_source.items()):
         group = [pairs[i] for i in idx]
-        pool = sorted({(p.group, p.positive) for p in group})
+        pool = sorted({(p.group, p.positive) for p in group} | set((pools or {}).get(source, ())))
         if len(pool) < 2:
             continue
         pool_ids = {g: ids for g, ids in ((p.group, p.ids) for p in group)}
@@ -274,8 +279,12 @@ def mine_triplets(pairs: Sequence[Pair], encode: Encode, hard_ratio: float, seed
         for p, h, neg in zip(group, hard, mined):
             if not h:
                 continue  # in-batch InfoNCE already gives every pair random negatives
-            while neg is None or neg[0] == p.group:  # no admissible near neighbour: a random other group
-                neg = pool[rng.randrange(len(pool))]
+            if neg is None:  # no admissible near neighbour: a random document of another group
+                others = [c for c in pool if c[0] != p.group and c[0] not in p.known
+                          and not (p.ids & pool_ids.get(c[0], frozenset()))]
+                if not others:
+                    continue
+                neg = others[rng.randrange(len(others))]
             out.append((p.anchor, p.positive, neg[1], source))
     return out
 
@@ -296,7 +305,8 @@ def _mine(group: Sequence[Pair], pool: Sequence[tuple[str, str]], pool_ids: dict
         pos_score = sims[row, positives[p.positive]]
         for k in np.argsort(-sims[row])[:top_k]:
             g = pool[k][0]
-            if g == p.group or sims[row, k] >= pos_score or (p.ids and p.ids & pool_ids.get(g, frozenset())):
+            if (g == p.group or g in p.known or sims[row, k] >= pos_score
+                    or (p.ids and p.ids & pool_ids.get(g, frozenset()))):
                 continue
             chosen[i] = pool[k]
             break
@@ -339,6 +349,7 @@ class TrainingData:
     pairs: list[Pair]
     entity: list[Pair]
     dev: list[DevSet]
+    pools: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # source -> extra (id, text) to mine from
 
 
 def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction: float, max_queries: int,
@@ -354,6 +365,7 @@ def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction
     pairs: list[Pair] = []
     entity: list[Pair] = []
     dev: list[DevSet] = []
+    pools: dict[str, list[tuple[str, str]]] = {}
     sources = check_sources(sources)
     path = {k: data_dir / v for k, v in PATHS.items()}
     if "bc5cdr" in sources or "ncbi" in sources or "entity" in sources:
@@ -364,14 +376,12 @@ def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction
         if "entity" in sources:
             entity = cap(entity_pairs(docs["bc5cdr"] + docs["ncbi"]), max_pairs, seed)
         dev.append(pubtator_dev(path["bc5cdr-dev"], "bc5cdr-dev", max_queries, max_corpus, seed))
-    if "scifact" in sources:
-        p, d = beir_source(path["scifact"], "train", "scifact", dev_fraction, seed, max_queries, max_corpus)
-        pairs += cap(p, max_pairs, seed)
-        dev.append(d)
-    if "nfcorpus" in sources:
-        p, d = beir_source(path["nfcorpus"], "train", "nfcorpus", dev_fraction, seed, max_queries, max_corpus, "dev")
-        pairs += cap(p, max_pairs, seed)
-        dev.append(d)
+    for s, dev_split in (("scifact", None), ("nfcorpus", "dev")):
+        if s in sources:
+            p, d, corpus = beir_source(path[s], "train", s, dev_fraction, seed, max_queries, max_corpus, dev_split)
+            pairs += cap(p, max_pairs, seed)
+            dev.append(d)
+            pools[s] = sorted(corpus.items())  # mining candidates: the whole corpus, not only training positives
     if "medquad" in sources:
         p, d = medquad_source(path["medquad"], dev_fraction, seed, max_queries, max_corpus)
         pairs += cap(p, max_pairs, seed)
@@ -384,4 +394,4 @@ def collect(data_dir: Path, sources: Sequence[str], max_pairs: int, dev_fraction
     # question of the dev fold can recur in the train fold: no dev query is ever a training anchor.
     held_out = {q for d in dev for q in d.queries.values()}
     return TrainingData([p for p in pairs if p.anchor not in held_out],
-                        [p for p in entity if p.anchor not in held_out], dev)
+                        [p for p in entity if p.anchor not in held_out], dev, pools)
