@@ -1,9 +1,10 @@
 """Fine-tune MiniLM into the 256-d medical-legal embedder with sentence-transformers' trainer.
 
 Model: Transformer -> mean Pooling -> Dropout (training only) -> Dense projection -> Normalize,
-saved in sentence-transformers format. Objectives: cached in-batch InfoNCE (MNRL) on the
-pairs of every source, and a triplet loss with cosine distance on hard-negative triplets
-(pairs with mined negatives plus the entity-aware pairs). Hard negatives are mined with the
+saved in sentence-transformers format. Objectives: in-batch InfoNCE (MNRL, cached below the
+batch size) on the pairs of every source, and a triplet loss with cosine distance on
+hard-negative triplets (pairs with mined negatives plus the entity-aware pairs), which also
+train InfoNCE with their mined negatives among the in-batch ones. Hard negatives are mined with the
 current model before training and again before each epoch listed in `remine_epochs`; each
 stage between two minings is one trainer run, and the best dev checkpoint of the whole run
 is kept.
