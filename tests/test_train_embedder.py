@@ -150,7 +150,7 @@ def test_stages_split_at_remine_epochs():
 
 
 def tiny_settings(tmp_path, **kw) -> TrainEmbedderSettings:
-    base = dict(dimension=16, max_length=64, batch_size=4, mini_batch_size=2, learning_rate=1e-3,
+    base = dict(dimension=16, max_length=64, batch_size=4, mini_batch_size=2, learning_rate=1e-3, batching="mixed",
                 weight_decay=0.0, projection_dropout=0.1, epochs=6, remine_epochs=[3], eval_steps=1,
                 output_dir=tmp_path / "model", device="cpu")
     return dataclasses.replace(TrainEmbedderSettings(), **{**base, **kw})
