@@ -239,6 +239,11 @@ def test_floors_by_hand():
     assert ok["mean_medical_gain"] == pytest.approx(0.035)
     bad = floors({"a": row("medical", 0.5, 0.6), "b": row("medical", 0.7, 0.69), "l": row("legal", 0.6, 0.58)})
     assert not bad["every_medical_gains"] and not bad["legal_ok"]
+    # the mean floor averages the three sets; MedQuAD counts for "every set gains" only
+    named = floors({"bc5cdr-dev": row("medical", 0.9, 0.91), "scifact-dev": row("medical", 0.7, 0.76),
+                    "nfcorpus-dev": row("medical", 0.3, 0.32), "medquad-dev": row("medical", 0.8, 0.81)})
+    assert named["mean_medical_gain"] == pytest.approx(0.03) and named["mean_medical_gain_ok"]
+    assert named["mean_all_medical_gain"] == pytest.approx(0.025) and named["every_medical_gains"]
 
 
 def test_cli_refuses_an_unknown_loss():

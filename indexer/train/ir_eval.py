@@ -19,7 +19,8 @@ from indexer.settings import Settings
 from indexer.train.pairs import PATHS, DevSet, collect, docs_of, dev_triplets, entity_pairs, mine_triplets
 
 IR_KEYS = ("accuracy@1", "accuracy@3", "accuracy@5", "accuracy@10", "ndcg@10", "mrr@10", "map@100")
-MIN_MEAN_GAIN = 0.03  # floor: mean NDCG@10 gain on the medical dev sets
+MIN_MEAN_GAIN = 0.03  # floor: mean NDCG@10 gain on the medical dev sets the issue names
+FLOOR_SETS = ("bc5cdr-dev", "scifact-dev", "nfcorpus-dev")  # the issue's medical dev sets for the mean-gain floor
 MAX_LEGAL_LOSS = 0.01  # floor: largest NDCG@10 loss allowed on a legal dev set
 
 
@@ -178,14 +179,18 @@ def _given(metrics: dict | None, name: str) -> dict[str, float] | None:
 
 
 def floors(dev_sets: dict) -> dict:
-    """The acceptance floors: tuned beats base on NDCG@10 on every medical set, +0.03 on average, legal loss <= 0.01."""
+    """The acceptance floors: tuned beats base on NDCG@10 on every medical set, by +0.03 on average
+    over the issue's sets (BC5CDR, SciFact, NFCorpus dev; every medical set where none of them is
+    there), and loses at most 0.01 on a legal set. `mean_all_medical_gain` also averages MedQuAD."""
     gains = {n: r["tuned"]["ndcg@10"] - r["base"]["ndcg@10"] for n, r in dev_sets.items()}
     medical = [g for n, g in gains.items() if dev_sets[n]["domain"] == "medical"]
+    named = [g for n, g in gains.items() if n in FLOOR_SETS] or medical
     legal = [g for n, g in gains.items() if dev_sets[n]["domain"] == "legal"]
     return {"ndcg@10_gain": gains,
             "every_medical_gains": bool(medical) and all(g > 0 for g in medical),
-            "mean_medical_gain": float(np.mean(medical)) if medical else float("nan"),
-            "mean_medical_gain_ok": bool(medical) and float(np.mean(medical)) >= MIN_MEAN_GAIN,
+            "mean_medical_gain": float(np.mean(named)) if named else float("nan"),
+            "mean_medical_gain_ok": bool(named) and float(np.mean(named)) >= MIN_MEAN_GAIN,
+            "mean_all_medical_gain": float(np.mean(medical)) if medical else float("nan"),
             "legal_ok": all(g >= -MAX_LEGAL_LOSS for g in legal)}
 
 
@@ -214,7 +219,8 @@ def markdown(report: dict) -> str:
     t = report.get("training") or {}
     lines += ["", f"NDCG@10 gains: " + ", ".join(f"{k} {v:+.4f}" for k, v in f["ndcg@10_gain"].items()),
               f"floors: every medical set gains: {f['every_medical_gains']}; mean medical gain "
-              f"{f['mean_medical_gain']:+.4f} (>= {MIN_MEAN_GAIN}: {f['mean_medical_gain_ok']}); "
+              f"{f['mean_medical_gain']:+.4f} (>= {MIN_MEAN_GAIN}: {f['mean_medical_gain_ok']}; every medical set "
+              f"{f.get('mean_all_medical_gain', f['mean_medical_gain']):+.4f}); "
               f"legal loss <= {MAX_LEGAL_LOSS}: {f['legal_ok']}"]
     if t:
         lines.append(f"training: {t.get('seconds', 0):.0f} s, {t.get('steps')} steps on {t.get('device')}")
