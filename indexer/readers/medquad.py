@@ -41,28 +41,32 @@ def answered_rows(path: Path) -> list[dict]:
     answer stripped), for building training pairs and eval sets; a malformed line is an error."""
     file = _file(path)
     rows = []
+    for no, line in _lines(file):
+        try:
+            rec = json.loads(line)
+            question, answer = rec["question"].strip(), (rec.get("answer") or "").strip()
+            # a few records lack doc_id; the page id is also the qid's prefix
+            group = str(rec.get("doc_id") or str(rec["qid"]).split("-")[0])
+            qid = str(rec["qid"])
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            raise ReaderError(f"bad MedQuAD record: {exc!r}", str(file), f"line {no}") from None
+        if question and answer:  # three source sites ship questions without answers
+            rows.append({"group": group, "qid": qid, "question": question, "answer": answer,
+                         "focus": rec.get("focus"), "qtype": rec.get("qtype"), "source": rec.get("source")})
+    return rows
+
+
+def _lines(file: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each non-blank line of the JSON-lines file."""
     with open_text(file) as handle:
         for no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                question, answer = rec["question"].strip(), (rec.get("answer") or "").strip()
-                # a few records lack doc_id; the page id is also the qid's prefix
-                group = str(rec.get("doc_id") or str(rec["qid"]).split("-")[0])
-                qid = str(rec["qid"])
-            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
-                raise ReaderError(f"bad MedQuAD record: {exc!r}", str(file), f"line {no}") from None
-            if question and answer:  # three source sites ship questions without answers
-                rows.append({"group": group, "qid": qid, "question": question, "answer": answer,
-                             "focus": rec.get("focus"), "qtype": rec.get("qtype"), "source": rec.get("source")})
-    return rows
+            if line.strip():
+                yield no, line
 
 
 def count(path: Path, options: ReadOptions) -> int:
     """Number of answered questions (one quick JSON pass, a few seconds)."""
-    with open_text(_file(path)) as handle:
-        return sum(1 for line in handle if line.strip() and _answered(line))
+    return sum(1 for _, line in _lines(_file(path)) if _answered(line))
 
 
 def _answered(line: str) -> bool:
@@ -77,23 +81,20 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Answered MedQuAD questions."""
     file = _file(path)
     seen: Counter = Counter()
-    with open_text(file) as handle:
-        for no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                answer, qid, site = rec.get("answer") or "", str(rec["qid"]), str(rec.get("source", ""))
-            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
-                yield ReaderError(f"expected a JSON object with `qid`, `question`, `answer`: {exc}",
-                                  str(file), f"line {no}")
-                continue
-            if not isinstance(answer, str) or not answer.strip():
-                continue
-            base = f"{site}/{qid}" if site else qid
-            seen[base] += 1
-            doc_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
-            meta = {"source": options.source or "medquad", "doc_type": "qa", "source_site": site,
-                    "qtype": rec.get("qtype"), "focus": rec.get("focus"), "url": rec.get("url")}
-            yield Document(doc_id, str(rec.get("question") or "").strip(), _answer(answer),
-                           {k: v for k, v in meta.items() if v})
+    for no, line in _lines(file):
+        try:
+            rec = json.loads(line)
+            answer, qid, site = rec.get("answer") or "", str(rec["qid"]), str(rec.get("source", ""))
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            yield ReaderError(f"expected a JSON object with `qid`, `question`, `answer`: {exc}",
+                              str(file), f"line {no}")
+            continue
+        if not isinstance(answer, str) or not answer.strip():
+            continue
+        base = f"{site}/{qid}" if site else qid
+        seen[base] += 1
+        doc_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        meta = {"source": options.source or "medquad", "doc_type": "qa", "source_site": site,
+                "qtype": rec.get("qtype"), "focus": rec.get("focus"), "url": rec.get("url")}
+        yield Document(doc_id, str(rec.get("question") or "").strip(), _answer(answer),
+                       {k: v for k, v in meta.items() if v})

@@ -162,13 +162,13 @@ class InfoNCEAndTriplet(torch.nn.Module):
     """
 
     def __init__(self, model, mnrl, triplet):
-        super().__init__()
-        self.model, self.mnrl, self.triplet = model, mnrl, triplet
-
-    def forward(self, sentence_features, labels):
         from sentence_transformers.base.losses.merged_forward import embed_columns
 
-        embeddings = embed_columns(self.model, sentence_features)
+        super().__init__()
+        self.model, self.mnrl, self.triplet, self._embed = model, mnrl, triplet, embed_columns
+
+    def forward(self, sentence_features, labels):
+        embeddings = self._embed(self.model, sentence_features)
         return (self.mnrl.compute_loss_from_embeddings(embeddings, labels)
                 + self.triplet.compute_loss_from_embeddings(embeddings, labels))
 
