@@ -72,7 +72,7 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
 @click.option("--workdir", type=click.Path(), default=None, help="Where to build the index (default: a temp dir).")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
-    from searchd.bench import run_bench
+    from searchd.eval.bench import run_bench
 
     run_bench(settings, chunks, queries, http_seconds, workdir)
 
@@ -93,8 +93,8 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
 def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, systems: tuple[str, ...],
              max_queries: int | None, out: Path | None) -> None:
     """Score systems side by side on a BEIR set through SearchService.search; Markdown, JSON and a plot."""
-    from searchd.eval_report import markdown, write_report
-    from searchd.evaluate import evaluate
+    from searchd.eval.report import markdown, write_report
+    from searchd.eval.evaluate import evaluate
 
     dataset = _data_path(settings, dataset)
     report, runs = evaluate(dataset, split, settings, list(systems or settings.eval.systems), fold, max_queries)
@@ -119,7 +119,7 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
 def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split: str, fold: str,
                      out: Path | None) -> None:
     """Write a BEIR eval set from paired data: PubTator title->abstract, MedQuAD question->answer."""
-    from searchd import evalsets
+    from searchd.eval import evalsets
 
     path = _data_path(settings, path)
     if kind == "pubtator":

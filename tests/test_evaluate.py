@@ -13,11 +13,11 @@ from indexer.documents import validate_mentions
 from indexer.errors import ConfigError, ReaderError
 from indexer.readers import ReadOptions, read
 from indexer.readers.beir import load_qrels, load_queries
-from searchd import evalsets
-from searchd.eval_index import ann_recall, entity_filters
-from searchd.eval_report import compare, markdown, write_report
-from searchd.evaluate import EvalData, check_systems, fetch_ranking, load_eval_data, run_system, system_summary
-from searchd.metrics import Cutoffs
+from searchd.eval import evalsets
+from searchd.eval.indexes import ann_recall, entity_filters
+from searchd.eval.report import compare, markdown, write_report
+from searchd.eval.evaluate import EvalData, check_systems, fetch_ranking, load_eval_data, run_system, system_summary
+from searchd.eval.metrics import Cutoffs
 
 PUBTATOR = """111|t|Lithium toxicity in a newborn.
 111|a|A newborn with lithium toxicity and atrial flutter is described.
@@ -249,10 +249,10 @@ def _results(tmp_path: Path) -> dict:
 
 def test_eval_command_builds_reuses_and_rebuilds_from_cache(sample_dir, tmp_path, tiny_bert, monkeypatch):
     """The real path with a tiny random BERT: import, build, SearchService.search, report; reuse; another type."""
-    import searchd.evaluate
+    import searchd.eval.evaluate
     from searchd.cli import main
 
-    monkeypatch.setattr(searchd.evaluate, "embedder_dirs",
+    monkeypatch.setattr(searchd.eval.evaluate, "embedder_dirs",
                         lambda settings: {"base": tiny_bert, "tuned": None, "configured": tiny_bert})
     args = _eval_args(sample_dir, tmp_path, "bm25", "dense-base", "dense-tuned", "hybrid-entities")
     result = CliRunner().invoke(main, args)
@@ -331,7 +331,7 @@ class CountingEmbedder:
 
 
 def test_vector_cache_encodes_each_text_once_across_processes(tmp_path):
-    from searchd.eval_cache import CachedEmbedder, VectorCache
+    from searchd.eval.cache import CachedEmbedder, VectorCache
 
     inner = CountingEmbedder()
     cached = CachedEmbedder(inner, VectorCache(tmp_path, 4))

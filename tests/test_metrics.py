@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from searchd.metrics import (Cutoffs, accuracy_at_k, map_at_k, mrr_at_k, ndcg_at_k, precision_at_k,
+from searchd.eval.metrics import (Cutoffs, accuracy_at_k, map_at_k, mrr_at_k, ndcg_at_k, precision_at_k,
                              ranking_from_scores, recall_at_k, score_run)
 
 # One query, judgments: A=2, B=1, C=0 (judged, not relevant), D=1. Relevant: A, B, D (3 docs).

@@ -98,7 +98,7 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
     from indexer.embedder import SentenceTransformerEmbedder, model_checksum
     from indexer.pipeline import STORE, save_json, sync
     from indexer.store import FacetStore
-    from searchd.eval_cache import CachedEmbedder, VectorCache
+    from searchd.eval.cache import CachedEmbedder, VectorCache
 
     checksum = model_checksum(model_dir)
     s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-{checksum}")

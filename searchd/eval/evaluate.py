@@ -18,8 +18,8 @@ import numpy as np
 from indexer.errors import ConfigError, MedlexError, ReaderError, choices
 from indexer.readers.beir import load_qrels, load_queries
 from indexer.settings import Settings
-from searchd.evalsets import fold_queries, sample_queries
-from searchd.metrics import Cutoffs, relevant, score_run
+from searchd.eval.evalsets import fold_queries, sample_queries
+from searchd.eval.metrics import Cutoffs, relevant, score_run
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class Services:
         self.indexes: dict[str, dict[str, Any]] = {}
 
     def get(self, model_dir: Path) -> Any:
-        from searchd.eval_index import ensure_index, ensure_store
+        from searchd.eval.indexes import ensure_index, ensure_store
         from searchd.service import SearchService
 
         if model_dir not in self.open:
@@ -206,7 +206,7 @@ class Services:
 def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], fold: str | None = None,
              max_queries: int | None = None) -> tuple[dict[str, Any], dict[str, SystemRun]]:
     """Run the eval set through every system's SearchService.search; the report dict and the raw runs."""
-    from searchd.eval_report import comparisons_as_dicts, compare_all
+    from searchd.eval.report import comparisons_as_dicts, compare_all
 
     started = time.perf_counter()
     data = load_eval_data(dataset, split, settings, fold, max_queries)
@@ -256,7 +256,7 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
 
 def _index_facts(services: Services, data: EvalData, settings: Settings) -> tuple[dict[str, Any] | None, int]:
     """ANN quality of a vector index already opened (the configured embedder's when open), and the corpus size."""
-    from searchd.eval_index import ann_recall
+    from searchd.eval.indexes import ann_recall
 
     if not services.open:
         return None, 0
@@ -270,7 +270,7 @@ def _index_facts(services: Services, data: EvalData, settings: Settings) -> tupl
 
 def _filters_for(service: Any, settings: Settings) -> Callable[[str], dict[str, tuple[str, ...]]]:
     """Query text -> entity filters, from the affirmed mentions in the service's store."""
-    from searchd.eval_index import entity_filters, entity_lexicon
+    from searchd.eval.indexes import entity_filters, entity_lexicon
 
     lexicon = entity_lexicon(service.store, settings.search.facet_labels)
     return lambda text: entity_filters(text, lexicon)

@@ -1,0 +1,1 @@
+"""Evaluation and benchmarks over SearchService: eval sets, metrics, reports, the benchmark."""
