@@ -48,10 +48,10 @@ def main() -> None:
 
 
 def open_store(settings: Settings, create: bool = True):
-    """The FacetStore of the configured index directory."""
-    from indexer.store import FacetStore
+    """The DocumentStore of the configured index directory."""
+    from indexer.store import DocumentStore
 
-    return FacetStore(settings.index.dir / "store.sqlite", create=create)
+    return DocumentStore(settings.index.dir / "store.sqlite", create=create)
 
 
 def make_chunker(settings: Settings):

@@ -22,7 +22,7 @@ import numpy as np
 from indexer.documents import Document
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
-from indexer.store import Chunker, FacetStore, ImportStats
+from indexer.store import Chunker, DocumentStore, ImportStats
 from indexer.vector_index import FaissIndex
 
 STORE, VECTORS, MANIFEST = "store.sqlite", "vectors.faiss", "manifest.json"
@@ -71,7 +71,7 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(write_aside(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")), path)
 
 
-def manifest_for(index: FaissIndex, store: FacetStore, embedder: dict[str, Any], settings: Settings,
+def manifest_for(index: FaissIndex, store: DocumentStore, embedder: dict[str, Any], settings: Settings,
                  seconds: float, encoded: int) -> dict[str, Any]:
     counts = store.counts()
     return {"format": FORMAT, "embedder": embedder, "dim": index.dim, "metric": "inner_product",
@@ -83,7 +83,7 @@ def manifest_for(index: FaissIndex, store: FacetStore, embedder: dict[str, Any],
             "build_seconds": round(seconds, 3), "encoded_last_build": encoded}
 
 
-def open_index(settings: Settings) -> tuple[FacetStore, FaissIndex, dict[str, Any]]:
+def open_index(settings: Settings) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
     """Open an index directory and check that manifest, FAISS index and store agree."""
     d = settings.index.dir
     if not (d / STORE).is_file():
@@ -97,7 +97,7 @@ def open_index(settings: Settings) -> tuple[FacetStore, FaissIndex, dict[str, An
     if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
         raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but the "
                                  f"manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")
-    store = FacetStore(d / STORE, create=False)
+    store = DocumentStore(d / STORE, create=False)
     missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
     if len(missing) or len(stale):
         raise IndexMismatchError(f"the vector index is out of step with the store: {len(missing)} chunks are not "
@@ -138,7 +138,7 @@ def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[st
     return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids))
 
 
-def sync(settings: Settings, store: FacetStore, embedder: Any, rebuild: bool = False) -> dict[str, Any]:
+def sync(settings: Settings, store: DocumentStore, embedder: Any, rebuild: bool = False) -> dict[str, Any]:
     """Bring vectors.faiss in step with the store (encode new chunks, drop deleted ones); returns the manifest."""
     from tqdm import tqdm
 
@@ -176,7 +176,7 @@ def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
     save_json(d / MANIFEST, manifest)
 
 
-def _encode(store: FacetStore, embedder: Any, ids: np.ndarray, settings: Settings, bar) -> np.ndarray:
+def _encode(store: DocumentStore, embedder: Any, ids: np.ndarray, settings: Settings, bar) -> np.ndarray:
     """Vectors of chunk ids, encoded in batches of similar length (less padding), in the order of `ids`."""
     texts = store.chunk_texts([int(i) for i in ids])
     inputs = [embed_text(*texts[int(i)], settings) for i in ids]
@@ -202,7 +202,7 @@ def change(settings: Settings, embedder: Any, collection: str, upserts: Sequence
     if (d / MANIFEST).is_file():
         store, index, manifest = open_index(settings)  # refuses when store and index already disagree
     else:
-        store, index, manifest = FacetStore(d / STORE), None, None
+        store, index, manifest = DocumentStore(d / STORE), None, None
     pending: list[Path] = []
 
     def write_vectors(added: list[tuple[int, str, str]], removed: list[int]) -> None:

@@ -157,7 +157,7 @@ class ImportStats:
 Chunker = Callable[[Document], list[Chunk]]
 
 
-class FacetStore(SearchQueries):
+class DocumentStore(SearchQueries):
     """Documents, chunks and mentions in SQLite; the facet and filter queries over them."""
 
     def __init__(self, path: str | Path, create: bool = True):

@@ -1,4 +1,4 @@
-"""Read queries behind search, mixed into FacetStore: filters as SQL, BM25, documents, mentions.
+"""Read queries behind search, mixed into DocumentStore: filters as SQL, BM25, documents, mentions.
 
 Everything here is plain SQL over the tables of indexer/store.py, so the module needs none of
 its models. A read can carry a deadline: SQLite's progress handler interrupts it once the
@@ -88,7 +88,7 @@ class DocInfo:
 
 
 class SearchQueries:
-    """Read queries behind search: allowed ids, BM25, facet counts, document views (mixed into FacetStore)."""
+    """Read queries behind search: allowed ids, BM25, facet counts, document views (mixed into DocumentStore)."""
 
     engine: Engine
 

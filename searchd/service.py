@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.errors import MedlexError, QueryError, StoreError
 from indexer.settings import Settings
-from indexer.store import METADATA_FILTERS, DocFilter, FacetStore, StoreTimeout
+from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreTimeout
 from searchd import fusion
 from searchd.keyword import fts_query
 from searchd.query import Query, filter_label
@@ -40,7 +40,7 @@ class DocumentNotFound(StoreError):
 class SearchService:
     """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets."""
 
-    def __init__(self, store: FacetStore, vector_index: Any, embedder: Any, settings: Settings,
+    def __init__(self, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings,
                  manifest: dict | None = None):
         self.store = store
         self.index = vector_index
@@ -68,7 +68,7 @@ class SearchService:
         return cls(store, index, load_embedder(settings), settings, manifest)
 
     @classmethod
-    def from_parts(cls, store: FacetStore, vector_index: Any, embedder: Any, settings: Settings) -> "SearchService":
+    def from_parts(cls, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings) -> "SearchService":
         """A service over given parts (tests use a fake embedder)."""
         return cls(store, vector_index, embedder, settings)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.store import METADATA_FILTERS, DocFilter, FacetStore
+from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore
 
 MISSING_YEAR = -1
 
@@ -33,7 +33,7 @@ def _column(raw: list) -> Column:
 class StoreSnapshot:
     """Documents, chunk -> document, and distinct (document, label, value, negation) mentions as arrays."""
 
-    def __init__(self, store: FacetStore, version: tuple):
+    def __init__(self, store: DocumentStore, version: tuple):
         self.version = version
         docs = store.raw("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
                          "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")

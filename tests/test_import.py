@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from indexer import readers
 from indexer.cli import main
 from indexer.documents import Document
-from indexer.store import FacetStore
+from indexer.store import DocumentStore
 
 FORMATS_DIR = Path(__file__).parent / "data" / "formats"
 
@@ -24,8 +24,8 @@ def run(tmp_path):
     return invoke
 
 
-def store_of(tmp_path) -> FacetStore:
-    return FacetStore(tmp_path / "index" / "store.sqlite", create=False)
+def store_of(tmp_path) -> DocumentStore:
+    return DocumentStore(tmp_path / "index" / "store.sqlite", create=False)
 
 
 def test_import_summary_and_reimport_in_place(run, tmp_path):

@@ -214,9 +214,9 @@ def test_cli_eval_ner_and_tag(tiny_bert, tmp_path, sample_dir):
                                             "support": 1}
     assert "micro avg" in result.output
     assert runner.invoke(main, ["import", *sets, "--format", "beir", "--collection", "s", str(sample_dir)]).exit_code == 0
-    from indexer.store import FacetStore
+    from indexer.store import DocumentStore
 
-    store = FacetStore(tmp_path / "index" / "store.sqlite")
+    store = DocumentStore(tmp_path / "index" / "store.sqlite")
     gold = store.raw("select count(*) from mentions where origin='gold'")
     for _ in range(2):  # a second run replaces, never duplicates
         result = runner.invoke(main, ["tag", *sets, "--collection", "s"])

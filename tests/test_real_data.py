@@ -105,12 +105,12 @@ def test_nv_bme(shared_data):
 
 def test_import_one_small_corpus(shared_data, tmp_path):
     from indexer.cli import main
-    from indexer.store import FacetStore
+    from indexer.store import DocumentStore
 
     args = ["import", "--set", f'index.dir="{tmp_path}"', "--format", "bva-annotated", "--collection", "bva",
             str(shared_data / "bva-decisions" / "annotated_casetext")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "bva: 26 added" in result.output
-    store = FacetStore(tmp_path / "store.sqlite", create=False)
+    store = DocumentStore(tmp_path / "store.sqlite", create=False)
     assert store.raw("select count(*), count(distinct court), min(year) from documents") == [(26, 1, 2000)]

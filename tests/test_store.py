@@ -1,5 +1,5 @@
 from indexer.documents import Document, Mention, chunk_text
-from indexer.store import FacetStore
+from indexer.store import DocumentStore
 
 
 def chunker(doc):
@@ -13,7 +13,7 @@ def make_doc(text="The veteran has PTSD. He was prescribed sertraline for depres
 
 
 def test_reimport_updates_in_place(tmp_path):
-    store = FacetStore(tmp_path / "s.sqlite")
+    store = DocumentStore(tmp_path / "s.sqlite")
     stats = store.upsert_documents("c", [make_doc()], chunker)
     assert (stats.added, stats.updated) == (1, 0)
     first_chunks = store.chunk_ids()
@@ -27,7 +27,7 @@ def test_reimport_updates_in_place(tmp_path):
 
 
 def test_fts_follows_chunks(tmp_path):
-    store = FacetStore(tmp_path / "s.sqlite")
+    store = DocumentStore(tmp_path / "s.sqlite")
     store.upsert_documents("c", [make_doc()], chunker)
     hits = store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'")
     assert len(hits) >= 1
@@ -37,7 +37,7 @@ def test_fts_follows_chunks(tmp_path):
 
 
 def test_mentions_attach_to_chunks_and_norm_values(tmp_path):
-    store = FacetStore(tmp_path / "s.sqlite")
+    store = DocumentStore(tmp_path / "s.sqlite")
     store.upsert_documents("c", [make_doc()], chunker)
     rows = store.raw("select m.norm_id, m.norm_name, c.start <= m.start and m.\"end\" <= c.\"end\" "
                      "from mentions m join chunks c on c.id = m.chunk_id order by m.start")
@@ -45,7 +45,7 @@ def test_mentions_attach_to_chunks_and_norm_values(tmp_path):
 
 
 def test_failed_batch_writes_nothing(tmp_path):
-    store = FacetStore(tmp_path / "s.sqlite")
+    store = DocumentStore(tmp_path / "s.sqlite")
 
     def exploding(doc):
         if doc.id == "bad":

@@ -117,12 +117,12 @@ def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None
     from tqdm import tqdm
 
     from indexer import pipeline
-    from indexer.store import FacetStore
+    from indexer.store import DocumentStore
     from indexer.vector_index import FaissIndex
 
     rng = random.Random(0)
     sentences = _sentences(settings)
-    store = FacetStore(settings.index.dir / pipeline.STORE)
+    store = DocumentStore(settings.index.dir / pipeline.STORE)
     n_docs = max(1, n_chunks // CHUNKS_PER_DOC)
     started = time.perf_counter()
     with tqdm(total=n_docs, desc="bench store", unit="doc", dynamic_ncols=True) as bar:

@@ -186,11 +186,11 @@ class Services:
         if model_dir not in self.open:
             if self.keyword_only:
                 from indexer.pipeline import STORE
-                from indexer.store import FacetStore
+                from indexer.store import DocumentStore
 
                 s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
                 # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
-                self.open[model_dir] = SearchService.from_parts(FacetStore(s.index.dir / STORE, create=False),
+                self.open[model_dir] = SearchService.from_parts(DocumentStore(s.index.dir / STORE, create=False),
                                                                 None, None, s)
             else:
                 s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)

@@ -71,9 +71,9 @@ def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
     from indexer.cli import make_chunker
     from indexer.pipeline import STORE
     from indexer.readers import ReadOptions, read
-    from indexer.store import FacetStore
+    from indexer.store import DocumentStore
 
-    store, chunker, batch = FacetStore(s.index.dir / STORE), make_chunker(s), []
+    store, chunker, batch = DocumentStore(s.index.dir / STORE), make_chunker(s), []
     counts = {"documents": 0, "chunks": 0}
     options = ReadOptions(label_map=s.train_ner.label_map)
     try:
@@ -97,7 +97,7 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
     """Settings of a ready eval index for (dataset, model), building it when none matches; and what was done."""
     from indexer.embedder import SentenceTransformerEmbedder, model_checksum
     from indexer.pipeline import STORE, save_json, sync
-    from indexer.store import FacetStore
+    from indexer.store import DocumentStore
     from searchd.eval.cache import CachedEmbedder, VectorCache
 
     checksum = model_checksum(model_dir)
@@ -113,7 +113,7 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
     info.update(_import(dataset, s, name))
     embedder = SentenceTransformerEmbedder(model_dir, s.embedder)
     cached = CachedEmbedder(embedder, VectorCache(settings.eval.cache_dir / checksum, embedder.dim))
-    store = FacetStore(s.index.dir / STORE, create=False)
+    store = DocumentStore(s.index.dir / STORE, create=False)
     try:
         sync(s, store, cached)
     finally:
