@@ -30,8 +30,13 @@ def resolve_model_dir(name: str, trained: Path | None = None) -> Path:
 
 
 def resolve_embedder_dir(settings: Settings) -> Path:
-    """The embedder the index uses: a configured dir, the trained one, or the packaged base."""
-    return resolve_model_dir(settings.embedder.model, settings.train_embedder.output_dir)
+    """The embedder the index uses: a configured dir, else the first on the models search path, else the packaged base."""
+    if settings.embedder.model == "auto":
+        from indexer.registry import find
+
+        found = find(settings, "embedder")
+        return found.path if found is not None else packaged_model_dir()
+    return resolve_model_dir(settings.embedder.model)
 
 
 def resolve_device(name: str) -> str:

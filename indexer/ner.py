@@ -281,10 +281,14 @@ class BertCrfTagger:
         return cls(model, tokenizer, Normalizer.load(path / "lexicon.json"), **kwargs)
 
 
-def resolve_tagger_dir(name: str, trained: Path) -> Path | None:
-    """'auto' -> the trained dir if it holds a tagger, else None (gold mentions only); else the named dir."""
+def resolve_tagger_dir(settings) -> Path | None:
+    """ner.model 'auto' -> the first tagger on the models search path, else None (gold mentions only); else that dir."""
+    name = settings.ner.model
     if name == "auto":
-        return trained if (trained / TAGGER_FILE).is_file() else None
+        from indexer.registry import find
+
+        found = find(settings, "tagger")
+        return found.path if found is not None else None
     path = Path(name)
     if not (path / TAGGER_FILE).is_file():
         raise ModelError(f"ner.model {name!r} is not a tagger directory; use 'auto' or a dir from `indexer train-ner`")
@@ -295,7 +299,7 @@ def load_tagger(settings) -> BertCrfTagger | None:
     """The configured tagger on the configured device, or None when ner.model=auto and none is trained."""
     from indexer.models import resolve_device
 
-    path = resolve_tagger_dir(settings.ner.model, settings.train_ner.output_dir)
+    path = resolve_tagger_dir(settings)
     if path is None:
         return None
     return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),

@@ -27,6 +27,11 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class ModelsSettings:
+    path: list[str] = field(default_factory=lambda: ["var/models", "{data_dir}/../models"])  # where trained models are looked for, first match wins; {data_dir} = data.dir
+
+
+@dataclass(frozen=True)
 class IndexSettings:
     dir: Path = Path("var/index")  # index directory: store.sqlite, vectors.faiss, manifest.json
     type: str = "flat"  # flat | hnsw | ivf | auto | any FAISS factory string
@@ -185,6 +190,7 @@ class EvalSettings:
 @dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
+    models: ModelsSettings = field(default_factory=ModelsSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
