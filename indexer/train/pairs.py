@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -18,7 +17,8 @@ import numpy as np
 
 from indexer.documents import Document
 from indexer.errors import ConfigError, ReaderError, choices
-from indexer.readers import ReadOptions, read
+from indexer.importing import CorpusReader
+from indexer.readers import ReadOptions
 from indexer.readers.beir import load_qrels, load_queries
 from indexer.readers.medquad import answered_rows
 
@@ -53,12 +53,7 @@ class DevSet:
 
 def docs_of(fmt: str, path: Path, label_map: dict[str, str] | None = None) -> list[Document]:
     """Every well-formed Document of a corpus; malformed records (a few NCBI offsets) are skipped with a warning."""
-    out, bad = [], []
-    for record in read(fmt, path, ReadOptions(label_map=label_map or {})):
-        (bad if isinstance(record, ReaderError) else out).append(record)
-    if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} malformed record(s), first: {bad[0]}", stacklevel=2)
-    return out
+    return list(CorpusReader(fmt, path, ReadOptions(label_map=label_map or {}), skip_bad=True))
 
 
 def abstract_of(doc: Document) -> str:

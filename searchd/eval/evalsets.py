@@ -19,7 +19,8 @@ from typing import Any, Iterable, Sequence
 
 from indexer.documents import Document
 from indexer.errors import ReaderError, choices
-from indexer.readers import ReadOptions, read
+from indexer.importing import CorpusReader
+from indexer.readers import ReadOptions
 from indexer.readers.medquad import answered_rows
 
 FOLDS = ("train", "dev", "all")
@@ -76,9 +77,7 @@ def from_pubtator(path: Path, name: str, label_map: dict[str, str] | None = None
     """Title -> abstract pairs from a PubTator file: one query and one relevant abstract per document."""
     out = EvalSet(name)
     options = ReadOptions(label_map=label_map or {}, source=name)
-    for record in read("pubtator", path, options):
-        if isinstance(record, ReaderError):
-            raise record
+    for record in CorpusReader("pubtator", path, options):
         entry = _abstract_record(record)
         if entry is None or not record.title.strip():
             continue

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from indexer.errors import IndexMismatchError, ReaderError
+from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
 
 EVAL_META = "eval.json"
@@ -66,31 +66,12 @@ def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str) -> bool:
 
 def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
     """Read the BEIR corpus into a fresh store, in batches, stopping on a malformed record."""
-    from tqdm import tqdm
+    from indexer.importing import CorpusReader, import_corpus, stored
+    from indexer.readers import ReadOptions
 
-    from indexer.cli import make_chunker
-    from indexer.pipeline import STORE
-    from indexer.readers import ReadOptions, read
-    from indexer.store import DocumentStore
-
-    store, chunker, batch = DocumentStore(s.index.dir / STORE), make_chunker(s), []
-    counts = {"documents": 0, "chunks": 0}
-    options = ReadOptions(label_map=s.train_ner.label_map)
-    try:
-        for record in tqdm(read("beir", dataset, options), desc=f"import {collection}", unit="doc"):
-            if isinstance(record, ReaderError):
-                raise record
-            batch.append(record)
-            if len(batch) >= 500:
-                counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
-                counts["documents"] += len(batch)
-                batch = []
-        if batch:
-            counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
-            counts["documents"] += len(batch)
-    finally:
-        store.close()
-    return counts
+    stats = import_corpus(s, collection, CorpusReader("beir", dataset, ReadOptions(label_map=s.train_ner.label_map)),
+                          batch_size=500)
+    return {"documents": stored(stats), "chunks": stats.chunks}
 
 
 def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
