@@ -149,14 +149,14 @@ class TrainEmbedderSettings:
                                                "per-source caps that override max_pairs_per_source")
     eval_steps: int = setting(100, "evaluate on dev every this many steps")
     patience: int = setting(3, "evaluations without gain before stopping")
-    primary_metric: str = setting("ndcg@10", "early-stopping metric")
     max_length: int = setting(128, "encoder max length during training")
-    seed: int = setting(42, "random seed")
+    seed: int = setting(42, "random seed; also draws the dev folds, which `searchd eval --fold` scores")
     max_steps: int = setting(0, "stop after this many steps (0 = no limit)")
     warmup_ratio: float = setting(0.1, "linear warmup share of each stage's steps")
     sources: list[str] = setting(["bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity"],
                                  "training sources")
-    dev_fraction: float = setting(0.2, "share of SciFact claims / MedQuAD pages / BVA decisions held out as dev folds")
+    dev_fraction: float = setting(0.2, "share of SciFact claims / MedQuAD pages / BVA decisions held out as dev folds "
+                                          "(also by `searchd eval --fold`)")
     dev_max_queries: int = setting(200, "dev queries per dev set (seeded sample)")
     dev_max_corpus: int = setting(1000, "dev corpus size: every relevant document plus seeded distractors up to this")
     device: str = setting("auto", "auto | cpu | cuda")
@@ -216,8 +216,6 @@ class EvalSettings:
     cache_dir: Path = setting(Path("var/eval-cache"), "chunk vectors by embedder checksum and text hash, reused across builds")
     evalsets_dir: Path = setting(Path("var/evalsets"), "where make-evalset writes BEIR sets")
     depth: int = setting(100, "hits asked of SearchService.search per query (MAP@100 needs 100)")
-    dev_fraction: float = setting(0.2, "--fold: share of judged queries in the dev fold (= train_embedder.dev_fraction)")
-    fold_seed: int = setting(42, "--fold: shuffle seed of the dev fold (= train_embedder.seed)")
     max_queries: int = setting(0, "run at most this many judged queries, a seeded sample (0 = all)")
     sample_seed: int = setting(42, "seed of that sample")
     permutations: int = setting(10000, "resamples of the paired randomisation test")
@@ -250,6 +248,8 @@ class Settings:
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "root"}
+# evaluation draws its --fold with the embedder's own settings, so the two cannot disagree
+MOVED = {"eval.dev_fraction": "train_embedder.dev_fraction", "eval.fold_seed": "train_embedder.seed"}
 
 
 def _section_type(name: str) -> type:
@@ -301,7 +301,8 @@ def _build_section(name: str, raw: dict[str, Any], root: Path) -> Any:
     unknown = set(raw) - set(hints)
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"unknown setting {name}.{key}; valid keys in [{name}]: {choices(hints)}")
+        moved = f" (use {MOVED[f'{name}.{key}']})" if f"{name}.{key}" in MOVED else ""
+        raise ConfigError(f"unknown setting {name}.{key}{moved}; valid keys in [{name}]: {choices(hints)}")
     values = {k: _check_type(name, k, v, hints[k]) for k, v in raw.items()}
     for k, v in values.items():
         if hints[k] is Path and not v.is_absolute():
@@ -366,12 +367,9 @@ def render_config() -> str:
     blocks = ["\n".join(f"# {line}" for line in CONFIG_HEADER.splitlines()) + "\n"]
     for name in SECTIONS:
         cls = _section_type(name)
-        defaults = cls()
         lines = [f"# {(cls.__doc__ or '').strip()}", f"[{name}]"]
         for f in dataclasses.fields(cls):
-            if not f.metadata.get("doc"):
-                raise ConfigError(f"setting {name}.{f.name} has no help text: declare it with setting(default, doc)")
-            lines.append(f"{f.name} = {_toml_value(getattr(defaults, f.name))}  # {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml_value(getattr(cls(), f.name))}  # {f.metadata['doc']}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 

@@ -1,6 +1,7 @@
 """Evaluation: eval sets, paging through search, scoring a fake searcher by hand, significance, reports, end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ def test_sample_and_fold_of_a_beir_split(sample_dir, settings):
     fold = load_eval_data(sample_dir, "test", settings, fold="dev")
     rest = load_eval_data(sample_dir, "test", settings, fold="train")
     assert len(fold.queries) == 1 and set(fold.queries).isdisjoint(rest.queries)  # round(6 * 0.2) = 1
+    wider = settings.replace(train_embedder=dataclasses.replace(settings.train_embedder, dev_fraction=0.5))
+    assert len(load_eval_data(sample_dir, "test", wider, fold="dev").queries) == 3  # the embedder's fraction
     with pytest.raises(ReaderError, match="no qrels for split 'dev'; available splits: test"):
         load_eval_data(sample_dir, "dev", settings)
     with pytest.raises(ConfigError, match="unknown eval system 'bm52'.*'bm25'"):

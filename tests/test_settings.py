@@ -56,6 +56,13 @@ def test_unknown_key_names_valid_ones(tmp_path):
         load_settings(cfg, env={})
 
 
+def test_fold_settings_of_eval_moved_to_the_embedders(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[eval]\nfold_seed = 7\n")
+    with pytest.raises(ConfigError, match=r"unknown setting eval\.fold_seed \(use train_embedder\.seed\)"):
+        load_settings(cfg, env={})
+
+
 def test_unknown_section(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[serch]\n")
