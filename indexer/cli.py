@@ -312,5 +312,19 @@ def _embedder_report(settings: Settings, model_dir: Path, training: dict | None,
     click.echo(f"report: {path}")
 
 
+@main.command("config")
+@click.option("--write", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the file here (e.g. config.toml) instead of printing it.")
+def config_cmd(path: Path | None) -> None:
+    """Print config.toml with every key at its default and its help, generated from indexer/settings.py."""
+    from indexer.settings import render_config
+
+    if path is None:
+        click.echo(render_config(), nl=False)
+    else:
+        path.write_text(render_config(), encoding="utf-8")
+        click.echo(f"written: {path}")
+
+
 if __name__ == "__main__":
     main()

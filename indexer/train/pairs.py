@@ -17,6 +17,7 @@ import numpy as np
 
 from indexer.documents import Document
 from indexer.errors import ConfigError, ReaderError, choices
+from indexer.folds import split_ids
 from indexer.importing import CorpusReader
 from indexer.readers import ReadOptions
 from indexer.readers.beir import load_qrels, load_queries
@@ -112,14 +113,6 @@ def beir_pairs(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus
         for did in sorted(d for d, g in judged.items() if g == top)[:per_query]:
             out.append(Pair(queries[qid], corpus[did], source, did, known=frozenset(judged)))
     return out
-
-
-def split_ids(ids: Iterable[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
-    """A seeded (train, dev) split of ids; dev holds `fraction` of them."""
-    ids = sorted(set(ids))
-    random.Random(seed).shuffle(ids)
-    cut = int(round(len(ids) * fraction))
-    return set(ids[cut:]), set(ids[:cut])
 
 
 def make_dev(name: str, queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],

@@ -6,8 +6,8 @@
 - MedQuAD: the question is the query, its answer the relevant document. Documents of one
   source page share a focus, so the seeded dev fold is drawn over (source, page) groups,
   never over single questions; the corpus holds the answers of the fold only.
-- BEIR sets with train qrels only (SciFact): `dev_fold` picks the dev queries from a seeded
-  shuffle; `searchd eval --fold dev` uses it in place, without copying the corpus.
+- BEIR sets with train qrels only (SciFact): `dev_fold` picks the dev queries by the embedder's
+  seeded draw (`indexer.folds`); `searchd eval --fold dev` uses it in place, without copying the corpus.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from indexer.documents import Document
 from indexer.errors import ReaderError, choices
+from indexer.folds import split_ids
 from indexer.importing import CorpusReader
 from indexer.readers import ReadOptions
 from indexer.readers.medquad import answered_rows
@@ -37,16 +38,10 @@ class EvalSet:
 
 
 def dev_fold(ids: Iterable[str], fraction: float, seed: int) -> set[str]:
-    """The dev share of ids: sort, shuffle with `seed`, take the first round(fraction * n).
-
-    This is the same draw as the embedder's `split_ids` (indexer/train/pairs.py), so with the
-    same fraction and seed the dev fold here is exactly the one it never trained on.
-    """
-    if not 0.0 < fraction < 1.0:
+    """The dev share of ids, drawn by `indexer.folds.split_ids` as the embedder's training draws it."""
+    if not 0.0 < fraction < 1.0:  # an empty dev or train fold would score nothing
         raise ReaderError(f"dev fraction {fraction!r} must be between 0 and 1 (exclusive)")
-    ordered = sorted(set(ids))
-    random.Random(seed).shuffle(ordered)
-    return set(ordered[:int(round(len(ordered) * fraction))])
+    return split_ids(ids, fraction, seed)[1]
 
 
 def select_fold(ids: Iterable[str], fold: str, fraction: float, seed: int) -> set[str]:
