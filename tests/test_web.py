@@ -450,3 +450,12 @@ def test_http_client_when_searchd_has_no_index(settings):
         assert resp.status_code == 503 and "no index is loaded" in resp.get_data(as_text=True)
     finally:
         server.close()
+
+
+def test_the_in_process_client_leaves_a_given_service_open(real):
+    from web.client import InProcessClient
+
+    _, service = real
+    client = InProcessClient(service.settings, service)
+    client.close()  # the module's fixture owns this service
+    assert client.service() is service and service.index.ntotal > 0

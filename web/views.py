@@ -5,7 +5,6 @@ string with one change, so any page can be bookmarked or shared and works withou
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any, Iterable
 
