@@ -11,11 +11,12 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
-from indexer.errors import MedlexError, QueryError, StoreError
+from indexer.embedder import Embedder
+from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreTimeout
 from searchd import fusion
@@ -25,6 +26,9 @@ from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, 
 from searchd.snapshot import StoreSnapshot
 from searchd.snippets import badges, document_highlights, make_snippet
 
+if TYPE_CHECKING:  # faiss loads with the index, not with this module
+    from indexer.vector_index import VectorIndex
+
 META_FACETS = ("collection", "source", "doc_type", "court", "year")
 BADGES_PER_HIT = 5
 
@@ -33,20 +37,38 @@ class SearchTimeout(MedlexError):
     """A search ran past search.time_limit_ms."""
 
 
-class DocumentNotFound(StoreError):
-    """No document has the requested id."""
+class StoreOnly:
+    """The embedder and vector index of a service opened over a store alone: keyword search works,
+    dense and hybrid search and similar documents say why they cannot."""
+
+    name = description = "none (store only)"
+    dim = ntotal = 0
+    exact = True  # keyword search, the only kind it serves, is exact
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise QueryError("dense and hybrid search and similar documents need a vector index; this service "
+                         "was opened over the store alone, for keyword search (mode=keyword)")
+
+    embed_documents = embed_queries = add = remove = search = vectors = save = _refuse
+
+    def close(self) -> None:
+        """Nothing to free."""
 
 
 class SearchService:
-    """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets."""
+    """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets.
 
-    def __init__(self, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings,
-                 manifest: dict | None = None):
+    The service owns what it is given: `close()` (or leaving a `with` block) stops its worker
+    threads and closes the vector index and the store.
+    """
+
+    def __init__(self, store: DocumentStore, index: VectorIndex, embedder: Embedder, settings: Settings,
+                 manifest: dict[str, Any]):
         self.store = store
-        self.index = vector_index
+        self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.manifest = manifest or {}
+        self.manifest = manifest
         self.loaded_at = time.time()
         self._snap: StoreSnapshot | None = None
         self._lock = threading.Lock()
@@ -62,15 +84,34 @@ class SearchService:
         from indexer.models import resolve_device
 
         store, index, manifest = open_index(settings)
-        check_embedder(settings, manifest)
-        if resolve_device(settings.index.device) == "cuda":
-            index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
-        return cls(store, index, load_embedder(settings), settings, manifest)
+        try:
+            check_embedder(settings, manifest)
+            if resolve_device(settings.index.device) == "cuda":
+                index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
+            embedder = load_embedder(settings)
+        except BaseException:  # a refused index is not left open
+            index.close()
+            store.close()
+            raise
+        return cls(store, index, embedder, settings, manifest)
 
     @classmethod
-    def from_parts(cls, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings) -> "SearchService":
-        """A service over given parts (tests use a fake embedder)."""
-        return cls(store, vector_index, embedder, settings)
+    def keyword_only(cls, store: DocumentStore, settings: Settings) -> "SearchService":
+        """A service over a store without vectors or a model: keyword mode only (BM25 evaluation)."""
+        nothing = StoreOnly()
+        return cls(store, nothing, nothing, settings, manifest={})  # no vector index, so no manifest
+
+    def close(self) -> None:
+        """Stop the keyword worker threads, then close the vector index and the store."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.index.close()
+        self.store.close()
+
+    def __enter__(self) -> "SearchService":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- public API ----------------------------------------------------------------------
     def facet_names(self) -> list[str]:
@@ -106,7 +147,7 @@ class SearchService:
         facets = self._facets(snap, result_set, deadline)
         timings["facets"] = _ms(mark)
         timings["total"] = _ms(t0)
-        exact = query.mode == "keyword" or bool(getattr(self.index, "exact", True))
+        exact = query.mode == "keyword" or self.index.exact
         return SearchResult(query.q, query.mode, query.k, query.offset, int(result_set.sum()), hits, facets,
                             self.active_filters(query, snap), timings, exact)
 
@@ -137,11 +178,9 @@ class SearchService:
 
     def stats(self) -> dict[str, Any]:
         """Counts of the store and the vector index, the manifest, and when this service loaded it."""
-        return {"store": self.store.counts(), "vectors": int(self.index.ntotal),
-                "index_type": getattr(self.index, "description", type(self.index).__name__),
-                "exact": bool(getattr(self.index, "exact", True)),
-                "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
-                "manifest": self.manifest, "loaded_at": self.loaded_at}
+        return {"store": self.store.counts(), "vectors": self.index.ntotal, "index_type": self.index.description,
+                "exact": self.index.exact, "embedder": self.embedder.name, "manifest": self.manifest,
+                "loaded_at": self.loaded_at}
 
     # ---- filters -------------------------------------------------------------------------
     def snapshot(self) -> StoreSnapshot:

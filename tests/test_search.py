@@ -10,13 +10,12 @@ import pytest
 from search_fixtures import KeywordEmbedder, build_sample_index, sample_chunker, sample_documents
 
 from indexer.documents import Document, Mention
-from indexer.errors import QueryError
+from indexer.errors import DocumentNotFound, QueryError
 from indexer.pipeline import embed_text
 from indexer.store import StoreTimeout
 from searchd import fusion
 from searchd.keyword import fts_query, parse
 from searchd.query import Query
-from searchd.service import DocumentNotFound
 
 
 @pytest.fixture

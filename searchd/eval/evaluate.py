@@ -191,8 +191,7 @@ class Services:
 
                 s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
                 # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
-                self.open[model_dir] = SearchService.from_parts(DocumentStore(s.index.dir / STORE, create=False),
-                                                                None, None, s)
+                self.open[model_dir] = SearchService.keyword_only(DocumentStore(s.index.dir / STORE, create=False), s)
             else:
                 s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
                 self.open[model_dir] = SearchService.load(s)
@@ -201,7 +200,7 @@ class Services:
 
     def close(self) -> None:
         for service in self.open.values():
-            service.store.close()
+            service.close()
 
 
 def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], fold: str | None = None,

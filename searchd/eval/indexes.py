@@ -14,12 +14,15 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.vector_index import FaissIndex
 
 EVAL_META = "eval.json"
 _WORDS = re.compile(r"\w+(?:[-']\w+)*")
@@ -124,7 +127,7 @@ def ensure_store(dataset: Path, name: str, model_dir: Path, settings: Settings) 
                "encoded": 0, "cache_hits": 0}
 
 
-def ann_recall(index: Any, query_vectors: np.ndarray, k: int, tolerance: float = 1e-5) -> dict[str, Any]:
+def ann_recall(index: FaissIndex, query_vectors: np.ndarray, k: int, tolerance: float = 1e-5) -> dict[str, Any]:
     """Mean share of the exact top-k that the index returns, against brute force over the stored vectors.
 
     A returned chunk counts when its exact score reaches the k-th best exact score (less a small
@@ -144,7 +147,7 @@ def ann_recall(index: Any, query_vectors: np.ndarray, k: int, tolerance: float =
         scores = index.vectors(got) @ q if len(got) else np.zeros(0)
         recalls.append(float(np.sum(scores >= kth - tolerance)) / k)
     return {"k": k, "queries": len(recalls), "recall": float(np.mean(recalls)) if recalls else 1.0,
-            "exact": bool(getattr(index, "exact", False)), "description": getattr(index, "description", "?")}
+            "exact": index.exact, "description": index.description}
 
 
 def entity_lexicon(store: Any, labels: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
