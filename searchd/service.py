@@ -148,7 +148,7 @@ class SearchService:
         key = self._version()
         with self._lock:
             if self._snap is None or self._snap.version != key:
-                self._snap = self.store.snapshot(key)
+                self._snap = self.store.load_snapshot(key)
             return self._snap
 
     def _version(self) -> tuple:

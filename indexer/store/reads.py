@@ -17,8 +17,6 @@ from indexer.store.database import Database
 from indexer.store.schema import ChunkRow, CollectionRow, DocumentRow, MentionRow
 from indexer.store.snapshot import StoreSnapshot
 
-_MATCHES = ("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-            "ON c.id = f.rowid WHERE chunks_fts MATCH ?")
 
 
 @dataclass(frozen=True)
@@ -135,21 +133,14 @@ class StoreReads(Database):
     def keyword(self, match: str, documents: np.ndarray | None, limit: int,
                 deadline: float | None = None) -> list[tuple[int, int, float]]:
         """(chunk id, document id, BM25 score, higher is better) of the best chunks, within `documents` if given."""
-        if documents is None:
-            return self._fetch(_MATCHES + " ORDER BY bm25(chunks_fts) LIMIT ?", (match, limit), deadline)
-        chunks, docs, scores = self.keyword_matches(match, documents, deadline)
-        top = np.lexsort((chunks, -scores))[:limit]
-        return list(zip(chunks[top].tolist(), docs[top].tolist(), scores[top].tolist()))
+        sql, params = _matches(match, documents)
+        return self._fetch(sql + " ORDER BY bm25(chunks_fts) LIMIT ?", (*params, limit), deadline)
 
     def keyword_matches(self, match: str, documents: np.ndarray | None,
                         deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every chunk matching the FTS5 expression, within `documents` if given: (chunk ids, document ids, BM25)."""
-        arr = np.asarray(self._fetch(_MATCHES, (match,), deadline), dtype=np.float64).reshape(-1, 3)
-        chunks, docs, scores = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
-        if documents is None:
-            return chunks, docs, scores
-        keep = np.isin(docs, documents)
-        return chunks[keep], docs[keep], scores[keep]
+        arr = np.asarray(self._fetch(*_matches(match, documents), deadline), dtype=np.float64).reshape(-1, 3)
+        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
@@ -158,8 +149,8 @@ class StoreReads(Database):
         return {rowid: _marker_spans(marked) for rowid, marked in rows}
 
     # ---- whole-store reads ---------------------------------------------------------------
-    def snapshot(self, version: tuple | None = None) -> StoreSnapshot:
-        """The in-memory filter and facet arrays of the store as it is now, tagged with `version`."""
+    def load_snapshot(self, version: tuple | None = None) -> StoreSnapshot:
+        """Read the in-memory filter and facet arrays of the store as it is now, tagged with `version`."""
         version = self.version() if version is None else version
         docs = self._fetch("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
                            "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
@@ -184,6 +175,17 @@ class StoreReads(Database):
         rows = self._fetch("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET (SELECT count(*) / 2 "
                            "FROM documents)")
         return rows[0][0] if rows else None
+
+
+def _matches(match: str, documents: np.ndarray | None) -> tuple[str, tuple]:
+    """The BM25 statement over chunks matching `match`, kept to the given document ids when not None."""
+    sql = ("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+           "ON c.id = f.rowid WHERE chunks_fts MATCH ?")
+    if documents is None:
+        return sql, (match,)
+    # one JSON array binds any number of ids, and SQLite checks the set before it scores a row with bm25
+    ids = "[" + ",".join(map(str, np.asarray(documents, dtype=np.int64).tolist())) + "]"
+    return sql + " AND c.document_id IN (SELECT value FROM json_each(?))", (match, ids)
 
 
 def _marker_spans(marked: str) -> list[tuple[int, int]]:

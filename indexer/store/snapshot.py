@@ -2,7 +2,7 @@
 
 At 100,000 chunks, resolving a broad filter to chunk ids in SQLite (tens of thousands of rows
 through the driver) and grouping mentions for seven facets cost tens of milliseconds each;
-the same work over numpy arrays takes a few. DocumentStore.snapshot loads the rows; `mask`
+the same work over numpy arrays takes a few. DocumentStore.load_snapshot reads the rows; `mask`
 is the only implementation of DocFilter, and keyword search is restricted to the documents it
 allows, so no SQL version of the rules exists to drift from this one.
 """
