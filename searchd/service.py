@@ -204,7 +204,8 @@ class SearchService:
               need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
         """Ranked (document, best chunk, score), and the mask of the whole result set."""
         s = self.settings.search
-        docs = None if flt.is_empty() else snap.documents(mask)  # keyword search keeps to what the mask allows
+        # keyword search keeps to the documents the mask allows (the one filter implementation)
+        docs = None if flt.is_empty() or mask.all() else snap.documents(mask)
         if query.mode == "keyword":
             mark = time.perf_counter()
             ranking, docs = self._keyword_all(match, docs, deadline)
