@@ -267,7 +267,8 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
 def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
     """Run the tagger over a collection, replacing its earlier model mentions (gold ones stay)."""
     from indexer.errors import ModelError
-    from indexer.ner import load_tagger, tag_collection
+    from indexer.ner import load_tagger
+    from indexer.tagging import tag_collection
 
     tagger = load_tagger(settings)
     if tagger is None:

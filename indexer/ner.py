@@ -307,25 +307,3 @@ def with_label_map(mentions: Sequence[Mention], label_map: dict[str, str]) -> li
     """Mentions relabelled through a source -> facet label map (the source label is kept)."""
     return [replace(m, label=label_map.get(m.label, m.label), source_label=m.source_label or m.label)
             for m in mentions]
-
-
-def tag_collection(store, collection: str, tagger: Tagger, batch_size: int = 64) -> dict[str, int]:
-    """Tag every document of a collection; each batch's model mentions are replaced in one transaction."""
-    from collections import Counter
-
-    from sqlalchemy import select
-    from tqdm import tqdm
-
-    from indexer.store import DocumentRow
-
-    ids = store.document_ids(collection)
-    counts: Counter = Counter()
-    with tqdm(total=len(ids), desc=f"tag {collection}", unit="doc", dynamic_ncols=True) as bar:
-        for k in range(0, len(ids), batch_size):
-            part = ids[k:k + batch_size]
-            with store.session() as s:
-                texts = {i: t for i, t in s.execute(select(DocumentRow.id, DocumentRow.text).where(DocumentRow.id.in_(part)))}
-            found = tagger.tag([texts[i] for i in part])
-            counts.update(store.replace_model_mentions(dict(zip(part, found))))
-            bar.update(len(part))
-    return dict(counts)

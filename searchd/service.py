@@ -18,12 +18,11 @@ import numpy as np
 from indexer.embedder import Embedder
 from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
-from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreTimeout
+from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import fusion
 from searchd.keyword import fts_query
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
-from searchd.snapshot import StoreSnapshot
 from searchd.snippets import badges, document_highlights, make_snippet
 
 if TYPE_CHECKING:  # faiss loads with the index, not with this module
@@ -188,14 +187,12 @@ class SearchService:
         key = self._version()
         with self._lock:
             if self._snap is None or self._snap.version != key:
-                self._snap = StoreSnapshot(self.store, key)
+                self._snap = self.store.load_snapshot(key)
             return self._snap
 
     def _version(self) -> tuple:
         """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
-        return tuple(self.store.raw("SELECT (SELECT count(*) FROM documents), "
-                                    "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
-                                    "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
+        return self.store.version()
 
     def _labels(self, snap: StoreSnapshot | None = None) -> dict[str, str]:
         """filter name -> entity label, for the configured facet labels and those in the store."""
@@ -221,7 +218,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), flt, None)
+            mask &= self._keyword_documents(snap, fts_query(query.q), None, None)  # ANDed with the mask here
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -246,13 +243,15 @@ class SearchService:
               need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
         """Ranked (document, best chunk, score), and the mask of the whole result set."""
         s = self.settings.search
+        # keyword search keeps to the documents the mask allows (the one filter implementation)
+        docs = None if flt.is_empty() or mask.all() else snap.documents(mask)
         if query.mode == "keyword":
             mark = time.perf_counter()
-            ranking, docs = self._keyword_all(match, flt, deadline)
+            ranking, docs = self._keyword_all(match, docs, deadline)
             timings["keyword"] = _ms(mark)
             return ranking, mask & snap.of_documents(docs)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
-        keyword = self._pool.submit(self._keyword, match, flt, need, deadline) if query.mode == "hybrid" else None
+        keyword = self._pool.submit(self._keyword, match, docs, need, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
         allowed = None if flt.is_empty() else snap.chunks(mask)
         qv = self._query_vector(query.q)
@@ -283,11 +282,11 @@ class SearchService:
                     self._vectors.popitem(last=False)
         return vector
 
-    def _keyword_all(self, match: str | None, flt: DocFilter, deadline: float) -> tuple[list, np.ndarray]:
+    def _keyword_all(self, match: str | None, docs: np.ndarray | None, deadline: float) -> tuple[list, np.ndarray]:
         """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
         if match is None:
             return [], np.zeros(0, dtype=np.int64)
-        chunks, docs, scores = self.store.keyword_matches(match, flt, deadline)
+        chunks, docs, scores = self.store.keyword_matches(match, docs, deadline)
         order = np.lexsort((chunks, -scores))
         docs_sorted = docs[order]
         unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
@@ -295,12 +294,12 @@ class SearchService:
         ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
         return ranking, unique
 
-    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, flt: DocFilter,
+    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, docs: np.ndarray | None,
                            deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
         if match is None:
             return np.zeros(len(snap.doc_ids), dtype=bool)
-        return snap.of_documents(self.store.keyword_matches(match, flt, deadline)[1])
+        return snap.of_documents(self.store.keyword_matches(match, docs, deadline)[1])
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:
@@ -316,13 +315,14 @@ class SearchService:
                 return docs
             n *= 4
 
-    def _keyword(self, match: str | None, flt: DocFilter, need: int, deadline: float) -> list[tuple[int, int, float]]:
+    def _keyword(self, match: str | None, docs: np.ndarray | None, need: int,
+                 deadline: float) -> list[tuple[int, int, float]]:
         """BM25 ranking of documents by their best chunk."""
         if match is None:
             return []
         n = max(self.settings.search.candidates, need * 4)
         while True:
-            rows = self.store.keyword(match, flt, n, deadline)
+            rows = self.store.keyword(match, docs, n, deadline)
             docs = fusion.collapse(((c, sc) for c, _, sc in rows), {c: d for c, d, _ in rows})
             if len(docs) >= need or len(rows) < n:
                 return docs

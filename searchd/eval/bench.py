@@ -162,11 +162,10 @@ def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None
 def _filters(service) -> list[tuple[str, dict]]:
     """Filters of about 50%, 10%, 1%, 0.1% of the documents and a single document, found by counting."""
     n = service.store.counts()["documents"]
-    counts = service.store.raw("SELECT norm_id, count(DISTINCT document_id) FROM mentions WHERE label = 'Disease' "
-                               "GROUP BY norm_id")
+    counts = service.store.document_frequencies("Disease")
     near = lambda share: min(counts, key=lambda r: abs(r[1] / n - share))  # noqa: E731
     out = [("none", {})]
-    year = service.store.raw("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET :o", o=n // 2)[0][0]
+    year = service.store.median_year()
     out.append(("year >= median (~50%)", {"year_from": str(year)}))
     out.append(("doc_type (~10%)", {"doc_type": "complaint"}))
     for share in (0.01, 0.001):

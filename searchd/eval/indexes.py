@@ -152,11 +152,8 @@ def ann_recall(index: FaissIndex, query_vectors: np.ndarray, k: int, tolerance: 
 
 def entity_lexicon(store: Any, labels: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """Lower-cased surface form -> [(filter name, norm id)] of affirmed mentions with the given labels."""
-    marks = ", ".join(f":l{i}" for i in range(len(labels))) or "NULL"
-    rows = store.raw(f"SELECT DISTINCT lower(text), label, norm_id FROM mentions WHERE negation = 'affirmed' "
-                     f"AND label IN ({marks})", **{f"l{i}": lab for i, lab in enumerate(labels)})
     out: dict[str, list[tuple[str, str]]] = {}
-    for surface, label, norm_id in rows:
+    for surface, label, norm_id in store.mention_forms(labels):
         surface = " ".join(_WORDS.findall(surface))  # keyed the way query n-grams are built
         if len(surface) >= 3 and (label.lower(), norm_id) not in out.get(surface, ()):  # two-letter forms ("ad", "ms") match too many queries by accident
             out.setdefault(surface, []).append((label.lower(), norm_id))
