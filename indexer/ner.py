@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -134,10 +134,6 @@ class CrfTaggerModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(width, len(config.tags))
         self.crf = CRF(len(config.tags), batch_first=True) if config.use_crf else None
-
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the encoder (they train with the higher learning rate)."""
-        return [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
 
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-word tag scores (batch, words, tags)."""
@@ -301,9 +297,3 @@ def load_tagger(settings) -> BertCrfTagger | None:
     return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                               batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                               window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device))
-
-
-def with_label_map(mentions: Sequence[Mention], label_map: dict[str, str]) -> list[Mention]:
-    """Mentions relabelled through a source -> facet label map (the source label is kept)."""
-    return [replace(m, label=label_map.get(m.label, m.label), source_label=m.source_label or m.label)
-            for m in mentions]

@@ -50,8 +50,8 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
             raise QueryError(f"--filter {item!r} must look like NAME=VALUE")
         name, value = item.split("=", 1)
         params.setdefault(name.strip(), []).append(value)
-    service = SearchService.load(settings)
-    result = service.search(service.parse(params))
+    with SearchService.load(settings) as service:
+        result = service.search(service.parse(params))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return

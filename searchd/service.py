@@ -1,7 +1,8 @@
 """SearchService: Query -> SearchResult over an index directory (store + FAISS + manifest).
 
 The web front end, evaluation and the JSON API all call `search`, so what is measured is
-what users get. Filters resolve to allowed chunk ids in SQLite and the vector index scores
+what users get. Filters resolve to allowed chunk ids in the store's in-memory snapshot
+(indexer/store/snapshot.py, the one definition of the filter rules) and the vector index scores
 exactly that set (see indexer/vector_index.py), so filtered results are the true top k of
 the filtered set at any selectivity on the flat index.
 """

@@ -77,7 +77,7 @@ def test_medquad_folds_split_by_page_and_merge_identical_answers(tmp_path):
     assert len(everything.corpus) == 59  # 60 answered, two share one answer
     assert everything.qrels["S:0019-9"] == everything.qrels["S:0019-0"]
     assert evalsets.from_medquad(src, "mq", "dev", 0.2, 42).queries == dev.queries  # seeded: same every time
-    with pytest.raises(ReaderError, match="unknown fold 'test'.*'dev'"):
+    with pytest.raises(ConfigError, match="unknown fold 'test'.*'dev'"):
         evalsets.from_medquad(src, "mq", "test", 0.2, 42)
 
 
@@ -91,7 +91,7 @@ def test_dev_fold_is_the_embedders_draw():
     assert dev == dev_side and train_side == set(ids) - dev
     # pinned: a changed draw would silently move queries the embedder trained on into the dev fold
     assert sorted(dev, key=int)[:8] == ["6", "7", "9", "11", "12", "28", "29", "37"]
-    with pytest.raises(ReaderError, match="dev fraction 1.5"):
+    with pytest.raises(ConfigError, match="dev fraction 1.5"):
         evalsets.dev_fold(ids, 1.5, 42)
 
 

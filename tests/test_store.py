@@ -31,7 +31,7 @@ def test_fts_follows_chunks(tmp_path):
     store.upsert_documents("c", [make_doc()], chunker)
     hits = store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'")
     assert len(hits) >= 1
-    store.delete_documents("c", ["d1"])
+    store.apply_changes("c", [], ["d1"], chunker, lambda added, removed: None)
     assert store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'") == []
     assert store.counts() == {"collections": 1, "documents": 0, "chunks": 0, "mentions": 0}
 

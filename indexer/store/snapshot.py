@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from indexer.errors import StoreError
+from indexer.errors import QueryError
 from indexer.store.filters import METADATA_FILTERS, DocFilter
 
 MISSING_YEAR = -1
@@ -86,7 +86,7 @@ class StoreSnapshot:
         mask = np.ones(len(self.doc_ids), dtype=bool)
         for name, values in flt.meta.items():
             if name not in self.meta:
-                raise StoreError(f"unknown metadata filter {name!r}; known: {', '.join(METADATA_FILTERS)}")
+                raise QueryError(f"unknown metadata filter {name!r}; known: {', '.join(METADATA_FILTERS)}")
             col = self.meta[name]
             mask &= np.isin(col.codes, [col.index[v] for v in values if v in col.index])
         if flt.year_from is not None:

@@ -148,15 +148,6 @@ class StoreWrites(Database):
                 counts.update(m.label for m in mentions)
         return counts
 
-    def delete_documents(self, collection: str, external_ids: Iterable[str]) -> list[int]:
-        """Delete documents by external id; returns the chunk ids that went with them."""
-        with self.session() as s:
-            cid = self.collection_id(s, collection, create=False)
-            doc_ids = self._document_ids(s, cid, external_ids)
-            chunk_ids = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(doc_ids))))
-            self._delete(s, doc_ids)
-        return chunk_ids
-
     @staticmethod
     def _document_ids(s: Session, cid: int, external_ids: Iterable[str]) -> list[int]:
         return list(s.scalars(select(DocumentRow.id).where(DocumentRow.collection_id == cid,

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from indexer.documents import Document
-from indexer.errors import ConfigError, ReaderError, choices
+from indexer.errors import ConfigError, choices
 from indexer.folds import split_ids
 from indexer.importing import CorpusReader
 from indexer.readers import ReadOptions
@@ -24,7 +24,6 @@ from indexer.readers.beir import load_qrels, load_queries
 from indexer.readers.medquad import answered_rows
 
 SOURCES = ("bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity")
-LEGAL_SOURCES = ("bva",)
 
 Encode = Callable[[Sequence[str]], np.ndarray]  # texts -> unit-norm float32 (n, dim)
 
@@ -141,11 +140,6 @@ def make_dev(name: str, queries: dict[str, str], corpus: dict[str, str], relevan
     return DevSet(name, {q: queries[q] for q in qids}, {d: corpus[d] for d in sorted(keep)}, rel, domain)
 
 
-def pubtator_source(path: Path, source: str, label_map: dict[str, str]) -> list[Pair]:
-    """Title -> abstract pairs of a PubTator file."""
-    return title_pairs(docs_of("pubtator", path, label_map), source)
-
-
 def pubtator_dev(path: Path, name: str, max_queries: int, max_corpus: int, seed: int) -> DevSet:
     """Title -> abstract retrieval over the abstracts of a PubTator dev file."""
     docs = [d for d in docs_of("pubtator", path) if d.title.strip() and abstract_of(d)]
@@ -212,7 +206,7 @@ def bva_pair(decision_id: str, text: str, tail_chars: int = 1500) -> Pair | None
 def bva_source(folder: Path, dev_fraction: float, seed: int) -> tuple[list[Pair], DevSet]:
     """Pairs from BVA decisions, split by decision into train and a legal dev set."""
     if not folder.is_dir():
-        raise ReaderError("BVA decision folder does not exist", str(folder))
+        raise ConfigError(f"BVA decision folder {str(folder)!r} does not exist; check [data] dir")
     pairs = [p for f in sorted(folder.glob("*.txt"))
              if (p := bva_pair(f.stem, f.read_text(encoding="utf-8", errors="replace"))) is not None]
     train_ids, dev_ids = split_ids((p.group for p in pairs), dev_fraction, seed)

@@ -277,15 +277,16 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     embedder = load_embedder(settings)
     if not (index_dir / "manifest.json").is_file():
         build_index(settings, n_chunks, embedder, rows)
-    service = SearchService.load(settings)
-    queries = _queries(settings, n_queries)
-    service.search(service.parse({"q": "warm up"}))
-    _latency(service, queries, rows)
-    rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
-    _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+    with SearchService.load(settings) as service:
+        queries = _queries(settings, n_queries)
+        service.search(service.parse({"q": "warm up"}))
+        _latency(service, queries, rows)
+        rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
+        _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+        shape = (f"{service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
+                 f"index {service.index.description}")
     width = [max(len(r[i]) for r in rows) for i in range(4)]
-    print(f"\nsearchd bench: {service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
-          f"index {service.index.description}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "
+    print(f"\nsearchd bench: {shape}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width)))

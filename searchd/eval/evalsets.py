@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from indexer.documents import Document
-from indexer.errors import ReaderError, choices
+from indexer.errors import ConfigError, ReaderError, choices
 from indexer.folds import split_ids
 from indexer.importing import CorpusReader
 from indexer.readers import ReadOptions
@@ -40,7 +40,7 @@ class EvalSet:
 def dev_fold(ids: Iterable[str], fraction: float, seed: int) -> set[str]:
     """The dev share of ids, drawn by `indexer.folds.split_ids` as the embedder's training draws it."""
     if not 0.0 < fraction < 1.0:  # an empty dev or train fold would score nothing
-        raise ReaderError(f"dev fraction {fraction!r} must be between 0 and 1 (exclusive)")
+        raise ConfigError(f"dev fraction {fraction!r} must be between 0 and 1 (exclusive)")
     return split_ids(ids, fraction, seed)[1]
 
 
@@ -48,7 +48,7 @@ def select_fold(ids: Iterable[str], fold: str, fraction: float, seed: int) -> se
     """The ids of one fold: 'dev' (seeded share), 'train' (the rest) or 'all'."""
     ids = set(ids)
     if fold not in FOLDS:
-        raise ReaderError(f"unknown fold {fold!r}; valid folds: {choices(FOLDS)}")
+        raise ConfigError(f"unknown fold {fold!r}; valid folds: {choices(FOLDS)}")
     if fold == "all":
         return ids
     dev = dev_fold(ids, fraction, seed)
