@@ -1,14 +1,18 @@
 """`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder, eval-embedder."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from itertools import islice
 from pathlib import Path
+from typing import Iterator
 
 import click
 
-from indexer.errors import MedlexError, ReaderError
+from indexer.documents import Document
+from indexer.errors import ConfigError, MedlexError
+from indexer.importing import CorpusReader, StoppedAtBadRecord, import_corpus, make_chunker, open_store
+from indexer.readers import ReadOptions
 from indexer.settings import Settings, load_settings
 
 
@@ -47,105 +51,64 @@ def main() -> None:
     """medlex indexer: import corpora, build indexes, train and run the models."""
 
 
-def open_store(settings: Settings, create: bool = True):
-    """The DocumentStore of the configured index directory."""
-    from indexer.store import DocumentStore
-
-    return DocumentStore(settings.index.dir / "store.sqlite", create=create)
-
-
-def make_chunker(settings: Settings):
-    """Document -> chunks with the embedder's tokenizer and the configured window."""
-    from indexer.documents import chunk_document, offsets_for_model
-    from indexer.models import resolve_embedder_dir
-
-    offsets = offsets_for_model(str(resolve_embedder_dir(settings)))
-    return lambda doc: chunk_document(doc, offsets, settings.chunk.max_tokens, settings.chunk.overlap_tokens)
-
-
 def field_map(fields: tuple[str, ...]) -> dict[str, str]:
     """--field NAME=FIELD options as a mapping; a malformed one is an error naming it."""
     bad = [f for f in fields if "=" not in f or not f.split("=", 1)[1]]
     if bad:
-        raise ReaderError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
+        raise ConfigError(f"--field {bad[0]!r} is not NAME=FIELD, e.g. --field text=body.full")
     return dict(f.split("=", 1) for f in fields)
+
+
+def record_options(func):
+    """--skip-bad, --field, --source and PATH, shared by `import`, `add` and `update`."""
+    for option in reversed((
+            click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping."),
+            click.option("--field", "fields", multiple=True, metavar="NAME=FIELD",
+                         help="json/jsonl: map id, title, text, date, doc_type, court, source to record fields."),
+            click.option("--source", default=None, help="Value of the source facet (default: the reader's)."),
+            click.argument("path", type=click.Path(path_type=Path)))):
+        func = option(func)
+    return func
+
+
+def _corpus(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...], source: str | None,
+            limit: int | None = None) -> CorpusReader:
+    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
+    return CorpusReader(fmt, path, options, limit, skip_bad)
+
+
+@contextlib.contextmanager
+def _skip_bad_hint(*notes: str) -> Iterator[None]:
+    """A stop at a malformed record gets these notes and says how to skip such records."""
+    try:
+        yield
+    except StoppedAtBadRecord as err:
+        raise err.with_note(*notes, "--skip-bad skips such records") from None
 
 
 @main.command("import")
 @config_options
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
-@click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping.")
 @click.option("--batch-size", default=200, show_default=True, help="Documents per transaction.")
 @click.option("--limit", type=int, default=None, help="Import at most this many documents.")
-@click.option("--field", "fields", multiple=True, metavar="NAME=FIELD",
-              help="json/jsonl: map id, title, text, date, doc_type, court, source to record fields.")
-@click.option("--source", default=None, help="Value of the source facet (default: the reader's).")
-@click.argument("path", type=click.Path(path_type=Path))
-def import_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, batch_size: int,
-               limit: int | None, fields: tuple[str, ...], source: str | None, path: Path) -> None:
+@record_options
+def import_cmd(settings: Settings, fmt: str, collection: str, batch_size: int, limit: int | None, skip_bad: bool,
+               fields: tuple[str, ...], source: str | None, path: Path) -> None:
     """Read PATH in FORMAT into the store, updating documents whose ids exist already."""
-    from tqdm import tqdm
-
-    from indexer.readers import ReadOptions, estimate, read
-    from indexer.store import ImportStats
-
-    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
-    records = read(fmt, path, options)
-    expected = estimate(fmt, path, options)
-    if limit is not None:
-        records = islice((r for r in records), limit)
-        expected = min(expected, limit) if expected is not None else limit
-    store = open_store(settings)
-    chunker = make_chunker(settings)
-    total, skipped, batch = ImportStats(), [], []
-
-    def flush() -> None:
-        stats = store.upsert_documents(collection, batch, chunker)
-        total.added += stats.added
-        total.updated += stats.updated
-        total.unchanged += stats.unchanged
-        total.chunks += stats.chunks
-        total.mentions.update(stats.mentions)
-        batch.clear()
-
-    with tqdm(records, desc=f"import {collection}", unit="doc", total=expected, dynamic_ncols=True) as bar:
-        for record in bar:
-            if isinstance(record, ReaderError):
-                if not skip_bad:
-                    kept = total.added + total.updated + total.unchanged
-                    raise ReaderError(f"{record.reason} (import stopped: {kept} documents of earlier batches "
-                                      f"are stored, nothing of this batch was written; --skip-bad skips "
-                                      f"such records)", record.path, record.where)
-                skipped.append(record)
-                tqdm.write(f"warning: skipped {record}", file=sys.stderr)
-                continue
-            batch.append(record)
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
-            flush()
+    corpus = _corpus(settings, fmt, path, skip_bad, fields, source, limit)
+    with _skip_bad_hint():
+        total = import_corpus(settings, collection, corpus, batch_size)
     mentions = ", ".join(f"{k} {v}" for k, v in sorted(total.mentions.items())) or "none"
     click.echo(f"{collection}: {total.added} added, {total.updated} updated, {total.unchanged} unchanged, "
-               f"{len(skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
+               f"{len(corpus.skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
 
 
 def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...] = (),
-                    source: str | None = None) -> list:
+                    source: str | None = None) -> list[Document]:
     """All documents of PATH; a malformed record stops unless --skip-bad."""
-    from indexer.readers import ReadOptions, read
-
-    docs = []
-    options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
-    for record in read(fmt, path, options):
-        if isinstance(record, ReaderError):
-            if not skip_bad:
-                raise ReaderError(f"{record.reason} (nothing was changed; --skip-bad skips such records)",
-                                  record.path, record.where)
-            click.echo(f"warning: skipped {record}", err=True)
-            continue
-        docs.append(record)
-    return docs
+    with _skip_bad_hint("nothing was changed"):
+        return list(_corpus(settings, fmt, path, skip_bad, fields, source))
 
 
 @main.command("build")
@@ -166,17 +129,6 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool) -> None
     click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors ({manifest['index_type']}, dim "
                f"{manifest['dim']}) for {manifest['documents']} documents; encoded {manifest['encoded_last_build']} "
                f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s)")
-
-
-def record_options(func):
-    """--skip-bad, --field, --source and PATH, shared by `add` and `update`."""
-    for option in reversed((
-            click.option("--skip-bad", is_flag=True, help="Skip malformed records instead of stopping."),
-            click.option("--field", "fields", multiple=True, metavar="NAME=FIELD", help="As for `indexer import`."),
-            click.option("--source", default=None, help="Value of the source facet (default: the reader's)."),
-            click.argument("path", type=click.Path(path_type=Path)))):
-        func = option(func)
-    return func
 
 
 def _change(settings: Settings, collection: str, upserts: list, deletes: list[str]) -> None:
@@ -315,7 +267,8 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
 def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
     """Run the tagger over a collection, replacing its earlier model mentions (gold ones stay)."""
     from indexer.errors import ModelError
-    from indexer.ner import load_tagger, tag_collection
+    from indexer.ner import load_tagger
+    from indexer.tagging import tag_collection
 
     tagger = load_tagger(settings)
     if tagger is None:
@@ -358,6 +311,20 @@ def _embedder_report(settings: Settings, model_dir: Path, training: dict | None,
     report, path = compare(settings, model_dir, training, metrics)
     click.echo(markdown(report))
     click.echo(f"report: {path}")
+
+
+@main.command("config")
+@click.option("--write", "path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the file here (e.g. config.toml) instead of printing it.")
+def config_cmd(path: Path | None) -> None:
+    """Print config.toml with every key at its default and its help, generated from indexer/settings.py."""
+    from indexer.settings import render_config
+
+    if path is None:
+        click.echo(render_config(), nl=False)
+    else:
+        path.write_text(render_config(), encoding="utf-8")
+        click.echo(f"written: {path}")
 
 
 if __name__ == "__main__":

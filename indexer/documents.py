@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from indexer.errors import ConfigError
+
 NEGATION_STATES = ("affirmed", "negated", "hypothetical")
 META_COLUMNS = ("source", "doc_type", "court", "date")  # meta keys stored as filterable columns
 
@@ -117,7 +119,7 @@ def chunk_text(text: str, offsets: TokenOffsets = regex_offsets, max_tokens: int
     """Cut text into overlapping token windows that prefer sentence boundaries."""
     budget = max_tokens - 2  # [CLS] and [SEP]
     if budget < 8:
-        raise ValueError(f"max_tokens={max_tokens} is too small; use at least 10")
+        raise ConfigError(f"max_tokens={max_tokens} is too small; use at least 10")
     overlap = max(0, min(overlap_tokens, budget // 2))
     tokens = offsets(text)
     if not tokens:

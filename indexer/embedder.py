@@ -12,6 +12,8 @@ from indexer.settings import EmbedderSettings, Settings
 
 
 class Embedder(Protocol):
+    """Texts to unit-norm vectors: what the index pipeline and the search service need of a model."""
+
     name: str  # model directory or id, recorded in the index manifest
     dim: int
 

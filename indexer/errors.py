@@ -35,6 +35,10 @@ class QueryError(MedlexError):
     """A search request is malformed: bad query text, k, offset or filter."""
 
 
+class DocumentNotFound(MedlexError):
+    """No document has the requested id (searchd answers 404, the web page says so)."""
+
+
 def choices(values) -> str:
     """Render a list of valid values for an error message."""
     return ", ".join(repr(v) for v in sorted(values))

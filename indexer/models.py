@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.errors import ModelError
+from indexer.errors import ConfigError, ModelError
 from indexer.settings import Settings
 
 
@@ -42,7 +42,7 @@ def resolve_embedder_dir(settings: Settings) -> Path:
 def resolve_device(name: str) -> str:
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cpu'/'cuda' as given."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ModelError(f"device {name!r} is not one of 'auto', 'cpu', 'cuda'")
+        raise ConfigError(f"device {name!r} is not one of 'auto', 'cpu', 'cuda'")
     if name != "auto":
         return name
     try:

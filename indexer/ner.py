@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -134,10 +134,6 @@ class CrfTaggerModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(width, len(config.tags))
         self.crf = CRF(len(config.tags), batch_first=True) if config.use_crf else None
-
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the encoder (they train with the higher learning rate)."""
-        return [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
 
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-word tag scores (batch, words, tags)."""
@@ -305,31 +301,3 @@ def load_tagger(settings) -> BertCrfTagger | None:
     return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                               batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                               window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device))
-
-
-def with_label_map(mentions: Sequence[Mention], label_map: dict[str, str]) -> list[Mention]:
-    """Mentions relabelled through a source -> facet label map (the source label is kept)."""
-    return [replace(m, label=label_map.get(m.label, m.label), source_label=m.source_label or m.label)
-            for m in mentions]
-
-
-def tag_collection(store, collection: str, tagger: Tagger, batch_size: int = 64) -> dict[str, int]:
-    """Tag every document of a collection; each batch's model mentions are replaced in one transaction."""
-    from collections import Counter
-
-    from sqlalchemy import select
-    from tqdm import tqdm
-
-    from indexer.store import DocumentRow
-
-    ids = store.document_ids(collection)
-    counts: Counter = Counter()
-    with tqdm(total=len(ids), desc=f"tag {collection}", unit="doc", dynamic_ncols=True) as bar:
-        for k in range(0, len(ids), batch_size):
-            part = ids[k:k + batch_size]
-            with store.session() as s:
-                texts = {i: t for i, t in s.execute(select(DocumentRow.id, DocumentRow.text).where(DocumentRow.id.in_(part)))}
-            found = tagger.tag([texts[i] for i in part])
-            counts.update(store.replace_model_mentions(dict(zip(part, found))))
-            bar.update(len(part))
-    return dict(counts)

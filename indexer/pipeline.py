@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from indexer.documents import Document
+from indexer.embedder import Embedder
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
 from indexer.store import Chunker, DocumentStore, ImportStats
@@ -38,11 +39,11 @@ def embed_text(title: str, text: str, settings: Settings) -> str:
     return text
 
 
-def embedder_identity(embedder: Any) -> dict[str, Any]:
+def embedder_identity(embedder: Embedder) -> dict[str, Any]:
     """Name, checksum and dimension of an embedder, as recorded in the manifest."""
     from indexer.embedder import model_checksum
 
-    name = str(getattr(embedder, "name", type(embedder).__name__))
+    name = embedder.name
     path = Path(name)
     checksum = model_checksum(path) if path.is_dir() else name
     return {"name": name, "checksum": checksum, "dim": int(embedder.dim)}
@@ -138,7 +139,7 @@ def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[st
     return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids))
 
 
-def sync(settings: Settings, store: DocumentStore, embedder: Any, rebuild: bool = False) -> dict[str, Any]:
+def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: bool = False) -> dict[str, Any]:
     """Bring vectors.faiss in step with the store (encode new chunks, drop deleted ones); returns the manifest."""
     from tqdm import tqdm
 
@@ -176,14 +177,14 @@ def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
     save_json(d / MANIFEST, manifest)
 
 
-def _encode(store: DocumentStore, embedder: Any, ids: np.ndarray, settings: Settings, bar) -> np.ndarray:
+def _encode(store: DocumentStore, embedder: Embedder, ids: np.ndarray, settings: Settings, bar) -> np.ndarray:
     """Vectors of chunk ids, encoded in batches of similar length (less padding), in the order of `ids`."""
     texts = store.chunk_texts([int(i) for i in ids])
     inputs = [embed_text(*texts[int(i)], settings) for i in ids]
     return encode_texts(embedder, inputs, settings.index.build_batch, bar)
 
 
-def encode_texts(embedder: Any, texts: Sequence[str], batch: int, bar=None) -> np.ndarray:
+def encode_texts(embedder: Embedder, texts: Sequence[str], batch: int, bar=None) -> np.ndarray:
     """embed_documents over length-sorted batches, returned in input order."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
@@ -195,7 +196,7 @@ def encode_texts(embedder: Any, texts: Sequence[str], batch: int, bar=None) -> n
     return out
 
 
-def change(settings: Settings, embedder: Any, collection: str, upserts: Sequence[Document],
+def change(settings: Settings, embedder: Embedder, collection: str, upserts: Sequence[Document],
            deletes: Sequence[str], chunker: Chunker) -> ImportStats:
     """Add/update/delete documents and their vectors together: nothing changes unless both succeed."""
     d = settings.index.dir

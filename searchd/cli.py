@@ -50,8 +50,8 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
             raise QueryError(f"--filter {item!r} must look like NAME=VALUE")
         name, value = item.split("=", 1)
         params.setdefault(name.strip(), []).append(value)
-    service = SearchService.load(settings)
-    result = service.search(service.parse(params))
+    with SearchService.load(settings) as service:
+        result = service.search(service.parse(params))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -83,7 +83,8 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
               help="BEIR directory: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv.")
 @click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
 @click.option("--fold", type=click.Choice(["dev", "train"]), default=None,
-              help="Only the seeded dev (or train) fold of the split's queries (eval.dev_fraction, eval.fold_seed).")
+              help="Only the seeded dev (or train) fold of the split's queries: the embedder's held-out draw "
+                   "(train_embedder.dev_fraction, train_embedder.seed).")
 @click.option("--system", "systems", multiple=True,
               help="System to run; repeatable (default: eval.systems). bm25, dense-base, dense-tuned, hybrid, "
                    "hybrid-entities.")
@@ -113,7 +114,8 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
 @click.option("--name", required=True, help="Name of the set (its folder under eval.evalsets_dir).")
 @click.option("--split", default="dev", show_default=True, help="Write qrels/<split>.tsv.")
 @click.option("--fold", type=click.Choice(["dev", "train", "all"]), default="dev", show_default=True,
-              help="medquad: which seeded fold of source pages (eval.dev_fraction, eval.fold_seed).")
+              help="medquad: which seeded fold of source pages, the embedder's held-out draw "
+                   "(train_embedder.dev_fraction, train_embedder.seed).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: eval.evalsets_dir/<name>).")
 def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split: str, fold: str,
@@ -125,7 +127,8 @@ def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split
     if kind == "pubtator":
         data = evalsets.from_pubtator(path, name, settings.train_ner.label_map)
     else:
-        data = evalsets.from_medquad(path, name, fold, settings.eval.dev_fraction, settings.eval.fold_seed)
+        data = evalsets.from_medquad(path, name, fold, settings.train_embedder.dev_fraction,
+                                      settings.train_embedder.seed)
     out = out or settings.eval.evalsets_dir / name
     counts = evalsets.write_beir(data, out, split)
     click.echo(f"{out}: {counts['documents']} documents, {counts['queries']} queries, "

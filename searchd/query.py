@@ -71,18 +71,6 @@ class Query:
             raise QueryError(f"negated {negated!r} is not one of {choices(_TRUE + _FALSE)}")
         return cls(q.strip(), mode, k, offset, filters, year_from, year_to, negated in _TRUE)
 
-    def to_params(self) -> dict[str, Any]:
-        """The request parameters that give this query back (for links and HTTP clients)."""
-        out: dict[str, Any] = {"q": self.q, "mode": self.mode, "k": str(self.k), "offset": str(self.offset)}
-        out.update({name: list(values) for name, values in self.filters.items()})
-        if self.year_from is not None:
-            out["year_from"] = str(self.year_from)
-        if self.year_to is not None:
-            out["year_to"] = str(self.year_to)
-        if self.include_negated:
-            out["negated"] = "1"
-        return out
-
 
 def filter_label(name: str) -> str:
     """Human name of a filter: 'disease' -> 'Disease', 'doc_type' -> 'Document type'."""

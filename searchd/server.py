@@ -13,9 +13,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from indexer.errors import MedlexError, QueryError
+from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
-from searchd.service import DocumentNotFound, SearchService, SearchTimeout
+from searchd.service import SearchService, SearchTimeout
 
 
 class ApiError(Exception):
@@ -25,12 +25,15 @@ class ApiError(Exception):
 
 
 class ServiceHolder:
-    """The loaded SearchService, or why there is none yet."""
+    """The loaded SearchService, or why there is none yet; it closes the service it loaded itself."""
 
     def __init__(self, service: SearchService | None = None):
         self.service = service
         self.error: str | None = None
         self.loading = False
+        self._owned: SearchService | None = None  # a service given by the caller is the caller's to close
+        self._closed = False
+        self._lock = threading.Lock()
 
     def load_in_background(self, settings: Settings) -> threading.Thread:
         """Load the index in a thread; requests get 503 until it is ready."""
@@ -38,7 +41,7 @@ class ServiceHolder:
 
         def work() -> None:
             try:
-                self.service = SearchService.load(settings)
+                self._keep(SearchService.load(settings))
             except MedlexError as exc:
                 self.error = str(exc)
             finally:
@@ -47,6 +50,22 @@ class ServiceHolder:
         thread = threading.Thread(target=work, name="searchd-load", daemon=True)
         thread.start()
         return thread
+
+    def _keep(self, service: SearchService) -> None:
+        with self._lock:
+            if not self._closed:
+                self.service = self._owned = service
+                return
+        service.close()  # the server shut down while the index was loading
+
+    def close(self) -> None:
+        """Close the service this holder loaded (at shutdown); later requests get 503."""
+        with self._lock:
+            self._closed = True
+            owned, self._owned = self._owned, None
+        if owned is not None:
+            self.service, self.error = None, "searchd is shutting down"
+            owned.close()
 
     def get(self) -> SearchService:
         if self.service is None:
@@ -193,4 +212,5 @@ def serve(settings: Settings, host: str, port: int) -> None:
     try:
         server.run()
     finally:
+        app.extensions["searchd"].close()
         print(f"searchd stopped after {time.monotonic() - started:.0f} s", flush=True)

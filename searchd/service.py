@@ -1,7 +1,8 @@
 """SearchService: Query -> SearchResult over an index directory (store + FAISS + manifest).
 
 The web front end, evaluation and the JSON API all call `search`, so what is measured is
-what users get. Filters resolve to allowed chunk ids in SQLite and the vector index scores
+what users get. Filters resolve to allowed chunk ids in the store's in-memory snapshot
+(indexer/store/snapshot.py, the one definition of the filter rules) and the vector index scores
 exactly that set (see indexer/vector_index.py), so filtered results are the true top k of
 the filtered set at any selectivity on the flat index.
 """
@@ -11,19 +12,22 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
-from indexer.errors import MedlexError, QueryError, StoreError
+from indexer.embedder import Embedder
+from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
-from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreTimeout
+from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import fusion
 from searchd.keyword import fts_query
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
-from searchd.snapshot import StoreSnapshot
 from searchd.snippets import badges, document_highlights, make_snippet
+
+if TYPE_CHECKING:  # faiss loads with the index, not with this module
+    from indexer.vector_index import VectorIndex
 
 META_FACETS = ("collection", "source", "doc_type", "court", "year")
 BADGES_PER_HIT = 5
@@ -33,20 +37,38 @@ class SearchTimeout(MedlexError):
     """A search ran past search.time_limit_ms."""
 
 
-class DocumentNotFound(StoreError):
-    """No document has the requested id."""
+class StoreOnly:
+    """The embedder and vector index of a service opened over a store alone: keyword search works,
+    dense and hybrid search and similar documents say why they cannot."""
+
+    name = description = "none (store only)"
+    dim = ntotal = 0
+    exact = True  # keyword search, the only kind it serves, is exact
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise QueryError("dense and hybrid search and similar documents need a vector index; this service "
+                         "was opened over the store alone, for keyword search (mode=keyword)")
+
+    embed_documents = embed_queries = add = remove = search = vectors = save = _refuse
+
+    def close(self) -> None:
+        """Nothing to free."""
 
 
 class SearchService:
-    """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets."""
+    """Searches one index directory: dense, keyword and hybrid, with filters, facets and snippets.
 
-    def __init__(self, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings,
-                 manifest: dict | None = None):
+    The service owns what it is given: `close()` (or leaving a `with` block) stops its worker
+    threads and closes the vector index and the store.
+    """
+
+    def __init__(self, store: DocumentStore, index: VectorIndex, embedder: Embedder, settings: Settings,
+                 manifest: dict[str, Any]):
         self.store = store
-        self.index = vector_index
+        self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.manifest = manifest or {}
+        self.manifest = manifest
         self.loaded_at = time.time()
         self._snap: StoreSnapshot | None = None
         self._lock = threading.Lock()
@@ -62,15 +84,34 @@ class SearchService:
         from indexer.models import resolve_device
 
         store, index, manifest = open_index(settings)
-        check_embedder(settings, manifest)
-        if resolve_device(settings.index.device) == "cuda":
-            index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
-        return cls(store, index, load_embedder(settings), settings, manifest)
+        try:
+            check_embedder(settings, manifest)
+            if resolve_device(settings.index.device) == "cuda":
+                index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
+            embedder = load_embedder(settings)
+        except BaseException:  # a refused index is not left open
+            index.close()
+            store.close()
+            raise
+        return cls(store, index, embedder, settings, manifest)
 
     @classmethod
-    def from_parts(cls, store: DocumentStore, vector_index: Any, embedder: Any, settings: Settings) -> "SearchService":
-        """A service over given parts (tests use a fake embedder)."""
-        return cls(store, vector_index, embedder, settings)
+    def keyword_only(cls, store: DocumentStore, settings: Settings) -> "SearchService":
+        """A service over a store without vectors or a model: keyword mode only (BM25 evaluation)."""
+        nothing = StoreOnly()
+        return cls(store, nothing, nothing, settings, manifest={})  # no vector index, so no manifest
+
+    def close(self) -> None:
+        """Stop the keyword worker threads, then close the vector index and the store."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.index.close()
+        self.store.close()
+
+    def __enter__(self) -> "SearchService":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- public API ----------------------------------------------------------------------
     def facet_names(self) -> list[str]:
@@ -106,7 +147,7 @@ class SearchService:
         facets = self._facets(snap, result_set, deadline)
         timings["facets"] = _ms(mark)
         timings["total"] = _ms(t0)
-        exact = query.mode == "keyword" or bool(getattr(self.index, "exact", True))
+        exact = query.mode == "keyword" or self.index.exact
         return SearchResult(query.q, query.mode, query.k, query.offset, int(result_set.sum()), hits, facets,
                             self.active_filters(query, snap), timings, exact)
 
@@ -137,11 +178,9 @@ class SearchService:
 
     def stats(self) -> dict[str, Any]:
         """Counts of the store and the vector index, the manifest, and when this service loaded it."""
-        return {"store": self.store.counts(), "vectors": int(self.index.ntotal),
-                "index_type": getattr(self.index, "description", type(self.index).__name__),
-                "exact": bool(getattr(self.index, "exact", True)),
-                "embedder": getattr(self.embedder, "name", type(self.embedder).__name__),
-                "manifest": self.manifest, "loaded_at": self.loaded_at}
+        return {"store": self.store.counts(), "vectors": self.index.ntotal, "index_type": self.index.description,
+                "exact": self.index.exact, "embedder": self.embedder.name, "manifest": self.manifest,
+                "loaded_at": self.loaded_at}
 
     # ---- filters -------------------------------------------------------------------------
     def snapshot(self) -> StoreSnapshot:
@@ -149,14 +188,12 @@ class SearchService:
         key = self._version()
         with self._lock:
             if self._snap is None or self._snap.version != key:
-                self._snap = StoreSnapshot(self.store, key)
+                self._snap = self.store.load_snapshot(key)
             return self._snap
 
     def _version(self) -> tuple:
         """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
-        return tuple(self.store.raw("SELECT (SELECT count(*) FROM documents), "
-                                    "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
-                                    "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
+        return self.store.version()
 
     def _labels(self, snap: StoreSnapshot | None = None) -> dict[str, str]:
         """filter name -> entity label, for the configured facet labels and those in the store."""
@@ -182,7 +219,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), flt, None)
+            mask &= self._keyword_documents(snap, fts_query(query.q), None, None)  # ANDed with the mask here
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -207,13 +244,15 @@ class SearchService:
               need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
         """Ranked (document, best chunk, score), and the mask of the whole result set."""
         s = self.settings.search
+        # keyword search keeps to the documents the mask allows (the one filter implementation)
+        docs = None if flt.is_empty() or mask.all() else snap.documents(mask)
         if query.mode == "keyword":
             mark = time.perf_counter()
-            ranking, docs = self._keyword_all(match, flt, deadline)
+            ranking, docs = self._keyword_all(match, docs, deadline)
             timings["keyword"] = _ms(mark)
             return ranking, mask & snap.of_documents(docs)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
-        keyword = self._pool.submit(self._keyword, match, flt, need, deadline) if query.mode == "hybrid" else None
+        keyword = self._pool.submit(self._keyword, match, docs, need, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
         allowed = None if flt.is_empty() else snap.chunks(mask)
         qv = self._query_vector(query.q)
@@ -244,11 +283,11 @@ class SearchService:
                     self._vectors.popitem(last=False)
         return vector
 
-    def _keyword_all(self, match: str | None, flt: DocFilter, deadline: float) -> tuple[list, np.ndarray]:
+    def _keyword_all(self, match: str | None, docs: np.ndarray | None, deadline: float) -> tuple[list, np.ndarray]:
         """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
         if match is None:
             return [], np.zeros(0, dtype=np.int64)
-        chunks, docs, scores = self.store.keyword_matches(match, flt, deadline)
+        chunks, docs, scores = self.store.keyword_matches(match, docs, deadline)
         order = np.lexsort((chunks, -scores))
         docs_sorted = docs[order]
         unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
@@ -256,12 +295,12 @@ class SearchService:
         ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
         return ranking, unique
 
-    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, flt: DocFilter,
+    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, docs: np.ndarray | None,
                            deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
         if match is None:
             return np.zeros(len(snap.doc_ids), dtype=bool)
-        return snap.of_documents(self.store.keyword_matches(match, flt, deadline)[1])
+        return snap.of_documents(self.store.keyword_matches(match, docs, deadline)[1])
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:
@@ -277,13 +316,14 @@ class SearchService:
                 return docs
             n *= 4
 
-    def _keyword(self, match: str | None, flt: DocFilter, need: int, deadline: float) -> list[tuple[int, int, float]]:
+    def _keyword(self, match: str | None, docs: np.ndarray | None, need: int,
+                 deadline: float) -> list[tuple[int, int, float]]:
         """BM25 ranking of documents by their best chunk."""
         if match is None:
             return []
         n = max(self.settings.search.candidates, need * 4)
         while True:
-            rows = self.store.keyword(match, flt, n, deadline)
+            rows = self.store.keyword(match, docs, n, deadline)
             docs = fusion.collapse(((c, sc) for c, _, sc in rows), {c: d for c, d, _ in rows})
             if len(docs) >= need or len(rows) < n:
                 return docs

@@ -1,7 +1,6 @@
 """Shared fixtures: the sample corpus, a temporary index directory, a tiny random BERT."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,7 @@
 """Evaluation: eval sets, paging through search, scoring a fake searcher by hand, significance, reports, end to end."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,21 +77,21 @@ def test_medquad_folds_split_by_page_and_merge_identical_answers(tmp_path):
     assert len(everything.corpus) == 59  # 60 answered, two share one answer
     assert everything.qrels["S:0019-9"] == everything.qrels["S:0019-0"]
     assert evalsets.from_medquad(src, "mq", "dev", 0.2, 42).queries == dev.queries  # seeded: same every time
-    with pytest.raises(ReaderError, match="unknown fold 'test'.*'dev'"):
+    with pytest.raises(ConfigError, match="unknown fold 'test'.*'dev'"):
         evalsets.from_medquad(src, "mq", "test", 0.2, 42)
 
 
 def test_dev_fold_is_the_embedders_draw():
+    from indexer.train.pairs import split_ids
+
     ids = [str(i) for i in range(809)]
     dev = evalsets.dev_fold(ids, 0.2, 42)
     assert len(dev) == 162  # int(round(809 * 0.2))
-    # the same draw as indexer/train/pairs.py split_ids: sorted ids, Random(seed).shuffle, first cut
-    import random
-
-    ordered = sorted(ids)
-    random.Random(42).shuffle(ordered)
-    assert dev == set(ordered[:162])
-    with pytest.raises(ReaderError, match="dev fraction 1.5"):
+    train_side, dev_side = split_ids(reversed(ids), 0.2, 42)  # the order ids arrive in does not matter
+    assert dev == dev_side and train_side == set(ids) - dev
+    # pinned: a changed draw would silently move queries the embedder trained on into the dev fold
+    assert sorted(dev, key=int)[:8] == ["6", "7", "9", "11", "12", "28", "29", "37"]
+    with pytest.raises(ConfigError, match="dev fraction 1.5"):
         evalsets.dev_fold(ids, 1.5, 42)
 
 
@@ -101,6 +102,8 @@ def test_sample_and_fold_of_a_beir_split(sample_dir, settings):
     fold = load_eval_data(sample_dir, "test", settings, fold="dev")
     rest = load_eval_data(sample_dir, "test", settings, fold="train")
     assert len(fold.queries) == 1 and set(fold.queries).isdisjoint(rest.queries)  # round(6 * 0.2) = 1
+    wider = settings.replace(train_embedder=dataclasses.replace(settings.train_embedder, dev_fraction=0.5))
+    assert len(load_eval_data(sample_dir, "test", wider, fold="dev").queries) == 3  # the embedder's fraction
     with pytest.raises(ReaderError, match="no qrels for split 'dev'; available splits: test"):
         load_eval_data(sample_dir, "dev", settings)
     with pytest.raises(ConfigError, match="unknown eval system 'bm52'.*'bm25'"):

@@ -88,3 +88,26 @@ def test_interrupted_import_keeps_finished_batches_only(run, tmp_path, monkeypat
     assert store.counts()["documents"] == 4
     chunks = store.counts()["chunks"]
     assert store.raw("select count(*) from chunks_fts where chunks_fts match 'aspirin'") == [(chunks,)]
+
+
+def test_limit_counts_documents_not_skipped_records(run, tmp_path):
+    code, out = run("import", "--format", "brat", "--collection", "bad", "--skip-bad", "--limit", "1",
+                    str(FORMATS_DIR / "brat_bad"))
+    assert code == 0, out
+    assert "bad: 1 added, 0 updated, 0 unchanged, 2 skipped" in out
+
+
+def test_add_stops_at_a_malformed_record_before_changing_anything(run, tmp_path):
+    code, out = run("add", "--format", "brat", "--collection", "bad", str(FORMATS_DIR / "brat_bad"))
+    assert code == 1 and "Traceback" not in out
+    assert "a_offsets.ann:line 2" in out and "(nothing was changed; --skip-bad skips such records)" in out
+    assert not (tmp_path / "index" / "store.sqlite").exists()
+
+
+def test_a_malformed_field_option_is_a_config_error():
+    from indexer.cli import field_map
+    from indexer.errors import ConfigError
+
+    assert field_map(("id=doc.key",)) == {"id": "doc.key"}
+    with pytest.raises(ConfigError, match="--field 'text' is not NAME=FIELD"):
+        field_map(("text",))

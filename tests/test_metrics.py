@@ -7,14 +7,20 @@ import random
 import sqlite3
 
 import pytest
+from typing import Mapping
 
 from searchd.eval.metrics import (Cutoffs, accuracy_at_k, map_at_k, mrr_at_k, ndcg_at_k, precision_at_k,
-                             ranking_from_scores, recall_at_k, score_run)
+                             recall_at_k, score_run)
 
 # One query, judgments: A=2, B=1, C=0 (judged, not relevant), D=1. Relevant: A, B, D (3 docs).
 QRELS = {"A": 2, "B": 1, "C": 0, "D": 1}
 # The system returns X, B, C, A, Y, D (X and Y unjudged).
 RUN = ["X", "B", "C", "A", "Y", "D"]
+
+
+def ranking_from_scores(scores: Mapping[str, float]) -> list[str]:
+    """Doc ids by descending score, ties broken by ascending id (as sentence-transformers sorts)."""
+    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def test_accuracy_is_any_relevant_in_top_k():

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from indexer.documents import Document, Mention
 from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, encode_words, merge_windows, sentence_words,
-                         spans_from_tags, tags_from_mentions, windows, with_label_map)
+                         spans_from_tags, tags_from_mentions, windows)
 from indexer.readers import ReadOptions, read
 from indexer.train.ner import batches, evaluate, examples, load_documents, tag_set, train_step
 
@@ -93,8 +93,6 @@ def test_label_mapping_keeps_source_label(tmp_path, settings):
     assert [(m.label, m.source_label) for m in docs[0].mentions] == [
         ("Drug", "Chemical"), ("Disease", "SpecificDisease"), ("Drug", "Chemical"), ("Disease", "DiseaseClass")]
     assert tag_set(docs) == TAGS
-    raw = [Mention(0, 7, "Cocaine", "Chemical")]
-    assert with_label_map(raw, {"Chemical": "Drug"})[0].source_label == "Chemical"
 
 
 # ---- the model ------------------------------------------------------------------------------

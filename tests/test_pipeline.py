@@ -63,7 +63,7 @@ def test_sync_is_incremental(settings, sample_dir):
     emb = KeywordEmbedder()
     manifest = pipeline.sync(settings, store, emb)
     assert manifest["encoded_last_build"] == 1 and emb.calls == 1
-    store.delete_documents("sample", ["new-1", "bva-001"])
+    store.apply_changes("sample", [], ["new-1", "bva-001"], sample_chunker, lambda added, removed: None)
     manifest = pipeline.sync(settings, store, KeywordEmbedder())
     assert manifest["encoded_last_build"] == 0 and manifest["vectors"] == store.counts()["chunks"]
     assert "bva-001" not in {e for e, _ in ranking(reopen(settings))}
@@ -131,7 +131,7 @@ def test_hnsw_deletes_become_tombstones_then_compact(settings, sample_dir):
     assert not service.search(Query("x", "dense")).exact
     assert "bva-001" not in {h.external_id for h in service.search(Query("PTSD stressor", "dense", k=12)).hits}
     store = DocumentStore(settings.index.dir / pipeline.STORE)
-    store.delete_documents("sample", ["bva-002", "bva-003", "pm-003"])
+    store.apply_changes("sample", [], ["bva-002", "bva-003", "pm-003"], sample_chunker, lambda added, removed: None)
     m = pipeline.sync(settings, store, KeywordEmbedder())  # over 20% dead: rebuilt without tombstones
     assert m["tombstones"] == [] and m["vectors"] == m["chunks"]
 

@@ -10,13 +10,12 @@ import pytest
 from search_fixtures import KeywordEmbedder, build_sample_index, sample_chunker, sample_documents
 
 from indexer.documents import Document, Mention
-from indexer.errors import QueryError
+from indexer.errors import DocumentNotFound, QueryError
 from indexer.pipeline import embed_text
 from indexer.store import StoreTimeout
 from searchd import fusion
 from searchd.keyword import fts_query, parse
 from searchd.query import Query
-from searchd.service import DocumentNotFound
 
 
 @pytest.fixture
@@ -154,7 +153,7 @@ def test_slow_facet_is_unavailable_but_hits_come_back(settings, sample_dir, monk
     import time
 
     from indexer.settings import SearchSettings
-    from searchd.snapshot import StoreSnapshot
+    from indexer.store import StoreSnapshot
 
     settings = settings.replace(search=SearchSettings(time_limit_ms=400))
     service = build_sample_index(settings, sample_dir)
@@ -174,15 +173,38 @@ def test_slow_facet_is_unavailable_but_hits_come_back(settings, sample_dir, monk
 
 @pytest.mark.parametrize("filters,year_from,year_to", SELECTIVITIES)
 @pytest.mark.parametrize("negated", [False, True])
-def test_snapshot_filter_equals_sql_filter(service, filters, year_from, year_to, negated):
-    """The in-memory filter and the SQL reference (DocFilter.sql) select the same documents."""
+def test_snapshot_filter_equals_brute_force(service, docs, filters, year_from, year_to, negated):
+    """The one filter implementation (StoreSnapshot.mask) selects the documents a plain-Python reading of the
+    rules selects from the Document objects, with filter values given as norm ids, names and surface forms."""
     query = Query("x", filters={**filters, "disease": filters.get("disease", ()) + ("ptsd",)} if filters else {},
                   year_from=year_from, year_to=year_to, include_negated=negated)
     snap = service.snapshot()
     flt = service.doc_filter(query)
-    sql, params = flt.sql()
-    want = sorted(r[0] for r in service.store.raw(sql, **params))
+    store_id = {info.external_id: i for i, info in service.store.doc_infos(snap.doc_ids.tolist()).items()}
+    want = sorted(store_id[d.id] for d in docs.values() if passes_filter(d, flt, docs.values()))
     assert snap.doc_ids[snap.mask(flt)].tolist() == want
+
+
+def passes_filter(doc: Document, flt, corpus) -> bool:
+    """DocFilter's documented rules, evaluated over Document objects without the store's arrays."""
+    from indexer.store import norm_value, year_of
+
+    meta = {**{k: doc.meta.get(k) for k in ("source", "doc_type", "court")}, "collection": "sample"}
+    if any(meta[name] not in values for name, values in flt.meta.items()):
+        return False
+    year = year_of(doc.meta.get("date"))
+    if (flt.year_from is not None or flt.year_to is not None) and year is None:
+        return False
+    if (flt.year_from is not None and year < flt.year_from) or (flt.year_to is not None and year > flt.year_to):
+        return False
+    states = ("affirmed", "negated") if flt.include_negated else ("affirmed",)
+    for label, values in flt.entities.items():
+        wanted = {v for v in values} | {f"text:{v.lower()}" for v in values}
+        wanted |= {norm_value(m)[0] for d in corpus for m in d.mentions
+                   if m.label == label and norm_value(m)[1].lower() in {v.lower() for v in values}}
+        if not any(m.label == label and m.negation in states and norm_value(m)[0] in wanted for m in doc.mentions):
+            return False
+    return True
 
 
 def test_store_deadline_interrupts_a_long_query(service):

@@ -135,3 +135,40 @@ def test_real_waitress_server(settings, service):
         assert err.value.code == 400 and json.loads(err.value.read())["error"]["code"] == "invalid_parameter"
     finally:
         server.close()
+
+
+def test_the_service_closes_its_pool_index_and_store(settings, sample_dir):
+    with build_sample_index(settings, sample_dir) as service:
+        assert service.search(service.parse({"q": "veteran", "mode": "hybrid"})).hits
+    assert service.index.ntotal == 0  # the index was closed
+    with pytest.raises(RuntimeError):  # and the keyword worker pool shut down
+        service._pool.submit(print)
+
+
+def test_a_keyword_only_service_says_why_dense_search_cannot_run(settings, sample_dir):
+    from indexer.errors import QueryError
+    from indexer.pipeline import STORE
+    from indexer.store import DocumentStore
+    from searchd.service import SearchService
+
+    build_sample_index(settings, sample_dir).close()
+    with SearchService.keyword_only(DocumentStore(settings.index.dir / STORE, create=False), settings) as service:
+        assert service.search(service.parse({"q": "veteran", "mode": "keyword"})).hits
+        with pytest.raises(QueryError, match="mode=keyword"):
+            service.search(service.parse({"q": "veteran", "mode": "dense"}))
+        assert service.stats()["vectors"] == 0 and service.stats()["exact"]
+
+
+def test_the_holder_closes_the_service_it_loaded_but_not_one_it_was_given(settings, sample_dir):
+    from searchd.server import ApiError, ServiceHolder
+
+    given = build_sample_index(settings, sample_dir)
+    holder = ServiceHolder(given)
+    holder.close()
+    assert holder.get() is given and given.index.ntotal > 0  # the caller's to close
+    loader = ServiceHolder()
+    loader._keep(given)  # what the background load does with the service it loaded
+    loader.close()
+    assert given.index.ntotal == 0
+    with pytest.raises(ApiError, match="shutting down"):
+        loader.get()

@@ -31,7 +31,7 @@ def test_fts_follows_chunks(tmp_path):
     store.upsert_documents("c", [make_doc()], chunker)
     hits = store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'")
     assert len(hits) >= 1
-    store.delete_documents("c", ["d1"])
+    store.apply_changes("c", [], ["d1"], chunker, lambda added, removed: None)
     assert store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'") == []
     assert store.counts() == {"collections": 1, "documents": 0, "chunks": 0, "mentions": 0}
 
@@ -59,3 +59,25 @@ def test_failed_batch_writes_nothing(tmp_path):
     except RuntimeError:
         pass
     assert store.counts()["documents"] == 0
+
+
+def test_reads_by_id_cover_more_ids_than_sqlite_binds(tmp_path):
+    """Lists longer than one batch of bound parameters are read whole (term_highlights used to stop at 900)."""
+    from indexer.documents import Chunk
+    from indexer.store import MAX_IDS
+
+    words = ["sertraline"] * (2 * MAX_IDS + 50)
+    text = " ".join(words)
+
+    def one_chunk_per_word(doc):
+        return [Chunk(i, 11 * i, 11 * i + 10, w) for i, w in enumerate(doc.text.split())]
+
+    with DocumentStore(tmp_path / "s.sqlite") as store:
+        store.upsert_documents("c", [Document("long", "", text)], one_chunk_per_word)
+        ids = store.chunk_ids()
+        assert len(ids) == len(words)
+        assert sorted(store.term_highlights('"sertraline"', ids)) == ids
+        for read in (store.chunk_rows, store.chunk_documents, store.chunk_texts):
+            assert sorted(read(ids)) == ids
+        doc_ids = store.document_ids("c")
+        assert list(store.document_texts(doc_ids, 2)) == [[(doc_ids[0], text)]]

@@ -135,3 +135,14 @@ def test_factory_strings_and_bad_type():
     assert factory_string("IVF4,Flat", 10, s) == "IVF4,Flat"
     with pytest.raises(ConfigError, match="'nonsense'"):
         FaissIndex.create(DIM, "nonsense", s, 10)
+
+
+def test_close_frees_the_vectors_and_a_with_block_closes(data):
+    rng, vectors, ids = data
+    with make("hnsw", vectors, ids) as index:
+        index.remove(ids[:3])  # HNSW keeps tombstones; closing drops them too
+        assert index.ntotal == len(ids) - 3
+    assert index.ntotal == 0 and len(index.ids()) == 0
+    scores, got = index.search(vectors[0], 5)
+    assert len(got) == 0
+    index.close()  # closing twice is harmless

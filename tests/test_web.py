@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from markupsafe import escape
 
-from indexer.errors import QueryError
+from indexer.errors import DocumentNotFound, QueryError
 from tests.sample_index import SAMPLE
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 from web import create_app
-from web.client import DocumentNotFound, HttpClient, SearchUnavailable, document_from_json, result_from_json
+from web.client import HttpClient, SearchUnavailable, document_from_json, result_from_json
 from web.highlight import label_slot, paragraphs, segments
 
 
@@ -111,6 +111,9 @@ class FakeClient:
     def stats(self):
         self._check()
         return {"documents": 1, "collections": {"sample": 1}}
+
+    def close(self):
+        pass
 
 
 @pytest.fixture
@@ -447,3 +450,12 @@ def test_http_client_when_searchd_has_no_index(settings):
         assert resp.status_code == 503 and "no index is loaded" in resp.get_data(as_text=True)
     finally:
         server.close()
+
+
+def test_the_in_process_client_leaves_a_given_service_open(real):
+    from web.client import InProcessClient
+
+    _, service = real
+    client = InProcessClient(service.settings, service)
+    client.close()  # the module's fixture owns this service
+    assert client.service() is service and service.index.ntotal > 0

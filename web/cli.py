@@ -42,7 +42,10 @@ def serve_cmd(settings: Settings, host: str | None, port: int | None, searchd_ur
         click.echo(f"searchd: {web.searchd_url}")
     server = create_server(app, host=web.host, port=web.port, threads=web.threads, ident="medlex")
     click.echo(f"medlex web serving on http://{web.host}:{server.effective_port}/  (Ctrl-C to stop)")
-    server.run()
+    try:
+        server.run()
+    finally:
+        client.close()  # the app made this client, so its index and store are ours to close
 
 
 if __name__ == "__main__":

@@ -13,22 +13,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.datastructures import MultiDict
 
-from indexer.errors import MedlexError, QueryError
+from indexer.errors import ConfigError, DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 
+if TYPE_CHECKING:  # torch and faiss load only once there is an index
+    from searchd.service import SearchService
+
 
 class SearchUnavailable(MedlexError):
     """No index is loaded, or the search daemon cannot be reached."""
-
-
-class DocumentNotFound(MedlexError):
-    """No document has the requested id."""
 
 
 class SearchClient(Protocol):
@@ -38,26 +37,37 @@ class SearchClient(Protocol):
     def document(self, doc_id: int) -> DocumentView: ...
     def similar(self, doc_id: int, k: int) -> list[Hit]: ...
     def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...  # at shutdown: frees what the client opened itself
 
 
 class InProcessClient:
     """Runs SearchService in this process; loads the index on first use and retries until one exists."""
 
-    def __init__(self, settings: Settings, service: Any = None):
-        """`service`: an already loaded SearchService to use instead of loading settings.index.dir."""
+    def __init__(self, settings: Settings, service: SearchService | None = None):
+        """`service`: an already loaded SearchService to use (the caller closes it) instead of loading one."""
         self.settings = settings
         self._service = service
+        self._owned: SearchService | None = None
         self._lock = threading.Lock()
 
-    def service(self):
+    def service(self) -> SearchService:
         """The loaded SearchService, loading it now if needed."""
         if self._service is None:
             with self._lock:
                 if self._service is None:
-                    self._service = self._load()
+                    self._service = self._owned = self._load()
         return self._service
 
-    def _load(self):
+    def close(self) -> None:
+        """Close the service this client loaded; one given to it is left to its owner."""
+        with self._lock:
+            owned, self._owned = self._owned, None
+            if owned is not None:
+                self._service = None
+        if owned is not None:
+            owned.close()
+
+    def _load(self) -> SearchService:
         index_dir = self.settings.index.dir
         if not (index_dir / "manifest.json").is_file():
             raise SearchUnavailable(f"no index at {str(index_dir)!r}; build one with `indexer build`")
@@ -87,13 +97,11 @@ class InProcessClient:
 
 
 def _translated(call):
-    """searchd's not-found and time-limit errors as the front end's DocumentNotFound and SearchUnavailable."""
-    from searchd.service import DocumentNotFound as MissingDocument, SearchTimeout
+    """searchd's time-limit error as SearchUnavailable, the page the front end shows for it."""
+    from searchd.service import SearchTimeout
 
     try:
         return call()
-    except MissingDocument as exc:
-        raise DocumentNotFound(str(exc)) from None
     except SearchTimeout as exc:
         raise SearchUnavailable(str(exc)) from None
 
@@ -104,9 +112,12 @@ class HttpClient:
     def __init__(self, base_url: str, timeout_s: float = 10.0):
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise MedlexError(f"web.searchd_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8600")
+            raise ConfigError(f"web.searchd_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8600")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        """Nothing to free: every request opens and closes its own connection."""
 
     def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
         """GET a JSON answer; searchd's error answers become domain errors."""

@@ -5,16 +5,15 @@ string with one change, so any page can be bookmarked or shared and works withou
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any, Iterable
 
 from flask import Blueprint, current_app, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from indexer.errors import QueryError
+from indexer.errors import DocumentNotFound, QueryError
 from searchd.results import DocumentView, EntityBadge, Hit, SearchResult
-from web.client import DocumentNotFound, SearchClient, SearchUnavailable
+from web.client import SearchClient, SearchUnavailable
 from web.highlight import label_slot, paragraphs, segments
 
 bp = Blueprint("web", __name__)

@@ -217,7 +217,7 @@ def markdown(report: dict) -> str:
                      f"| {r['base']['mean_gap']:.4f} | {r['tuned']['mean_gap']:.4f} |")
     f = report["floors"]
     t = report.get("training") or {}
-    lines += ["", f"NDCG@10 gains: " + ", ".join(f"{k} {v:+.4f}" for k, v in f["ndcg@10_gain"].items()),
+    lines += ["", "NDCG@10 gains: " + ", ".join(f"{k} {v:+.4f}" for k, v in f["ndcg@10_gain"].items()),
               f"floors: every medical set gains: {f['every_medical_gains']}; mean medical gain "
               f"{f['mean_medical_gain']:+.4f} (>= {MIN_MEAN_GAIN}: {f['mean_medical_gain_ok']}; every medical set "
               f"{f.get('mean_all_medical_gain', f['mean_medical_gain']):+.4f}); "

@@ -16,12 +16,13 @@ from typing import Iterable, Sequence
 import torch
 
 from indexer.documents import Document
-from indexer.errors import ConfigError, ReaderError
+from indexer.errors import ConfigError
+from indexer.importing import CorpusReader
 from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, Tagger, encode_words, sentence_words,
                          subtoken_counts, tags_from_mentions, windows)
 from indexer.negation import NegationDetector
 from indexer.normalize import Normalizer
-from indexer.readers import ReadOptions, read
+from indexer.readers import ReadOptions
 from indexer.settings import Settings
 
 Example = tuple[list[str], list[str]]  # words, BIO tags
@@ -30,20 +31,7 @@ Example = tuple[list[str], list[str]]  # words, BIO tags
 def load_documents(paths: Iterable[str | Path], fmt: str, label_map: dict[str, str],
                    limit: int | None = None, skip_bad: bool = False) -> list[Document]:
     """Every document of the given files or directories; a malformed record is an error unless skip_bad."""
-    import sys
-
-    docs: list[Document] = []
-    for path in paths:
-        for record in read(fmt, path, ReadOptions(label_map=label_map)):
-            if isinstance(record, ReaderError):
-                if not skip_bad:
-                    raise record
-                print(f"warning: skipped {record}", file=sys.stderr)
-                continue
-            docs.append(record)
-            if limit is not None and len(docs) >= limit:
-                return docs
-    return docs
+    return list(CorpusReader(fmt, list(paths), ReadOptions(label_map=label_map), limit, skip_bad))
 
 
 def data_paths(settings: Settings, names: Sequence[str]) -> list[Path]:

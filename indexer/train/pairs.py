@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -17,13 +16,14 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from indexer.documents import Document
-from indexer.errors import ConfigError, ReaderError, choices
-from indexer.readers import ReadOptions, read
+from indexer.errors import ConfigError, choices
+from indexer.folds import split_ids
+from indexer.importing import CorpusReader
+from indexer.readers import ReadOptions
 from indexer.readers.beir import load_qrels, load_queries
 from indexer.readers.medquad import answered_rows
 
 SOURCES = ("bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity")
-LEGAL_SOURCES = ("bva",)
 
 Encode = Callable[[Sequence[str]], np.ndarray]  # texts -> unit-norm float32 (n, dim)
 
@@ -53,12 +53,7 @@ class DevSet:
 
 def docs_of(fmt: str, path: Path, label_map: dict[str, str] | None = None) -> list[Document]:
     """Every well-formed Document of a corpus; malformed records (a few NCBI offsets) are skipped with a warning."""
-    out, bad = [], []
-    for record in read(fmt, path, ReadOptions(label_map=label_map or {})):
-        (bad if isinstance(record, ReaderError) else out).append(record)
-    if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} malformed record(s), first: {bad[0]}", stacklevel=2)
-    return out
+    return list(CorpusReader(fmt, path, ReadOptions(label_map=label_map or {}), skip_bad=True))
 
 
 def abstract_of(doc: Document) -> str:
@@ -119,14 +114,6 @@ def beir_pairs(qrels: dict[str, dict[str, int]], queries: dict[str, str], corpus
     return out
 
 
-def split_ids(ids: Iterable[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
-    """A seeded (train, dev) split of ids; dev holds `fraction` of them."""
-    ids = sorted(set(ids))
-    random.Random(seed).shuffle(ids)
-    cut = int(round(len(ids) * fraction))
-    return set(ids[cut:]), set(ids[:cut])
-
-
 def make_dev(name: str, queries: dict[str, str], corpus: dict[str, str], relevant: dict[str, set[str]],
              max_queries: int, max_corpus: int, seed: int, domain: str = "medical") -> DevSet:
     """Sample queries (seeded) with at most cap/20 relevant documents each, while these fill at most
@@ -151,11 +138,6 @@ def make_dev(name: str, queries: dict[str, str], corpus: dict[str, str], relevan
     rng.shuffle(others)
     keep |= set(others[:max(0, max_corpus - len(keep))])
     return DevSet(name, {q: queries[q] for q in qids}, {d: corpus[d] for d in sorted(keep)}, rel, domain)
-
-
-def pubtator_source(path: Path, source: str, label_map: dict[str, str]) -> list[Pair]:
-    """Title -> abstract pairs of a PubTator file."""
-    return title_pairs(docs_of("pubtator", path, label_map), source)
 
 
 def pubtator_dev(path: Path, name: str, max_queries: int, max_corpus: int, seed: int) -> DevSet:
@@ -224,7 +206,7 @@ def bva_pair(decision_id: str, text: str, tail_chars: int = 1500) -> Pair | None
 def bva_source(folder: Path, dev_fraction: float, seed: int) -> tuple[list[Pair], DevSet]:
     """Pairs from BVA decisions, split by decision into train and a legal dev set."""
     if not folder.is_dir():
-        raise ReaderError("BVA decision folder does not exist", str(folder))
+        raise ConfigError(f"BVA decision folder {str(folder)!r} does not exist; check [data] dir")
     pairs = [p for f in sorted(folder.glob("*.txt"))
              if (p := bva_pair(f.stem, f.read_text(encoding="utf-8", errors="replace"))) is not None]
     train_ids, dev_ids = split_ids((p.group for p in pairs), dev_fraction, seed)

@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from indexer.documents import Chunk, Document, Mention
 from indexer.settings import Settings
 
 CHUNKS_PER_DOC = 5
+BATCH = 2000  # synthetic documents drawn and stored per transaction
 DOC_TYPES = ["decision", "opinion", "abstract", "complaint", "settlement", "judgment", "order", "brief", "report", "note"]
 SOURCES = ["bva", "nm-appeals", "pubmed", "nv-bme", "aila"]
 QUERIES = ["veteran denied service connection for PTSD", "malpractice warfarin bleeding", "lithium kidney side effects",
@@ -42,15 +44,14 @@ QUERIES = ["veteran denied service connection for PTSD", "malpractice warfarin b
 
 def _sentences(settings: Settings, limit: int = 20000) -> list[str]:
     """Real sentences for chunk texts: nfcorpus abstracts if available, else the sample corpus."""
-    from indexer.readers import read
+    from indexer.importing import CorpusReader
 
     source = settings.data_path("nfcorpus")
     if not source.is_dir():
-        source = Path(__file__).resolve().parent.parent / "tests" / "data" / "sample"
+        source = Path(__file__).resolve().parents[2] / "tests" / "data" / "sample"
     out: list[str] = []
-    for doc in read("beir", source):
-        if isinstance(doc, Document):
-            out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc.text) if len(s.split()) >= 5]
+    for doc in CorpusReader("beir", source, skip_bad=True):
+        out += [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc.text) if len(s.split()) >= 5]
         if len(out) >= limit:
             break
     return out
@@ -89,6 +90,14 @@ def _synthetic_docs(n_docs: int, sentences: list[str], rng: random.Random) -> li
     return docs
 
 
+def _synthetic_corpus(n_docs: int, sentences: list[str]) -> Iterator[Document]:
+    """n_docs synthetic documents, drawn BATCH at a time (the unique disease and the facet cycles are per batch)."""
+    rng = random.Random(0)
+    for start in range(0, n_docs, BATCH):
+        docs = _synthetic_docs(min(BATCH, n_docs - start), sentences, rng)
+        yield from (replace(d, id=f"syn-{start + j}") for j, d in enumerate(docs))
+
+
 def _paragraph_chunker(doc: Document) -> list[Chunk]:
     chunks, start = [], 0
     for i, part in enumerate(doc.text.split("\n\n")):
@@ -114,23 +123,16 @@ def _rss_mb(pid: int | None = None) -> float:
 
 def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None:
     """Synthetic store + vectors in settings.index.dir; timings appended to rows."""
-    from tqdm import tqdm
-
     from indexer import pipeline
-    from indexer.store import DocumentStore
+    from indexer.importing import import_documents, open_store
     from indexer.vector_index import FaissIndex
 
-    rng = random.Random(0)
     sentences = _sentences(settings)
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = open_store(settings)
     n_docs = max(1, n_chunks // CHUNKS_PER_DOC)
     started = time.perf_counter()
-    with tqdm(total=n_docs, desc="bench store", unit="doc", dynamic_ncols=True) as bar:
-        for start in range(0, n_docs, 2000):
-            docs = _synthetic_docs(min(2000, n_docs - start), sentences, rng)
-            docs = [replace(d, id=f"syn-{start + j}") for j, d in enumerate(docs)]
-            store.upsert_documents("bench", docs, _paragraph_chunker)
-            bar.update(len(docs))
+    import_documents(store, "bench", _synthetic_corpus(n_docs, sentences), _paragraph_chunker, BATCH, n_docs,
+                     "bench store")
     seconds = time.perf_counter() - started
     total = store.counts()["chunks"]
     rows.append(("store import (SQLite + FTS5)", f"{total} chunks", f"{seconds:.1f} s", f"{total / seconds:.0f} chunks/s"))
@@ -160,11 +162,10 @@ def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None
 def _filters(service) -> list[tuple[str, dict]]:
     """Filters of about 50%, 10%, 1%, 0.1% of the documents and a single document, found by counting."""
     n = service.store.counts()["documents"]
-    counts = service.store.raw("SELECT norm_id, count(DISTINCT document_id) FROM mentions WHERE label = 'Disease' "
-                               "GROUP BY norm_id")
+    counts = service.store.document_frequencies("Disease")
     near = lambda share: min(counts, key=lambda r: abs(r[1] / n - share))  # noqa: E731
     out = [("none", {})]
-    year = service.store.raw("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET :o", o=n // 2)[0][0]
+    year = service.store.median_year()
     out.append(("year >= median (~50%)", {"year_from": str(year)}))
     out.append(("doc_type (~10%)", {"doc_type": "complaint"}))
     for share in (0.01, 0.001):
@@ -276,15 +277,16 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     embedder = load_embedder(settings)
     if not (index_dir / "manifest.json").is_file():
         build_index(settings, n_chunks, embedder, rows)
-    service = SearchService.load(settings)
-    queries = _queries(settings, n_queries)
-    service.search(service.parse({"q": "warm up"}))
-    _latency(service, queries, rows)
-    rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
-    _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+    with SearchService.load(settings) as service:
+        queries = _queries(settings, n_queries)
+        service.search(service.parse({"q": "warm up"}))
+        _latency(service, queries, rows)
+        rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
+        _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+        shape = (f"{service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
+                 f"index {service.index.description}")
     width = [max(len(r[i]) for r in rows) for i in range(4)]
-    print(f"\nsearchd bench: {service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
-          f"index {service.index.description}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "
+    print(f"\nsearchd bench: {shape}, {n_queries} queries per row, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs")
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width)))

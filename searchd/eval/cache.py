@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
+
+from indexer.embedder import Embedder
 
 
 def text_key(text: str) -> bytes:
@@ -59,7 +61,7 @@ class VectorCache:
 class CachedEmbedder:
     """An Embedder that answers documents from a VectorCache and encodes (and caches) only the misses."""
 
-    def __init__(self, embedder: Any, cache: VectorCache, flush_every: int = 512):
+    def __init__(self, embedder: Embedder, cache: VectorCache, flush_every: int = 512):
         self.inner, self.cache, self.flush_every = embedder, cache, flush_every
         self.name, self.dim = embedder.name, embedder.dim
         self.hits = self.misses = 0

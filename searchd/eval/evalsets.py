@@ -6,8 +6,8 @@
 - MedQuAD: the question is the query, its answer the relevant document. Documents of one
   source page share a focus, so the seeded dev fold is drawn over (source, page) groups,
   never over single questions; the corpus holds the answers of the fold only.
-- BEIR sets with train qrels only (SciFact): `dev_fold` picks the dev queries from a seeded
-  shuffle; `searchd eval --fold dev` uses it in place, without copying the corpus.
+- BEIR sets with train qrels only (SciFact): `dev_fold` picks the dev queries by the embedder's
+  seeded draw (`indexer.folds`); `searchd eval --fold dev` uses it in place, without copying the corpus.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from indexer.documents import Document
-from indexer.errors import ReaderError, choices
-from indexer.readers import ReadOptions, read
+from indexer.errors import ConfigError, ReaderError, choices
+from indexer.folds import split_ids
+from indexer.importing import CorpusReader
+from indexer.readers import ReadOptions
 from indexer.readers.medquad import answered_rows
 
 FOLDS = ("train", "dev", "all")
@@ -36,23 +38,17 @@ class EvalSet:
 
 
 def dev_fold(ids: Iterable[str], fraction: float, seed: int) -> set[str]:
-    """The dev share of ids: sort, shuffle with `seed`, take the first round(fraction * n).
-
-    This is the same draw as the embedder's `split_ids` (indexer/train/pairs.py), so with the
-    same fraction and seed the dev fold here is exactly the one it never trained on.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ReaderError(f"dev fraction {fraction!r} must be between 0 and 1 (exclusive)")
-    ordered = sorted(set(ids))
-    random.Random(seed).shuffle(ordered)
-    return set(ordered[:int(round(len(ordered) * fraction))])
+    """The dev share of ids, drawn by `indexer.folds.split_ids` as the embedder's training draws it."""
+    if not 0.0 < fraction < 1.0:  # an empty dev or train fold would score nothing
+        raise ConfigError(f"dev fraction {fraction!r} must be between 0 and 1 (exclusive)")
+    return split_ids(ids, fraction, seed)[1]
 
 
 def select_fold(ids: Iterable[str], fold: str, fraction: float, seed: int) -> set[str]:
     """The ids of one fold: 'dev' (seeded share), 'train' (the rest) or 'all'."""
     ids = set(ids)
     if fold not in FOLDS:
-        raise ReaderError(f"unknown fold {fold!r}; valid folds: {choices(FOLDS)}")
+        raise ConfigError(f"unknown fold {fold!r}; valid folds: {choices(FOLDS)}")
     if fold == "all":
         return ids
     dev = dev_fold(ids, fraction, seed)
@@ -76,9 +72,7 @@ def from_pubtator(path: Path, name: str, label_map: dict[str, str] | None = None
     """Title -> abstract pairs from a PubTator file: one query and one relevant abstract per document."""
     out = EvalSet(name)
     options = ReadOptions(label_map=label_map or {}, source=name)
-    for record in read("pubtator", path, options):
-        if isinstance(record, ReaderError):
-            raise record
+    for record in CorpusReader("pubtator", path, options):
         entry = _abstract_record(record)
         if entry is None or not record.title.strip():
             continue

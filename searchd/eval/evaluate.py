@@ -63,8 +63,9 @@ def load_eval_data(dataset: Path, split: str, settings: Settings, fold: str | No
     if not dataset.is_dir():
         raise ReaderError("dataset must be a BEIR directory with corpus.jsonl[.gz], queries.jsonl, qrels/",
                           str(dataset))
+    folds = settings.train_embedder  # the embedder's own draw, so --fold dev is what it never trained on
     queries, qrels = fold_queries(load_queries(dataset), load_qrels(dataset, split), fold,
-                                  ev.dev_fraction, ev.fold_seed)
+                                  folds.dev_fraction, folds.seed)
     judged = [q for q in qrels if relevant(qrels[q])]
     missing = [q for q in judged if q not in queries]
     if missing:
@@ -190,8 +191,7 @@ class Services:
 
                 s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
                 # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
-                self.open[model_dir] = SearchService.from_parts(DocumentStore(s.index.dir / STORE, create=False),
-                                                                None, None, s)
+                self.open[model_dir] = SearchService.keyword_only(DocumentStore(s.index.dir / STORE, create=False), s)
             else:
                 s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
                 self.open[model_dir] = SearchService.load(s)
@@ -200,7 +200,7 @@ class Services:
 
     def close(self) -> None:
         for service in self.open.values():
-            service.store.close()
+            service.close()
 
 
 def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], fold: str | None = None,
@@ -220,9 +220,9 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
     if data.truncated:
         notes.append(f"{data.truncated} queries were cut to search.max_query_chars={settings.search.max_query_chars}")
     per_query = {n: s.pop("per_query") for n, s in summaries.items()}
-    ev = settings.eval
+    ev, folds = settings.eval, settings.train_embedder
     report = {"dataset": {"name": data.name, "path": str(dataset), "split": split, "fold": fold,
-                          "fold_seed": ev.fold_seed, "dev_fraction": ev.dev_fraction, "queries": len(data.queries),
+                          "fold_seed": folds.seed, "dev_fraction": folds.dev_fraction, "queries": len(data.queries),
                           "judged_queries": data.judged, "sample_seed": ev.sample_seed, "documents": documents},
               "depth": ev.depth, "systems": summaries, "notes": notes, "ann": ann, "indexes": services.indexes,
               "permutations": ev.permutations, "seed": ev.sample_seed, "device": _device(settings),

@@ -14,12 +14,15 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from indexer.errors import IndexMismatchError, ReaderError
+from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.vector_index import FaissIndex
 
 EVAL_META = "eval.json"
 _WORDS = re.compile(r"\w+(?:[-']\w+)*")
@@ -66,31 +69,12 @@ def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str) -> bool:
 
 def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
     """Read the BEIR corpus into a fresh store, in batches, stopping on a malformed record."""
-    from tqdm import tqdm
+    from indexer.importing import CorpusReader, import_corpus, stored
+    from indexer.readers import ReadOptions
 
-    from indexer.cli import make_chunker
-    from indexer.pipeline import STORE
-    from indexer.readers import ReadOptions, read
-    from indexer.store import DocumentStore
-
-    store, chunker, batch = DocumentStore(s.index.dir / STORE), make_chunker(s), []
-    counts = {"documents": 0, "chunks": 0}
-    options = ReadOptions(label_map=s.train_ner.label_map)
-    try:
-        for record in tqdm(read("beir", dataset, options), desc=f"import {collection}", unit="doc"):
-            if isinstance(record, ReaderError):
-                raise record
-            batch.append(record)
-            if len(batch) >= 500:
-                counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
-                counts["documents"] += len(batch)
-                batch = []
-        if batch:
-            counts["chunks"] += store.upsert_documents(collection, batch, chunker).chunks
-            counts["documents"] += len(batch)
-    finally:
-        store.close()
-    return counts
+    stats = import_corpus(s, collection, CorpusReader("beir", dataset, ReadOptions(label_map=s.train_ner.label_map)),
+                          batch_size=500)
+    return {"documents": stored(stats), "chunks": stats.chunks}
 
 
 def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
@@ -143,7 +127,7 @@ def ensure_store(dataset: Path, name: str, model_dir: Path, settings: Settings) 
                "encoded": 0, "cache_hits": 0}
 
 
-def ann_recall(index: Any, query_vectors: np.ndarray, k: int, tolerance: float = 1e-5) -> dict[str, Any]:
+def ann_recall(index: FaissIndex, query_vectors: np.ndarray, k: int, tolerance: float = 1e-5) -> dict[str, Any]:
     """Mean share of the exact top-k that the index returns, against brute force over the stored vectors.
 
     A returned chunk counts when its exact score reaches the k-th best exact score (less a small
@@ -163,16 +147,13 @@ def ann_recall(index: Any, query_vectors: np.ndarray, k: int, tolerance: float =
         scores = index.vectors(got) @ q if len(got) else np.zeros(0)
         recalls.append(float(np.sum(scores >= kth - tolerance)) / k)
     return {"k": k, "queries": len(recalls), "recall": float(np.mean(recalls)) if recalls else 1.0,
-            "exact": bool(getattr(index, "exact", False)), "description": getattr(index, "description", "?")}
+            "exact": index.exact, "description": index.description}
 
 
 def entity_lexicon(store: Any, labels: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """Lower-cased surface form -> [(filter name, norm id)] of affirmed mentions with the given labels."""
-    marks = ", ".join(f":l{i}" for i in range(len(labels))) or "NULL"
-    rows = store.raw(f"SELECT DISTINCT lower(text), label, norm_id FROM mentions WHERE negation = 'affirmed' "
-                     f"AND label IN ({marks})", **{f"l{i}": lab for i, lab in enumerate(labels)})
     out: dict[str, list[tuple[str, str]]] = {}
-    for surface, label, norm_id in rows:
+    for surface, label, norm_id in store.mention_forms(labels):
         surface = " ".join(_WORDS.findall(surface))  # keyed the way query n-grams are built
         if len(surface) >= 3 and (label.lower(), norm_id) not in out.get(surface, ()):  # two-letter forms ("ad", "ms") match too many queries by accident
             out.setdefault(surface, []).append((label.lower(), norm_id))

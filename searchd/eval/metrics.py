@@ -29,7 +29,6 @@ from typing import Iterable, Mapping, Sequence
 
 Qrels = Mapping[str, int]  # doc id -> graded judgment for one query
 
-METRIC_FAMILIES = ("accuracy", "precision", "recall", "ndcg", "mrr", "map")
 
 
 def relevant(qrels: Qrels) -> set[str]:
@@ -153,7 +152,3 @@ def mean_scores(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float
     keys = next(iter(per_query.values())).keys()
     return {key: sum(q[key] for q in per_query.values()) / len(per_query) for key in keys}
 
-
-def ranking_from_scores(scores: Mapping[str, float]) -> list[str]:
-    """Doc ids by descending score, ties broken by ascending id (as sentence-transformers sorts)."""
-    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]

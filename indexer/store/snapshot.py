@@ -1,18 +1,21 @@
-"""In-memory arrays of the store for filters and facet counts, rebuilt whenever the store changes.
+"""StoreSnapshot: the store's in-memory read model, and the one place filter semantics are applied.
 
 At 100,000 chunks, resolving a broad filter to chunk ids in SQLite (tens of thousands of rows
 through the driver) and grouping mentions for seven facets cost tens of milliseconds each;
-the same work over numpy arrays takes a few. The SQL filter in indexer/store.py (DocFilter.sql)
-stays the reference: tests check that both select the same documents.
+the same work over numpy arrays takes a few. DocumentStore.load_snapshot reads the rows; `mask`
+is the only implementation of DocFilter, and keyword search is restricted to the documents it
+allows, so no SQL version of the rules exists to drift from this one.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore
+from indexer.errors import QueryError
+from indexer.store.filters import METADATA_FILTERS, DocFilter
 
 MISSING_YEAR = -1
 
@@ -33,19 +36,16 @@ def _column(raw: list) -> Column:
 class StoreSnapshot:
     """Documents, chunk -> document, and distinct (document, label, value, negation) mentions as arrays."""
 
-    def __init__(self, store: DocumentStore, version: tuple):
+    def __init__(self, version: tuple, docs: Sequence[tuple], chunks: Sequence[tuple], mentions: Sequence[tuple]):
+        """Arrays from (id, collection, source, doc_type, court, year) per document by id, (chunk id, document
+        id) per chunk by id, and (document, label, norm id, norm name, negation, count) per distinct mention."""
         self.version = version
-        docs = store.raw("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
-                         "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
         self.doc_ids = np.asarray([r[0] for r in docs], dtype=np.int64)
         self.meta = {name: _column([r[i + 1] for r in docs]) for i, name in enumerate(METADATA_FILTERS)}
         self.year = np.asarray([MISSING_YEAR if r[5] is None else r[5] for r in docs], dtype=np.int32)
-        chunks = store.raw("SELECT id, document_id FROM chunks ORDER BY id")
         self.chunk_ids = np.asarray([r[0] for r in chunks], dtype=np.int64)
         self.chunk_doc = self._doc_index(np.asarray([r[1] for r in chunks], dtype=np.int64))
-        rows = store.raw("SELECT document_id, label, norm_id, norm_name, negation, count(*) FROM mentions "
-                         "GROUP BY document_id, label, norm_id, norm_name, negation")
-        self._mentions(rows)
+        self._mentions(mentions)
 
     def _doc_index(self, doc_ids: np.ndarray) -> np.ndarray:
         """Row of each document id in self.doc_ids (-1 when absent)."""
@@ -54,7 +54,7 @@ class StoreSnapshot:
         pos = np.minimum(np.searchsorted(self.doc_ids, doc_ids), len(self.doc_ids) - 1)
         return np.where(self.doc_ids[pos] == doc_ids, pos, -1)
 
-    def _mentions(self, rows: list[tuple]) -> None:
+    def _mentions(self, rows: Sequence[tuple]) -> None:
         self.labels = sorted({r[1] for r in rows})
         label_code = {lab: i for i, lab in enumerate(self.labels)}
         self.values = sorted({r[2] for r in rows})
@@ -82,9 +82,11 @@ class StoreSnapshot:
 
     # ---- filters -------------------------------------------------------------------------
     def mask(self, flt: DocFilter) -> np.ndarray:
-        """Which documents pass a filter (same semantics as DocFilter.sql)."""
+        """Which documents pass a filter: the definition of DocFilter's rules."""
         mask = np.ones(len(self.doc_ids), dtype=bool)
         for name, values in flt.meta.items():
+            if name not in self.meta:
+                raise QueryError(f"unknown metadata filter {name!r}; known: {', '.join(METADATA_FILTERS)}")
             col = self.meta[name]
             mask &= np.isin(col.codes, [col.index[v] for v in values if v in col.index])
         if flt.year_from is not None:
@@ -117,6 +119,10 @@ class StoreSnapshot:
         idx = self._doc_index(np.asarray(doc_ids, dtype=np.int64))
         mask[idx[idx >= 0]] = True
         return mask
+
+    def documents(self, mask: np.ndarray) -> np.ndarray:
+        """Store ids of the documents in a mask, ascending."""
+        return self.doc_ids[mask]
 
     def chunks(self, mask: np.ndarray) -> np.ndarray:
         """Chunk ids of the documents in a mask."""

@@ -1,0 +1,154 @@
+"""Reading a corpus and importing it into a store: the one pipeline the CLI, evaluation and the benchmark share.
+
+`CorpusReader` reads records (format, files, reader options, a limit) and applies one policy to a
+malformed record: stop with `StoppedAtBadRecord`, or report it with `warn_skipped` and go on.
+`import_documents` upserts documents into a store in transactions of N, summing the stats under a
+progress bar; `import_corpus` does that for a corpus into the configured index directory.
+"""
+from __future__ import annotations
+
+import sys
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+
+from indexer.documents import Document
+from indexer.errors import ReaderError
+from indexer.readers import ReadOptions, estimate, read
+from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.store import Chunker, DocumentStore, ImportStats
+
+SkipReporter = Callable[[ReaderError], None]
+
+
+class StoppedAtBadRecord(ReaderError):
+    """Reading stopped at a malformed record because skipping was off; notes say what that left behind."""
+
+    def __init__(self, record: ReaderError, notes: Sequence[str] = ()):
+        self.record, self.notes = record, tuple(notes)
+        reason = f"{record.reason} ({'; '.join(self.notes)})" if self.notes else record.reason
+        super().__init__(reason, record.path, record.where)
+
+    def with_note(self, *notes: str) -> StoppedAtBadRecord:
+        """The same stop with more notes after the reason, e.g. what was stored before it."""
+        return StoppedAtBadRecord(self.record, self.notes + notes)
+
+
+def warn_skipped(record: ReaderError) -> None:
+    """The one report of a skipped record: `warning: skipped <file:line: reason>` on stderr, above any tqdm bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: skipped {record}", file=sys.stderr)
+
+
+class CorpusReader:
+    """The documents of a corpus in one format, at most `limit`; a malformed record stops unless skip_bad.
+
+    Iterate once: each pass reads the files again and counts its skipped records in `skipped`.
+    """
+
+    def __init__(self, fmt: str, paths: str | Path | Sequence[str | Path], options: ReadOptions | None = None,
+                 limit: int | None = None, skip_bad: bool = False, report: SkipReporter = warn_skipped):
+        self.fmt, self.options, self.limit = fmt, options or ReadOptions(), limit
+        self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        self.skip_bad, self.report = skip_bad, report
+        self.skipped: list[ReaderError] = []
+
+    def __iter__(self) -> Iterator[Document]:
+        self.skipped = []
+        # islice stops pulling records once `limit` documents are out, so the rest is never read
+        return islice(self._documents(), self.limit)
+
+    def _documents(self) -> Iterator[Document]:
+        for path in self.paths:
+            for record in read(self.fmt, path, self.options):
+                if not isinstance(record, ReaderError):
+                    yield record
+                elif not self.skip_bad:
+                    raise StoppedAtBadRecord(record)
+                else:
+                    self.skipped.append(record)
+                    self.report(record)
+
+    def expected(self) -> int | None:
+        """How many records reading will give, where the readers can tell cheaply (a progress bar's total)."""
+        counts = [estimate(self.fmt, p, self.options) for p in self.paths]
+        total = None if None in counts else sum(counts)
+        if self.limit is None:
+            return total
+        return self.limit if total is None else min(total, self.limit)
+
+
+def add_stats(total: ImportStats, part: ImportStats) -> None:
+    """Add one batch's counts (and its mention Counter) to a running total."""
+    for name in vars(part):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+
+
+def stored(stats: ImportStats) -> int:
+    """Documents the store holds after an import: added, updated or found unchanged."""
+    return stats.added + stats.updated + stats.unchanged
+
+
+def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def import_documents(store: DocumentStore, collection: str, docs: Iterable[Document], chunker: Chunker,
+                     batch_size: int = 200, total: int | None = None, desc: str | None = None) -> ImportStats:
+    """Upsert documents in transactions of `batch_size` under a progress bar (counts, ETA); the summed stats.
+
+    A stop at a malformed record is re-raised saying how many documents of earlier batches are
+    stored; nothing of the unfinished batch is written, and the same holds for an interrupt.
+    """
+    from tqdm import tqdm
+
+    from indexer.store import ImportStats
+
+    stats = ImportStats()
+    with tqdm(total=total, desc=desc or f"import {collection}", unit="doc", dynamic_ncols=True) as bar:
+        try:
+            for batch in _batches(_ticking(docs, bar), max(1, batch_size)):
+                add_stats(stats, store.upsert_documents(collection, batch, chunker))
+                bar.set_postfix({"added": stats.added, "updated": stats.updated, "unchanged": stats.unchanged}, refresh=False)
+        except StoppedAtBadRecord as err:
+            raise err.with_note(f"import stopped: {stored(stats)} documents of earlier batches are stored, "
+                                f"nothing of this batch was written") from None
+    return stats
+
+
+def _ticking(docs: Iterable[Document], bar) -> Iterator[Document]:
+    """The documents, moving the bar on as each is read (not only when its batch is written)."""
+    for doc in docs:
+        bar.update()
+        yield doc
+
+
+def open_store(settings: Settings, create: bool = True) -> DocumentStore:
+    """The DocumentStore of the configured index directory."""
+    from indexer.pipeline import STORE
+    from indexer.store import DocumentStore
+
+    return DocumentStore(settings.index.dir / STORE, create=create)
+
+
+def make_chunker(settings: Settings) -> Chunker:
+    """Document -> chunks with the embedder's tokenizer and the configured window."""
+    from indexer.documents import chunk_document, offsets_for_model
+    from indexer.models import resolve_embedder_dir
+
+    offsets = offsets_for_model(str(resolve_embedder_dir(settings)))
+    return lambda doc: chunk_document(doc, offsets, settings.chunk.max_tokens, settings.chunk.overlap_tokens)
+
+
+def import_corpus(settings: Settings, collection: str, corpus: CorpusReader, batch_size: int = 200) -> ImportStats:
+    """Read a corpus into the configured index directory's store (created if need be), chunked for its embedder."""
+    store = open_store(settings)
+    try:
+        return import_documents(store, collection, corpus, make_chunker(settings), batch_size, corpus.expected())
+    finally:
+        store.close()

@@ -1,0 +1,29 @@
+"""The SQLite store of an index: the only code that runs SQL against store.sqlite.
+
+    schema.py    tables (SQLAlchemy 2.0), FTS5 DDL, the engine
+    database.py  Database: engine, transactions, read deadlines, batched id reads, close()
+    writes.py    StoreWrites: upserts with chunks and gold mentions, model mentions, deletes
+    reads.py     StoreReads: counts, document views, BM25, highlights, snapshot and lexicon reads
+    filters.py   DocFilter, which documents a search may return (as data)
+    snapshot.py  StoreSnapshot, the in-memory read model; its `mask` is the one filter implementation
+
+DocumentStore is one class whose two halves live in writes.py and reads.py: callers across
+indexer, searchd and web use one flat object, and splitting by concern keeps each module small
+without a layer of forwarding methods.
+"""
+from __future__ import annotations
+
+from indexer.store.database import MAX_IDS, StoreTimeout
+from indexer.store.filters import METADATA_FILTERS, DocFilter
+from indexer.store.reads import DocInfo, StoreReads
+from indexer.store.schema import make_engine
+from indexer.store.snapshot import StoreSnapshot
+from indexer.store.writes import Chunker, ImportStats, StoreWrites, content_hash, norm_value, year_of
+
+
+class DocumentStore(StoreReads, StoreWrites):
+    """Documents, chunks and mentions in SQLite; `with DocumentStore(path) as store:` closes it after."""
+
+
+__all__ = ["MAX_IDS", "METADATA_FILTERS", "Chunker", "DocFilter", "DocInfo", "DocumentStore", "ImportStats",
+           "StoreSnapshot", "StoreTimeout", "content_hash", "make_engine", "norm_value", "year_of"]

@@ -1,0 +1,203 @@
+"""The read half of DocumentStore: counts, document views, BM25, highlights, the snapshot loader, lexicon reads.
+
+Reads that take a list of ids go through Database.rows_for_ids, so no list is ever cut short by
+SQLite's bound-parameter cap. Reads behind a search that return many rows go straight through
+sqlite3, where SQLAlchemy row objects would cost more than the query.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import func, select
+
+from indexer.store.database import Database
+from indexer.store.schema import ChunkRow, CollectionRow, DocumentRow, MentionRow
+from indexer.store.snapshot import StoreSnapshot
+
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """A document without its text: store and corpus ids, collection, title, metadata columns."""
+
+    id: int
+    external_id: str
+    collection: str
+    title: str
+    meta: dict[str, Any]
+
+
+class StoreReads(Database):
+    """Reads: everything search, evaluation, the tagger and the index build ask of the store."""
+
+    def _fetch(self, sql: str, params: Sequence[Any] = (), deadline: float | None = None) -> list[tuple]:
+        """All rows of a statement, through sqlite3 (plain tuples), interrupted at `deadline`."""
+        with self.reading(deadline) as conn:
+            return conn.connection.driver_connection.execute(sql, tuple(params)).fetchall()
+
+    # ---- sizes and ids -------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Numbers of collections, documents, chunks and mentions."""
+        with self.session() as s:
+            return {"collections": s.scalar(select(func.count()).select_from(CollectionRow)),
+                    "documents": s.scalar(select(func.count()).select_from(DocumentRow)),
+                    "chunks": s.scalar(select(func.count()).select_from(ChunkRow)),
+                    "mentions": s.scalar(select(func.count()).select_from(MentionRow))}
+
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
+        # AUTOINCREMENT ids are never reused, so a replaced document moves sqlite_sequence on
+        return tuple(self._fetch("SELECT (SELECT count(*) FROM documents), "
+                                 "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
+                                 "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
+
+    def document_ids(self, collection: str | None = None) -> list[int]:
+        """Store ids of the documents of a collection (all when None)."""
+        with self.session() as s:
+            q = select(DocumentRow.id).order_by(DocumentRow.id)
+            if collection is not None:
+                q = q.where(DocumentRow.collection_id == self.collection_id(s, collection, create=False))
+            return list(s.scalars(q))
+
+    def external_ids(self, collection: str) -> list[str]:
+        """Corpus ids of the documents of a collection."""
+        with self.session() as s:
+            cid = self.collection_id(s, collection, create=False)
+            return list(s.scalars(select(DocumentRow.external_id).where(DocumentRow.collection_id == cid)))
+
+    def chunk_ids(self) -> list[int]:
+        """Ids of every chunk, ascending."""
+        with self.session() as s:
+            return list(s.scalars(select(ChunkRow.id).order_by(ChunkRow.id)))
+
+    # ---- documents, chunks and mentions by id --------------------------------------------
+    def chunk_texts(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """chunk id -> (document title, chunk text)."""
+        rows = self.rows_for_ids("SELECT c.id, d.title, c.text FROM chunks c JOIN documents d "
+                                 "ON d.id = c.document_id WHERE c.id IN ({ids})", ids)
+        return {i: (t, x) for i, t, x in rows}
+
+    def doc_infos(self, doc_ids: Sequence[int]) -> dict[int, DocInfo]:
+        """Document id -> external id, collection, title and metadata columns (not the text)."""
+        rows = self.rows_for_ids("SELECT d.id, d.external_id, c.name, d.title, d.meta, d.source, d.doc_type, "
+                                 "d.court, d.date, d.year FROM documents d JOIN collections c "
+                                 "ON c.id = d.collection_id WHERE d.id IN ({ids})", doc_ids)
+        out: dict[int, DocInfo] = {}
+        for i, ext, coll, title, meta, source, doc_type, court, date, year in rows:
+            meta = {**(json.loads(meta) if meta else {}), "source": source, "doc_type": doc_type,
+                    "court": court, "date": date, "year": year}
+            out[i] = DocInfo(i, ext, coll, title or "", meta)
+        return out
+
+    def chunk_rows(self, chunk_ids: Sequence[int]) -> dict[int, tuple[int, int, int, str]]:
+        """Chunk id -> (document id, start, end, text)."""
+        rows = self.rows_for_ids('SELECT id, document_id, start, "end", text FROM chunks WHERE id IN ({ids})',
+                                 chunk_ids)
+        return {r[0]: r[1:] for r in rows}
+
+    def chunk_documents(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        """Chunk id -> document id (deleted chunks are absent)."""
+        return dict(self.rows_for_ids("SELECT id, document_id FROM chunks WHERE id IN ({ids})", chunk_ids))
+
+    def document_chunk_ids(self, doc_id: int) -> list[int]:
+        """Ids of a document's chunks, in reading order."""
+        return [r[0] for r in self._fetch("SELECT id FROM chunks WHERE document_id = ? ORDER BY ordinal",
+                                          (int(doc_id),))]
+
+    def document_text(self, doc_id: int) -> str | None:
+        """The full text of a document, or None when there is no such document."""
+        rows = self._fetch("SELECT text FROM documents WHERE id = ?", (int(doc_id),))
+        return rows[0][0] if rows else None
+
+    def document_texts(self, doc_ids: Sequence[int], batch_size: int) -> Iterator[list[tuple[int, str]]]:
+        """(document id, text) in batches of `batch_size`, in the order given; deleted documents are left out."""
+        for start in range(0, len(doc_ids), batch_size):
+            part = [int(i) for i in doc_ids[start:start + batch_size]]
+            texts = dict(self.rows_for_ids("SELECT id, text FROM documents WHERE id IN ({ids})", part))
+            yield [(i, texts[i]) for i in part if i in texts]
+
+    def mentions_of(self, doc_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, int, int, str]]]:
+        """Document id -> its mentions as (label, norm id, norm name, start, end, negation), by start."""
+        out: dict[int, list] = {d: [] for d in doc_ids}
+        # each document's mentions come in one batch, so ordering within a batch is enough
+        for r in self.rows_for_ids('SELECT document_id, label, norm_id, norm_name, start, "end", negation '
+                                   "FROM mentions WHERE document_id IN ({ids}) ORDER BY document_id, start",
+                                   doc_ids):
+            out[r[0]].append(tuple(r[1:]))
+        return out
+
+    # ---- keyword search ------------------------------------------------------------------
+    def keyword(self, match: str, documents: np.ndarray | None, limit: int,
+                deadline: float | None = None) -> list[tuple[int, int, float]]:
+        """(chunk id, document id, BM25 score, higher is better) of the best chunks, within `documents` if given."""
+        sql, params = _matches(match, documents)
+        return self._fetch(sql + " ORDER BY bm25(chunks_fts) LIMIT ?", (*params, limit), deadline)
+
+    def keyword_matches(self, match: str, documents: np.ndarray | None,
+                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every chunk matching the FTS5 expression, within `documents` if given: (chunk ids, document ids, BM25)."""
+        arr = np.asarray(self._fetch(*_matches(match, documents), deadline), dtype=np.float64).reshape(-1, 3)
+        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
+
+    def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
+        """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
+        rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 0, char(1), char(2)) FROM chunks_fts "
+                                 "WHERE chunks_fts MATCH ? AND rowid IN ({ids})", chunk_ids, before=(match,))
+        return {rowid: _marker_spans(marked) for rowid, marked in rows}
+
+    # ---- whole-store reads ---------------------------------------------------------------
+    def load_snapshot(self, version: tuple | None = None) -> StoreSnapshot:
+        """Read the in-memory filter and facet arrays of the store as it is now, tagged with `version`."""
+        version = self.version() if version is None else version
+        docs = self._fetch("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
+                           "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
+        chunks = self._fetch("SELECT id, document_id FROM chunks ORDER BY id")
+        mentions = self._fetch("SELECT document_id, label, norm_id, norm_name, negation, count(*) FROM mentions "
+                               "GROUP BY document_id, label, norm_id, norm_name, negation")
+        return StoreSnapshot(version, docs, chunks, mentions)
+
+    def mention_forms(self, labels: Sequence[str]) -> list[tuple[str, str, str]]:
+        """Distinct (lower-cased text, label, norm id) of the affirmed mentions with the given labels."""
+        marks = ", ".join("?" * len(labels)) or "NULL"
+        return self._fetch("SELECT DISTINCT lower(text), label, norm_id FROM mentions "
+                           f"WHERE negation = 'affirmed' AND label IN ({marks})", labels)
+
+    def document_frequencies(self, label: str) -> list[tuple[str, int]]:
+        """(norm id, number of documents with a mention of it) for every value of one mention label."""
+        return self._fetch("SELECT norm_id, count(DISTINCT document_id) FROM mentions WHERE label = ? "
+                           "GROUP BY norm_id", (label,))
+
+    def median_year(self) -> int | None:
+        """The year of the middle document in year order (documents without a year sort first)."""
+        rows = self._fetch("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET (SELECT count(*) / 2 "
+                           "FROM documents)")
+        return rows[0][0] if rows else None
+
+
+def _matches(match: str, documents: np.ndarray | None) -> tuple[str, tuple]:
+    """The BM25 statement over chunks matching `match`, kept to the given document ids when not None."""
+    sql = ("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
+           "ON c.id = f.rowid WHERE chunks_fts MATCH ?")
+    if documents is None:
+        return sql, (match,)
+    # one JSON array binds any number of ids, and SQLite checks the set before it scores a row with bm25
+    ids = "[" + ",".join(map(str, np.asarray(documents, dtype=np.int64).tolist())) + "]"
+    return sql + " AND c.document_id IN (SELECT value FROM json_each(?))", (match, ids)
+
+
+def _marker_spans(marked: str) -> list[tuple[int, int]]:
+    """Spans between \\x01 and \\x02 markers, as offsets into the text without them."""
+    spans, plain, start = [], 0, None
+    for ch in marked:
+        if ch == "\x01":
+            start = plain
+        elif ch == "\x02":
+            if start is not None:
+                spans.append((start, plain))
+            start = None
+        else:
+            plain += 1
+    return spans

@@ -1,0 +1,161 @@
+"""The write half of DocumentStore: upserts with chunks and gold mentions, model mentions, deletes.
+
+Each public method is one transaction, so a batch that fails half-way writes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from indexer.documents import META_COLUMNS, Chunk, Document, Mention, chunk_of
+from indexer.store.database import Database
+from indexer.store.schema import ChunkRow, DocumentRow, MentionRow
+
+
+def content_hash(doc: Document) -> str:
+    """Hash of everything stored for a document, to skip unchanged re-imports."""
+    payload = json.dumps([doc.title, doc.text, doc.meta, [m.__dict__ for m in doc.mentions]],
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def year_of(date: str | None) -> int | None:
+    """The year of an ISO-like date string, or None."""
+    if date and len(date) >= 4 and date[:4].isdigit():
+        return int(date[:4])
+    return None
+
+
+def norm_value(m: Mention) -> tuple[str, str]:
+    """(facet id, display name) of a mention: its normalised id, else its lower-cased surface form."""
+    surface = " ".join(m.text.split())
+    if m.norm_id and m.norm_id not in ("-1", "-"):
+        return m.norm_id, m.norm_name or surface
+    return f"text:{surface.lower()}", m.norm_name or surface.lower()
+
+
+@dataclass
+class ImportStats:
+    """What one import or change did: documents added, updated, unchanged and deleted; chunks; mentions by label."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks: int = 0
+    mentions: Counter = field(default_factory=Counter)
+
+
+Chunker = Callable[[Document], list[Chunk]]
+
+
+class StoreWrites(Database):
+    """Writes: documents with their chunks and gold mentions, model mentions, and deletes."""
+
+    def upsert_documents(self, collection: str, docs: Sequence[Document], chunker: Chunker) -> ImportStats:
+        """Add or update documents (by external id) with their chunks and gold mentions, in one transaction."""
+        stats = ImportStats()
+        with self.session() as s:
+            cid = self.collection_id(s, collection)
+            for doc in docs:
+                self._upsert_one(s, cid, doc, chunker, stats)
+        return stats
+
+    def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats) -> None:
+        digest = content_hash(doc)
+        row = s.scalar(select(DocumentRow).where(DocumentRow.collection_id == cid, DocumentRow.external_id == doc.id))
+        if row is not None and row.content_hash == digest:
+            stats.unchanged += 1
+            return
+        meta = {k: v for k, v in doc.meta.items() if k not in META_COLUMNS}
+        cols = {k: (str(doc.meta[k]) if doc.meta.get(k) is not None else None) for k in META_COLUMNS}
+        if row is None:
+            row = DocumentRow(collection_id=cid, external_id=doc.id)
+            s.add(row)
+            stats.added += 1
+        else:
+            s.execute(delete(MentionRow).where(MentionRow.document_id == row.id))
+            s.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
+            stats.updated += 1
+        row.title, row.text, row.meta, row.content_hash = doc.title, doc.text, meta, digest
+        row.source, row.doc_type, row.court, row.date = cols["source"], cols["doc_type"], cols["court"], cols["date"]
+        row.year = year_of(row.date)
+        s.flush()
+        chunks = chunker(doc)
+        chunk_rows = [ChunkRow(document_id=row.id, ordinal=c.ordinal, start=c.start, end=c.end, text=c.text)
+                      for c in chunks]
+        s.add_all(chunk_rows)
+        s.flush()
+        stats.chunks += len(chunk_rows)
+        self._add_mentions(s, row.id, chunks, [r.id for r in chunk_rows], doc.mentions, "gold")
+        stats.mentions.update(m.label for m in doc.mentions)
+
+    def _add_mentions(self, s: Session, doc_id: int, chunks: Sequence[Chunk], chunk_ids: Sequence[int],
+                      mentions: Iterable[Mention], origin: str) -> None:
+        rows = []
+        for m in mentions:
+            ordinal = chunk_of(chunks, m.start, m.end)
+            nid, name = norm_value(m)
+            rows.append(dict(document_id=doc_id, chunk_id=chunk_ids[ordinal] if ordinal is not None else None,
+                             label=m.label, source_label=m.source_label, text=m.text, start=m.start, end=m.end,
+                             norm_id=nid, norm_name=name, negation=m.negation, origin=origin))
+        if rows:
+            s.execute(MentionRow.__table__.insert(), rows)
+
+    def apply_changes(self, collection: str, upserts: Sequence[Document], deletes: Sequence[str], chunker: Chunker,
+                      before_commit: Callable[[list[tuple[int, str, str]], list[int]], None]) -> ImportStats:
+        """Upsert and delete documents in one transaction; `before_commit(added, removed)` runs inside it.
+
+        `added` holds (chunk id, document title, chunk text) of new chunks and `removed` the ids of
+        chunks that went away. If the hook raises, nothing is written, so the vector index and the
+        store stay in step.
+        """
+        stats = ImportStats()
+        with self.session() as s:
+            before = set(s.scalars(select(ChunkRow.id)))
+            cid = self.collection_id(s, collection, create=bool(upserts))
+            for doc in upserts:
+                self._upsert_one(s, cid, doc, chunker, stats)
+            if deletes:
+                doc_ids = self._document_ids(s, cid, deletes)
+                self._delete(s, doc_ids)
+                stats.deleted = len(doc_ids)
+            s.flush()
+            after = set(s.scalars(select(ChunkRow.id)))
+            new = sorted(after - before)
+            rows = s.execute(select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
+                             .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
+                             .where(ChunkRow.id >= new[0])).all() if new else []  # AUTOINCREMENT: new ids are the largest
+            before_commit([tuple(r) for r in rows], sorted(before - after))
+        return stats
+
+    def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]]) -> Counter:
+        """Swap the model mentions of the given documents (by store id) in one transaction."""
+        counts: Counter = Counter()
+        with self.session() as s:
+            for doc_id, mentions in mentions_by_doc.items():
+                s.execute(delete(MentionRow).where(MentionRow.document_id == doc_id, MentionRow.origin == "model"))
+                chunk_rows = s.scalars(select(ChunkRow).where(ChunkRow.document_id == doc_id)
+                                       .order_by(ChunkRow.ordinal)).all()
+                chunks = [Chunk(c.ordinal, c.start, c.end, c.text) for c in chunk_rows]
+                self._add_mentions(s, doc_id, chunks, [c.id for c in chunk_rows], mentions, "model")
+                counts.update(m.label for m in mentions)
+        return counts
+
+    @staticmethod
+    def _document_ids(s: Session, cid: int, external_ids: Iterable[str]) -> list[int]:
+        return list(s.scalars(select(DocumentRow.id).where(DocumentRow.collection_id == cid,
+                                                           DocumentRow.external_id.in_(list(external_ids)))))
+
+    @staticmethod
+    def _delete(s: Session, doc_ids: Sequence[int]) -> None:
+        """Delete documents with their mentions and chunks (FTS5 follows through its trigger)."""
+        s.execute(delete(MentionRow).where(MentionRow.document_id.in_(doc_ids)))
+        s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(doc_ids)))
+        s.execute(delete(DocumentRow).where(DocumentRow.id.in_(doc_ids)))
