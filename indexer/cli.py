@@ -1,4 +1,4 @@
-"""`indexer` command: import, build, add, update, delete, tag, train-ner, eval-ner, train-embedder, eval-embedder."""
+"""`indexer` command: import, build, add, update, delete, tag, models, train-models, train-ner, eval-ner, train-embedder, eval-embedder, config."""
 from __future__ import annotations
 
 import contextlib
@@ -115,20 +115,33 @@ def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fi
 @config_options
 @click.option("--collection", default=None, help="Check that this collection is in the store (the index covers all).")
 @click.option("--rebuild", is_flag=True, help="Re-encode every chunk instead of syncing the existing index.")
-def build_cmd(settings: Settings, collection: str | None, rebuild: bool) -> None:
-    """Encode the store's chunks into vectors.faiss (incremental and resumable) and write manifest.json."""
+@click.option("--tag/--no-tag", default=True, show_default=True,
+              help="Tag documents without gold mentions with the tagger found on the [models] path.")
+def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bool) -> None:
+    """Tag untagged documents and encode the store's chunks into vectors.faiss (incremental and resumable)."""
     from indexer.embedder import load_embedder
     from indexer.errors import StoreError
+    from indexer.ner import load_tagger
     from indexer.pipeline import sync
 
     store = open_store(settings, create=False)
     if collection is not None and collection not in store.collections():
         raise StoreError(f"unknown collection {collection!r}; known: {', '.join(store.collections()) or 'none'}")
-    manifest = sync(settings, store, load_embedder(settings), rebuild=rebuild)
+    tagger = load_tagger(settings) if tag else None
+    if tag and tagger is None:
+        click.echo("no tagger found on the models search path (`indexer models` lists it): documents keep their "
+                   "gold mentions only; train one with `indexer train-models`", err=True)
+    manifest = sync(settings, store, load_embedder(settings), rebuild=rebuild, tagger=tagger)
     rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
+    tagged = f"; tagged {manifest['tagged_last_build']} documents ({_label_counts(manifest['mentions_last_build'])})" \
+        if tagger is not None else ""
     click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors ({manifest['index_type']}, dim "
                f"{manifest['dim']}) for {manifest['documents']} documents; encoded {manifest['encoded_last_build']} "
-               f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s)")
+               f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s){tagged}")
+
+
+def _label_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no mentions"
 
 
 def _change(settings: Settings, collection: str, upserts: list, deletes: list[str]) -> None:
@@ -212,7 +225,10 @@ def train_ner_cmd(settings: Settings, threads: int | None) -> None:
 
     if threads:
         torch.set_num_threads(threads)
+    from indexer.train.models import tagger_card
+
     path, metrics = train_ner(settings)
+    tagger_card(settings, path, metrics, "indexer train-ner")
     meta = json.loads((path / "tagger.json").read_text(encoding="utf-8"))
     click.echo(format_report(metrics))
     click.echo(f"saved {path} (best epoch {meta['training']['best_epoch']}, "
@@ -272,8 +288,8 @@ def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:
 
     tagger = load_tagger(settings)
     if tagger is None:
-        raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
-                         f"or set ner.model")
+        raise ModelError("no tagger on the models search path (`indexer models` lists it); run `indexer "
+                         "train-models` or set ner.model")
     counts = tag_collection(open_store(settings, create=False), collection, tagger, batch_size)
     found = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
     click.echo(f"{collection}: model mentions by label: {found}")
@@ -287,7 +303,10 @@ def train_embedder_cmd(settings: Settings, report: bool) -> None:
     """Fine-tune the sentence embedder ([train_embedder]) and save it to its output_dir."""
     from indexer.train.embedder import train_embedder
 
+    from indexer.train.models import embedder_card
+
     result = train_embedder(settings)
+    embedder_card(settings, result, "indexer train-embedder")
     click.echo(f"saved {result.model_dir} after {result.steps} steps in {result.seconds:.0f} s on {result.device}; "
                f"pairs: {', '.join(f'{k} {v}' for k, v in sorted(result.pairs.items()))}")
     if report:
@@ -325,6 +344,32 @@ def config_cmd(path: Path | None) -> None:
     else:
         path.write_text(render_config(), encoding="utf-8")
         click.echo(f"written: {path}")
+
+
+@main.command("models")
+@config_options
+def models_cmd(settings: Settings) -> None:
+    """List the trained models on the [models] search path and which one each command uses."""
+    from indexer.registry import describe
+
+    for line in describe(settings):
+        click.echo(line)
+
+
+@main.command("train-models")
+@config_options
+@click.option("--only", type=click.Choice(["tagger", "embedder"]), default=None, help="Train one of the two.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+def train_models_cmd(settings: Settings, only: str | None, threads: int | None) -> None:
+    """Train the tagger and the embedder (on the GPU when present) into the first writable [models] path entry."""
+    import torch
+
+    from indexer.train.models import KINDS, train_models
+
+    if threads:
+        torch.set_num_threads(threads)
+    for path in train_models(settings, (only,) if only else KINDS):
+        click.echo(f"saved {path}")
 
 
 if __name__ == "__main__":

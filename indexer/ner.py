@@ -9,6 +9,7 @@ window in which it sits furthest from an edge, where the model saw the most cont
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ TAGGER_FILE = "tagger.json"
 
 class Tagger(Protocol):
     labels: tuple[str, ...]
+    checksum: str  # identifies the model's weights and lexicon (recorded per tagged document)
 
     def tag(self, texts: Sequence[str]) -> list[list[Entity]]: ...  # predicts, never writes
 
@@ -201,6 +203,7 @@ class BertCrfTagger:
     def __init__(self, model: CrfTaggerModel, tokenizer, normalizer: Normalizer | None = None,
                  negation: NegationDetector | None = None, batch_size: int = 16, window_words: int = 200,
                  window_stride: int = 150, device: str = "cpu"):
+        self.checksum = "untrained"  # load() sets the directory checksum
         self.model, self.tokenizer = model.to(device), tokenizer
         self.normalizer = normalizer or Normalizer()
         self.negation = negation or NegationDetector.load()
@@ -274,7 +277,18 @@ class BertCrfTagger:
         model = CrfTaggerModel(AutoModel.from_pretrained(path / "encoder"), config)
         model.load_state_dict(torch.load(path / "heads.pt", map_location="cpu"), strict=False)
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
-        return cls(model, tokenizer, Normalizer.load(path / "lexicon.json"), **kwargs)
+        tagger = cls(model, tokenizer, Normalizer.load(path / "lexicon.json"), **kwargs)
+        tagger.checksum = tagger_checksum(path)
+        return tagger
+
+
+def tagger_checksum(path: Path) -> str:
+    """sha256 over a tagger directory's files (names and bytes): heads, encoder weights, lexicon, config."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "medlex-model.json"):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def resolve_tagger_dir(settings) -> Path | None:

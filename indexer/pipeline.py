@@ -15,7 +15,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -24,7 +24,11 @@ from indexer.embedder import Embedder
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
 from indexer.store import Chunker, DocumentStore, ImportStats
+from indexer.tagging import tag_untagged
 from indexer.vector_index import FaissIndex
+
+if TYPE_CHECKING:  # the protocol only; indexer.ner imports torch
+    from indexer.ner import Tagger
 
 STORE, VECTORS, MANIFEST = "store.sqlite", "vectors.faiss", "manifest.json"
 PARTIAL, PARTIAL_META = "vectors.partial.faiss", "vectors.partial.json"
@@ -139,11 +143,19 @@ def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[st
     return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids))
 
 
-def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: bool = False) -> dict[str, Any]:
-    """Bring vectors.faiss in step with the store (encode new chunks, drop deleted ones); returns the manifest."""
+def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: bool = False,
+         tagger: Tagger | None = None) -> dict[str, Any]:
+    """Tag what the tagger has not seen, then bring vectors.faiss in step with the store; returns the manifest.
+
+    Tagging writes each batch of documents' mentions in its own store transaction (and records
+    the tagger's checksum with them), so a build stopped while tagging resumes at the next
+    untagged document; vectors.faiss and manifest.json are not touched until the end, so the
+    previous index keeps answering meanwhile.
+    """
     from tqdm import tqdm
 
     started = time.perf_counter()
+    tagged, found = tag_untagged(store, tagger, settings.ner.build_batch) if tagger is not None else (0, {})
     d = settings.index.dir
     identity = embedder_identity(embedder)
     store_ids = np.asarray(store.chunk_ids(), dtype=np.int64)
@@ -165,6 +177,8 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
                 os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
                 save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
     manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
+    manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
+                    mentions_last_build=found)
     commit(d, index, manifest)
     for name in (PARTIAL, PARTIAL_META):
         (d / name).unlink(missing_ok=True)

@@ -45,7 +45,10 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ModelsSettings:
-    path: list[str] = field(default_factory=lambda: ["var/models", "{data_dir}/../models"])  # where trained models are looked for, first match wins; {data_dir} = data.dir
+    """Where trained models are looked for (indexer models lists what is found)."""
+
+    path: list[str] = setting(["var/models", "{data_dir}/../models"],
+                              "searched in order, first model of a kind wins; {data_dir} = data.dir")
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,13 @@ class EmbedderSettings:
 class NerSettings:
     """The entity tagger used by `indexer tag` and `indexer build`."""
 
-    model: str = setting("auto", "trained tagger dir; auto = var/models/ner if present, else gold mentions only")
+    model: str = setting("auto", "trained tagger dir; auto = the first on the [models] path, else gold mentions only")
     batch_size: int = setting(16, "sentences/windows per forward pass")
     window_words: int = setting(200, "words per tagging window on long documents")
     window_stride: int = setting(150, "words between window starts (windows overlap by the difference)")
     device: str = setting("auto", "auto | cpu | cuda")
     negation_scope_words: int = setting(8, "words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)")
+    build_batch: int = setting(8, "documents tagged per transaction by indexer build; each batch is a resume point")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ def sample_dir() -> Path:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Repository settings with the index directory in a temporary folder."""
-    return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"'])
+    # an empty models path: library tests never pick up a model trained on this machine or shared beside the data
+    return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"', f'models.path=["{tmp_path / "models"}"]'])
 
 
 @pytest.fixture(scope="session")

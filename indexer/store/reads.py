@@ -54,6 +54,13 @@ class StoreReads(Database):
                                  "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
                                  "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
 
+    def untagged_documents(self, tagger: str) -> list[int]:
+        """Documents without gold mentions that `tagger` (a checksum) has not tagged yet, by id."""
+        return [r[0] for r in self._fetch(
+            "SELECT d.id FROM documents d WHERE NOT EXISTS (SELECT 1 FROM mentions m WHERE m.document_id = d.id "
+            "AND m.origin = 'gold') AND NOT EXISTS (SELECT 1 FROM taggings t WHERE t.document_id = d.id "
+            "AND t.tagger = ?) ORDER BY d.id", (tagger,))]
+
     def document_ids(self, collection: str | None = None) -> list[int]:
         """Store ids of the documents of a collection (all when None)."""
         with self.session() as s:

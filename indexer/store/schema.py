@@ -82,6 +82,14 @@ class MentionRow(Base):
     origin: Mapped[str] = mapped_column(String(10))  # gold | model
 
 
+class TaggingRow(Base):
+    """Which tagger last tagged a document, so that an interrupted build resumes where it stopped."""
+
+    __tablename__ = "taggings"
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    tagger: Mapped[str] = mapped_column(String(200))  # the tagger's checksum
+
+
 FTS_DDL = [
     # filters may name an entity by its readable name (case-insensitive)
     "CREATE INDEX IF NOT EXISTS ix_mentions_name ON mentions(label, lower(norm_name))",

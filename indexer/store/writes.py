@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from indexer.documents import META_COLUMNS, Chunk, Document, Mention, chunk_of
 from indexer.store.database import Database
-from indexer.store.schema import ChunkRow, DocumentRow, MentionRow
+from indexer.store.schema import ChunkRow, DocumentRow, MentionRow, TaggingRow
 
 
 def content_hash(doc: Document) -> str:
@@ -82,6 +82,7 @@ class StoreWrites(Database):
         else:
             s.execute(delete(MentionRow).where(MentionRow.document_id == row.id))
             s.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
+            s.execute(delete(TaggingRow).where(TaggingRow.document_id == row.id))  # new text: tag it again
             stats.updated += 1
         row.title, row.text, row.meta, row.content_hash = doc.title, doc.text, meta, digest
         row.source, row.doc_type, row.court, row.date = cols["source"], cols["doc_type"], cols["court"], cols["date"]
@@ -135,10 +136,17 @@ class StoreWrites(Database):
             before_commit([tuple(r) for r in rows], sorted(before - after))
         return stats
 
-    def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]]) -> Counter:
-        """Swap the model mentions of the given documents (by store id) in one transaction."""
+    def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]], tagger: str | None = None) -> Counter:
+        """Swap the model mentions of the given documents (by store id) in one transaction.
+
+        With `tagger` (its checksum), the documents are also recorded as tagged by it, in the same
+        transaction, so a build that stops between batches resumes at the first untagged one.
+        """
         counts: Counter = Counter()
         with self.session() as s:
+            if tagger is not None and mentions_by_doc:
+                s.execute(delete(TaggingRow).where(TaggingRow.document_id.in_(list(mentions_by_doc))))
+                s.execute(TaggingRow.__table__.insert(), [{"document_id": d, "tagger": tagger} for d in mentions_by_doc])
             for doc_id, mentions in mentions_by_doc.items():
                 s.execute(delete(MentionRow).where(MentionRow.document_id == doc_id, MentionRow.origin == "model"))
                 chunk_rows = s.scalars(select(ChunkRow).where(ChunkRow.document_id == doc_id)
@@ -157,5 +165,6 @@ class StoreWrites(Database):
     def _delete(s: Session, doc_ids: Sequence[int]) -> None:
         """Delete documents with their mentions and chunks (FTS5 follows through its trigger)."""
         s.execute(delete(MentionRow).where(MentionRow.document_id.in_(doc_ids)))
+        s.execute(delete(TaggingRow).where(TaggingRow.document_id.in_(doc_ids)))
         s.execute(delete(ChunkRow).where(ChunkRow.document_id.in_(doc_ids)))
         s.execute(delete(DocumentRow).where(DocumentRow.id.in_(doc_ids)))

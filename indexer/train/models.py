@@ -2,36 +2,54 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 from indexer.settings import Settings
 
+KINDS = ("tagger", "embedder")
 
-def train_models(settings: Settings, which: tuple[str, ...]) -> list[Path]:
-    """Train the tagger and/or the embedder into the first writable search-path entry; writes their cards."""
+
+def tagger_card(settings: Settings, path: Path, metrics: dict, command: str) -> Path:
+    """Write medlex-model.json for a tagger `train_ner` just saved (dev F1 overall and per label)."""
+    import json
+
     from indexer import registry
     from indexer.models import resolve_device
+
+    dev = {"micro_f1": metrics["micro"]["f1"]} if metrics.get("micro") else {}
+    dev.update({f"{label}_f1": v["f1"] for label, v in metrics.get("labels", {}).items()})
+    seconds = json.loads((path / "tagger.json").read_text(encoding="utf-8"))["training"]["total_seconds"]
+    return registry.write_card(path, "tagger", command, list(settings.train_ner.train), dev, seconds,
+                               resolve_device(settings.ner.device), settings.root)
+
+
+def embedder_card(settings: Settings, result, command: str) -> Path:
+    """Write medlex-model.json for an embedder `train_embedder` just saved."""
+    from indexer import registry
+
+    return registry.write_card(result.model_dir, "embedder", command, list(settings.train_embedder.sources),
+                               dict(result.dev_metrics), result.seconds, result.device, settings.root)
+
+
+def train_models(settings: Settings, which: tuple[str, ...] = KINDS) -> list[Path]:
+    """Train the tagger and/or the embedder into the first writable search-path entry (ner/, embedder/)."""
+    from indexer import registry
 
     root = registry.writable_root(settings)
     out = []
     if "tagger" in which:
         from indexer.train.ner import train_ner
 
-        ts = dataclasses.replace(settings.train_ner, output_dir=root / "ner")
-        started = time.perf_counter()
-        path, metrics = train_ner(settings.replace(train_ner=ts))
-        dev = {"micro_f1": metrics["micro"]["f1"]} if metrics.get("micro") else {}
-        dev.update({f"{k}_f1": v["f1"] for k, v in metrics.get("labels", {}).items() if "f1" in v})
-        registry.write_card(path, "tagger", "indexer train-models", list(ts.train), dev,
-                            time.perf_counter() - started, resolve_device(settings.ner.device), settings.root)
+        tuned = settings.replace(train_ner=dataclasses.replace(settings.train_ner, output_dir=root / "ner"))
+        path, metrics = train_ner(tuned)
+        tagger_card(tuned, path, metrics, "indexer train-models")
         out.append(path)
     if "embedder" in which:
         from indexer.train.embedder import train_embedder
 
-        es = dataclasses.replace(settings.train_embedder, output_dir=root / "embedder")
-        result = train_embedder(settings.replace(train_embedder=es))
-        registry.write_card(result.model_dir, "embedder", "indexer train-models", list(es.sources),
-                            dict(result.dev_metrics), result.seconds, result.device, settings.root)
+        tuned = settings.replace(train_embedder=dataclasses.replace(settings.train_embedder,
+                                                                    output_dir=root / "embedder"))
+        result = train_embedder(tuned)
+        embedder_card(tuned, result, "indexer train-models")
         out.append(result.model_dir)
     return out
