@@ -139,6 +139,7 @@ class SearchSettings:
     dense_weight: float = 1.0  # RRF weight of dense ranks
     keyword_weight: float = 1.0  # RRF weight of keyword ranks
     candidates: int = 200  # chunks fetched per retriever before fusion and collapsing
+    result_window: int = 100  # dense/hybrid: documents a query retrieves (per retriever); facets, total and pages count these
     facet_limit: int = 10  # values returned per facet
     facet_labels: list[str] = field(default_factory=lambda: ["Disease", "Drug"])  # entity facets shown
     time_limit_ms: int = 5000  # per-query time limit
