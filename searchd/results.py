@@ -76,7 +76,7 @@ class SearchResult:
     mode: str
     k: int
     offset: int
-    total: int  # documents matching (filters, and the keyword match in keyword mode)
+    total: int  # documents in the result set: keyword matches (keyword mode), else those the query retrieves
     hits: list[Hit]
     facets: list[Facet]
     filters: list[ActiveFilter]

@@ -242,7 +242,13 @@ class SearchService:
     # ---- retrieval -----------------------------------------------------------------------
     def _rank(self, query: Query, flt: DocFilter, snap: StoreSnapshot, mask: np.ndarray, match: str | None,
               need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
-        """Ranked (document, best chunk, score), and the mask of the whole result set."""
+        """Ranked (document, best chunk, score) of the whole result set, and its document mask.
+
+        Keyword mode: every filtered document with a matching chunk. Dense and hybrid: the documents
+        the query retrieves, i.e. the dense top `search.result_window` of the filtered set (fused, in
+        hybrid, with the keyword top `result_window`). A plain-language query shares some word with
+        nearly every document, so "every keyword match" would count the whole corpus again.
+        """
         s = self.settings.search
         # keyword search keeps to the documents the mask allows (the one filter implementation)
         docs = None if flt.is_empty() or mask.all() else snap.documents(mask)
@@ -251,22 +257,24 @@ class SearchService:
             ranking, docs = self._keyword_all(match, docs, deadline)
             timings["keyword"] = _ms(mark)
             return ranking, mask & snap.of_documents(docs)
+        window = max(s.result_window, 1)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
-        keyword = self._pool.submit(self._keyword, match, docs, need, deadline) if query.mode == "hybrid" else None
+        keyword = self._pool.submit(self._keyword, match, docs, window, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
         allowed = None if flt.is_empty() else snap.chunks(mask)
         qv = self._query_vector(query.q)
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
         dense = [] if allowed is not None and len(allowed) == 0 else \
-            self._grow(lambda n: self.index.search(qv, n, allowed), max(need, 1))
+            self._grow(lambda n: self.index.search(qv, n, allowed), window)[:window]
         timings["dense"] = _ms(mark)
-        if keyword is None:
-            return dense, mask
-        mark = time.perf_counter()
-        bm25 = keyword.result()
-        timings["keyword_wait"] = _ms(mark)
-        return fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k), mask
+        ranking = dense
+        if keyword is not None:
+            mark = time.perf_counter()
+            bm25 = keyword.result()[:window]
+            timings["keyword_wait"] = _ms(mark)
+            ranking = fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k)
+        return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
     def _query_vector(self, q: str) -> np.ndarray:
         """The query's vector, from a small LRU cache so that paging does not re-encode."""

@@ -1,0 +1,88 @@
+"""Dense and hybrid result sets are the documents the query retrieves (search.result_window):
+the total, the pages and every facet count are over that set, checked against brute force."""
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+
+import pytest
+from search_fixtures import build_sample_index, sample_chunker, sample_documents
+
+from indexer.pipeline import embed_text
+from searchd.keyword import fts_query
+from searchd.query import Query
+
+WINDOW = 4
+
+
+@pytest.fixture
+def service(settings, sample_dir):
+    settings = settings.replace(search=settings.search.__class__(result_window=WINDOW, facet_limit=50))
+    return build_sample_index(settings, sample_dir)
+
+
+def dense_top(service, sample_dir, q: str, allowed: set[str] | None = None) -> list[str]:
+    """External ids ranked by their best chunk's cosine, by encoding every chunk (no index)."""
+    emb = service.embedder
+    qv = emb.embed_queries([q])[0]
+    best = {}
+    for doc in sample_documents(sample_dir):
+        if allowed is None or doc.id in allowed:
+            texts = [embed_text(doc.title, c.text, service.settings) for c in sample_chunker(doc)]
+            best[doc.id] = float((emb.embed_documents(texts) @ qv).max())
+    return sorted(best, key=lambda d: -best[d])
+
+
+def facet_counts(service, external_ids: set[str], label: str) -> dict[str, int]:
+    """Documents per affirmed norm id of `label` among `external_ids`, straight from SQLite."""
+    con = sqlite3.connect(service.store.path)
+    counts: Counter = Counter()
+    for ext, norm_id in con.execute("SELECT DISTINCT d.external_id, m.norm_id FROM mentions m JOIN documents d "
+                                    "ON d.id = m.document_id WHERE m.label = ? AND m.negation = 'affirmed'", (label,)):
+        if ext in external_ids:
+            counts[norm_id] += 1
+    return dict(counts)
+
+
+def test_dense_total_facets_and_pages_are_over_the_window(service, sample_dir):
+    q = "veteran PTSD stressor nightmares"
+    result = service.search(Query(q, "dense", k=3))
+    top = dense_top(service, sample_dir, q)[:WINDOW]
+    assert result.total == WINDOW
+    assert [h.external_id for h in result.hits] == top[:3]
+    disease = next(f for f in result.facets if f.name == "disease")
+    assert {v.id: v.count for v in disease.values} == facet_counts(service, set(top), "Disease")
+    collection = next(f for f in result.facets if f.name == "collection")
+    assert sum(v.count for v in collection.values) == WINDOW
+    last = service.search(Query(q, "dense", k=3, offset=3))
+    assert [h.external_id for h in last.hits] == top[3:4]
+    assert service.search(Query(q, "dense", k=3, offset=WINDOW)).hits == []
+
+
+def test_hybrid_set_is_dense_window_plus_keyword_window(service, sample_dir):
+    q = "warfarin bleeding malpractice"
+    result = service.search(Query(q, "hybrid", k=10))
+    dense = [h.external_id for h in service.search(Query(q, "dense", k=WINDOW)).hits]  # checked above
+    keyword = [h.external_id for h in service.search(Query(q, "keyword", k=WINDOW)).hits]
+    union = set(dense) | set(keyword)
+    assert result.total == len(union) and {h.external_id for h in result.hits} == union
+    drug = next(f for f in result.facets if f.name == "drug")
+    assert {v.id: v.count for v in drug.values} == facet_counts(service, union, "Drug")
+
+
+def test_filtered_window_stays_inside_the_filter(service, sample_dir):
+    q = "court negligence doctor"
+    result = service.search(Query(q, "dense", k=10, filters={"source": ("bva", "nm-appeals")}))
+    allowed = {d.id for d in sample_documents(sample_dir) if d.meta.get("source") in ("bva", "nm-appeals")}
+    top = dense_top(service, sample_dir, q, allowed)[:WINDOW]
+    assert result.total == min(WINDOW, len(allowed))
+    assert [h.external_id for h in result.hits] == top
+
+
+def test_keyword_mode_still_counts_every_match(service):
+    result = service.search(Query("veteran OR warfarin", "keyword", k=2))
+    con = sqlite3.connect(service.store.path)
+    matched = {r[0] for r in con.execute("SELECT DISTINCT c.document_id FROM chunks_fts f JOIN chunks c "
+                                         "ON c.id = f.rowid WHERE chunks_fts MATCH ?",
+                                         (fts_query("veteran OR warfarin"),))}
+    assert result.total == len(matched) > WINDOW
