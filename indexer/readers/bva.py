@@ -94,7 +94,9 @@ def decision_title(issue: str, meta: dict) -> str:
                                  long_date(meta.get("date"))) if p)
     if not meta.get("issue"):
         return f"{COURT} decision ({cite})"
-    ruling = f": {meta['outcome']}" if meta.get("outcome") else ""
+    # newer decisions' issue is their ORDER paragraph, which says the outcome already
+    said = any(re.search(rf"\b{r}\b", issue) for r in _RULINGS)
+    ruling = f": {meta['outcome']}" if meta.get("outcome") and not said else ""
     return f"{issue.rstrip('.')}{ruling} ({cite})"
 
 
