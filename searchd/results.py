@@ -5,6 +5,7 @@ them) and evaluation (which scores them). All offsets are character offsets.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,18 @@ class Hit:
     meta: dict[str, Any]  # source, doc_type, court, date, year
     snippet: Snippet
     entities: list[EntityBadge] = field(default_factory=list)
+    # 1 / log2(rank + 1), the weight NDCG gives the rank: 1.0, 0.63, 0.5, ... 0.29 at rank 10. It
+    # reads the same in every mode, where raw scores (RRF, cosine, BM25) are on unlike scales.
+    relevance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.relevance is None:
+            object.__setattr__(self, "relevance", rank_relevance(self.rank))
+
+
+def rank_relevance(rank: int) -> float:
+    """The readable relevance of a 1-based rank: 1 / log2(rank + 1), rounded to 3 places."""
+    return round(1 / math.log2(max(1, rank) + 1), 3)
 
 
 @dataclass(frozen=True)

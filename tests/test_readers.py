@@ -176,7 +176,9 @@ def test_bva_plain_decisions():
     docs = by_id(docs)
     assert set(docs) == {"0512345", "9412345"}, "sample_cases.txt is a list of names, not a decision"
     d = docs["0512345"]
-    assert d.title == "Entitlement to service connection for post-traumatic stress disorder (PTSD)."
+    assert d.title == ("Entitlement to service connection for post-traumatic stress disorder (PTSD) "
+                       "(BVA Citation Nr. 0512345, Docket No. 02-11 123, April 20, 2005)")
+    assert d.meta["issue"] == "Entitlement to service connection for post-traumatic stress disorder (PTSD)."
     assert d.meta["date"] == "2005-04-20" and d.meta["docket"] == "02-11 123"
     assert d.meta["court"] == "Board of Veterans' Appeals" and d.meta["doc_type"] == "decision"
     assert "veteran’s PTSD" in d.text and "§ 3.304" in d.text and "\r" not in d.text
@@ -223,7 +225,7 @@ def test_nm_appeals_tarball_in_place(tmp_path):
     d = docs["106477"]
     assert d.meta["court"] == "New Mexico Court of Appeals" and d.meta["outcome"] == "reverse"
     assert "date" not in d.meta, "the tarball has no dates; none is invented"
-    assert d.title == "Worker appeals the order reducing compensation."
+    assert d.title == "New Mexico Court of Appeals: Worker appeals the order reducing compensation."
     assert "Johnson & Johnson" in d.text
     assert [d.text[s:e] for s, e, _ in d.meta["roles"]] == ["For the reasons discussed herein, we reverse."]
     assert docs["106478"].meta["court"] == "New Mexico Supreme Court"
@@ -307,3 +309,43 @@ def test_json_folder_goes_on_after_a_broken_file(tmp_path):
     docs, errors = records("json", tmp_path)
     assert [d.id for d in docs] == ["b"] and docs[0].meta["source"] == tmp_path.name
     assert [Path(e.path).name for e in errors] == ["a.json"] and "invalid JSON" in errors[0].reason
+
+
+TITLES_DIR = Path(__file__).parent / "data" / "titles"
+
+
+def test_bva_titles_name_outcome_citation_docket_and_date():
+    docs = by_id(records("bva", TITLES_DIR / "bva")[0])
+    old, new = docs["1234567"], docs["1987654"]
+    assert old.title == ("Entitlement to service connection for posttraumatic stress disorder (PTSD): denied, remanded "
+                         "(BVA Citation Nr. 1234567, Docket No. 09-41 552, March 5, 2012)")
+    assert (old.meta["citation"], old.meta["docket"], old.meta["date"]) == ("1234567", "09-41 552", "2012-03-05")
+    assert old.meta["regional_office"] == "Regional Office in Waco, Texas"
+    assert old.meta["outcome"] == "denied, remanded"
+    # a newer decision opens with its ORDER, which says the outcome already: it is not repeated
+    assert new.title == ("Entitlement to service connection for tinnitus is granted "
+                         "(BVA Citation Nr. 1987654, Docket No. 16-02 318, November 30, 2019)")
+
+
+def test_nv_bme_titles_name_type_respondent_case_and_date(tmp_path):
+    tar_folder(TITLES_DIR / "nv" / "text", tmp_path / "nv_bme_filings_text.tar.gz", "text")
+    (tmp_path / "filings_normalized.json.gz").write_bytes(
+        gzip.compress((TITLES_DIR / "nv" / "filings_normalized.json").read_bytes()))
+    docs = by_id(records("nv-bme", tmp_path)[0])
+    listed = docs["2021/21-4455-1_Complaint"]
+    assert listed.title == "Complaint - Alex Quinn, MD - Case No. 21-4455-1 (June 4, 2021)", "the scraper's _ is a ."
+    # no metadata record: the respondent comes from the text, the date is the folder's year
+    unlisted = docs["2021/21-9999-1_Order"]
+    assert unlisted.title == "Order - Dana Lee Park, PA-C - Case No 21-9999-1 (2021)"
+    assert unlisted.meta["respondent"] == "Dana Lee Park, PA-C"
+
+
+def test_nm_appeals_titles_name_court_and_parties_or_first_sentence():
+    docs = by_id(records("nm-appeals", TITLES_DIR / "nm")[0])
+    named = docs["200001"]
+    assert named.title == "New Mexico Court of Appeals: Plaintiff Rosa Montoya; Defendant Sandia Mesa Clinic"
+    assert named.meta["parties"] == [["Plaintiff", "Rosa Montoya"], ["Defendant", "Sandia Mesa Clinic"]]
+    # no named party: the first sentence, without paragraph mark or heading, kept whole across "(Repl."
+    assert docs["200002"].title == ("New Mexico Supreme Court: Worker appeals the denial of benefits for a back injury "
+                                    "(Repl. Pamp. 1991) sustained at the mill.")
+    assert "parties" not in docs["200002"].meta

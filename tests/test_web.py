@@ -7,6 +7,7 @@ error states that a healthy index cannot produce, and hostile document text.
 from __future__ import annotations
 
 import json
+import math
 import re
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -265,6 +266,21 @@ def test_search_lists_hits_with_count_time_facets_and_highlights(real):
     assert '<mark class="term"' in page and re.search(r'<mark class="ent ent-0"', page)
     for facet in ("Disease", "Drug", "Document type", "Court", "Year"):
         assert f"<summary>{facet}</summary>" in page
+
+
+def test_hits_show_rank_and_a_relevance_bar_not_the_raw_score(real):
+    client, service = real
+    page = client.get("/?q=service+connection+for+PTSD").get_data(as_text=True)
+    expected = service.search(service.parse({"q": "service connection for PTSD", "k": "10"}))
+    assert len(expected.hits) > 1
+    for hit in expected.hits:
+        assert hit.relevance == round(1 / math.log2(hit.rank + 1), 3)  # 1.0, 0.631, 0.5, ...
+        assert f'<meter class="relevance" min="0" max="1" value="{hit.relevance}">' in page
+        assert f'<span class="rank">#{hit.rank}</span>' in page
+        assert f"{hit.score:.3f}" not in page and f"{hit.score:.4f}" not in page, "the raw RRF value means nothing to a reader"
+    # the API keeps the raw score beside the readable relevance
+    first = expected.to_dict()["hits"][0]
+    assert first["score"] == expected.hits[0].score and first["relevance"] == 1.0
 
 
 def test_a_disease_facet_filters_and_its_chip_removes_the_filter(real):

@@ -5,10 +5,12 @@ JSON files. Each JSON has `name` (the CAP case id, `106477.xml`), `content` (the
 and `annotations`: document-level outcome labels (Affirm, Reverse, Complex = mixed, Dismiss)
 and `Outcome` sentences with character offsets.
 
-The files hold no decision date and no case name, so none is invented: meta["date"] is absent,
-the title is the opinion's first sentence, and meta["court"] comes from the author line
-("X, Justice." is the New Mexico Supreme Court, "X, Judge." the Court of Appeals; a bare "J."
-says neither and leaves the court unset). HTML entities (&amp;) are unescaped and the outcome
+The files hold no decision date and no caption, so none is invented: meta["date"] is absent,
+meta["court"] comes from the author line ("X, Justice." is the New Mexico Supreme Court, "X,
+Judge." the Court of Appeals; a bare "J." says neither and leaves the court unset), and
+meta["parties"] lists the [role, name] pairs the opening sentences name ("Plaintiff Peggy
+Martinez", "Defendant Allstate Insurance Company"). The title is the court and the parties where
+two or more are named, else the court and the opinion's first sentence. HTML entities (&amp;) are unescaped and the outcome
 sentences re-located, so meta["roles"] spans slice the text exactly.
 """
 from __future__ import annotations
@@ -31,6 +33,14 @@ OUTCOMES = {"affirm": "affirm", "reverse": "reverse", "complex": "mixed", "dismi
 _AUTHOR = re.compile(r"\s*(?:MEMORANDUM\s+)?(?:OPINION)?\s*(?P<author>[^{\n]{2,80}?,\s*(?:Chief\s+)?"
                      r"(?P<title>Justice|Judge|J\.|C\.J\.)(?:\s*\([^)]*\))?)[.:]?", re.IGNORECASE)
 MAX_TITLE = 200
+_ROLE = r"(?:Plaintiff|Defendant|Petitioner|Respondent|Appellant|Appellee|Claimant|Intervenor|Worker|Employer|Insurer)s?"
+_NAME_WORD = r"(?:[A-Z][\w.'&-]*|of|the|and|de|del|la|y|&)"
+# "Plaintiff Peggy Martinez", "Defendant-Appellee Allstate Insurance Company", "Plaintiff, D. Paul Chavez,"
+_PARTY = re.compile(rf"\b(?P<role>{_ROLE}(?:[-/ ](?:{_ROLE}))?),?\s+(?P<name>[A-Z][\w.'&-]*(?:\s+{_NAME_WORD}){{0,8}})"
+                    # or the role after the name: "Arizona Public Service Company (Employer)"
+                    rf"|(?P<name2>[A-Z][\w.'&-]*(?:\s+{_NAME_WORD}){{0,8}})\s+\((?P<role2>{_ROLE})\)")
+_NAME_END = re.compile(r"(?:\s+(?:of|the|and|de|del|la|y|&))+$")
+MAX_PARTIES = 3
 
 
 def _members(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -62,12 +72,46 @@ def _court(title: str) -> str | None:
     return SUPREME if "justice" in title else APPEALS if "judge" in title else None
 
 
-def _title(text: str, body_start: int) -> str:
-    """The first sentence of the opinion body, shortened to a title."""
-    spans = sentence_spans(text[body_start:body_start + 2000])
-    first = " ".join(text[body_start + spans[0][0]:body_start + spans[0][1]].split()) if spans else ""
-    first = re.sub(r"^\{?\s*\d+\s*\}?\.?\s*", "", first)  # paragraph marks {1} or 1.
+def _body(text: str, body_start: int) -> str:
+    """The opening of the opinion body, without its first paragraph mark ({1}, 1. or (1)) and heading (I.)."""
+    return re.sub(r"^\s*(?:[{(]?\s*\d+\s*[})]?\.?\s*)?(?:[IVX]+\.\s+)?", "", text[body_start:body_start + 2000])
+
+
+def first_sentence(text: str, body_start: int) -> str:
+    """The first sentence of the opinion body (at least a few words), shortened to a title."""
+    body = re.sub(r"\{\d+\}", " ", _body(text, body_start))  # later paragraph marks run into sentences
+    first = ""
+    for start, end in sentence_spans(body):
+        first = f"{first} {body[start:end]}".strip()
+        # a heading ("I.") is not a sentence, and "(Repl." ends no sentence: an open parenthesis continues it
+        if len(first) >= 25 and first.count("(") <= first.count(")"):
+            break
+    first = " ".join(first.split())
     return first if len(first) <= MAX_TITLE else first[:MAX_TITLE].rsplit(" ", 1)[0] + " ..."
+
+
+def parties(text: str, body_start: int) -> list[list[str]]:
+    """[role, name] of the parties the opening of the opinion names, in order, each name once."""
+    out: list[list[str]] = []
+    for m in _PARTY.finditer(_body(text, body_start)[:600]):
+        name = _NAME_END.sub("", re.sub(r"['’]s$", "", m.group("name") or m.group("name2"))).rstrip(".,")
+        role = m.group("role") or m.group("role2")
+        # "Defendant Appeals" is a sentence, not a name; "the City" is a party's short name
+        if len(name) < 3 or name.split()[0] in ("The", "This", "In", "On") or any(name == n for _, n in out):
+            continue
+        out.append([role, name])
+        if len(out) == MAX_PARTIES:
+            break
+    return out
+
+
+def opinion_title(meta: dict[str, Any], first: str) -> str:
+    """Court and parties (two or more), or court and first sentence, of an opinion."""
+    court = meta.get("court") or "New Mexico appellate court"
+    found = meta.get("parties", [])
+    # one party alone reads worse than the sentence that names it ("Defendant Joe Gurule appeals ...")
+    named = "; ".join(f"{role} {name}" for role, name in found) if len(found) > 1 else ""
+    return f"{court}: {named or first or 'opinion ' + meta['cap_id']}"
 
 
 def to_document(data: Any, source: str) -> Document:
@@ -94,7 +138,11 @@ def to_document(data: Any, source: str) -> Document:
                 roles.append([span[0], span[1], role])
                 cursor = span[1]
     meta["roles"] = roles
-    return Document(case_id, _title(text, m.end() if m else 0) or f"New Mexico opinion {case_id}", text, meta)
+    body_start = m.end() if m else 0
+    found = parties(text, body_start)
+    if found:
+        meta["parties"] = found
+    return Document(case_id, opinion_title(meta, first_sentence(text, body_start)), text, meta)
 
 
 def count(path: Path, options: ReadOptions) -> int:

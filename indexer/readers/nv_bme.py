@@ -6,7 +6,11 @@ PATH is the `nv-medical-board-malpractice-filings` folder (or its `nv_bme_filing
 respondent, case number) by the name the scraper gave it: year, case number as written in the
 title, and the filing type cut to 30 characters with punctuation as `_`. Names the scraper
 mangled fall back to the same year and case number with the closest type. A text with no
-metadata record keeps what its name says (year, case number, type) and meta["matched"] = False.
+metadata record keeps what its name says (year, case number, type), the respondent named in
+its text ("Jane Roe, M.D. (Respondent)"), and meta["matched"] = False.
+
+title = filing type, respondent, case number and date, which tell filings of one case apart:
+"Complaint - Jane Roe, MD - Case No 19-123-1 (March 7, 2019)".
 
 id = `<year>/<file stem>`; court = the Board; meta respondent, case_number, pdf_url, and
 filing_type, the exact type (about 80 spellings: "Settlement Agreement and Order", "Order of
@@ -28,11 +32,15 @@ from indexer.documents import Document
 from indexer.errors import ReaderError
 from indexer.readers import ReadOptions, Record
 from indexer.readers.io import tar_members
-from indexer.readers.util import decode, iso_date, normalise_newlines
+from indexer.readers.util import decode, iso_date, long_date, normalise_newlines
 
 TEXTS, METADATA = "nv_bme_filings_text.tar.gz", "filings_normalized.json.gz"
 BOARD = "Nevada State Board of Medical Examiners"
 _CASE = re.compile(r"(\d{2}-\d+(?:-\d+)?|Licen[cs]?e_No_[A-Za-z]*\d+)")
+# the name the filing gives the respondent: "... Barry James Rives, M.D., (Respondent)"; OCR keeps
+# the parenthesis far more reliably than the caption's layout
+_RESPONDENT = re.compile(r"([A-Z][A-Za-z'.-]*(?:\s+[A-Z][A-Za-z'.-]*){1,4},(?:\s*[A-Z][A-Za-z.-]*,?){1,3})\s*"
+                         r"\((?:the\s+)?(?:Respondent|Licensee)\)")
 
 
 # (keyword, kind) tried in order: "Settlement Agreement and Order" is a settlement, not an order
@@ -112,21 +120,42 @@ def _metadata(file: Path | None) -> FilingIndex:
     return FilingIndex([f for f in filings if isinstance(f, dict)])
 
 
+def _tidy(value: str) -> str:
+    """Undo the scraper's '_' for '.' in listing titles and names ("Robert L_ Horne", "Case No_ 14-1")."""
+    return re.sub(r"(?<=\w)_(?= )", ".", value).rstrip("_ ")
+
+
+def respondent_in_text(text: str) -> str | None:
+    """The respondent as the filing's text names them, or None."""
+    m = _RESPONDENT.search(text[:6000])
+    return " ".join(m.group(1).split()).rstrip(",") if m else None
+
+
+def filing_title(meta: dict[str, Any], listed: str = "") -> str:
+    """Filing type, respondent and case number (the board's listing title when there is one), then the date."""
+    case = f"Case No {meta['case_number']}" if meta.get("case_number") else None
+    title = listed or " - ".join(p for p in (meta.get("filing_type"), meta.get("respondent"), case) if p)
+    date = long_date(meta.get("date"))
+    return f"{title} ({date})" if date else title
+
+
 def to_document(year: str, stem: str, text: str, filing: dict | None, source: str) -> Document:
-    """One filing text with its metadata (or what its file name says)."""
+    """One filing text with its metadata (or what its file name and text say)."""
     meta: dict[str, Any] = {"source": source, "court": BOARD, "matched": filing is not None}
     if filing:
         meta.update(filing_type=filing.get("type"), date=iso_date(filing.get("date")) or year,
-                    respondent=filing.get("respondent"), case_number=filing.get("case_number"),
+                    respondent=_tidy(str(filing.get("respondent") or "")) or None, case_number=filing.get("case_number"),
                     pdf_url=filing.get("pdf_url"))
-        title = str(filing.get("title") or "")
+        listed = _tidy(str(filing.get("title") or ""))
     else:
         m = _CASE.match(stem)
         kind = " ".join(stem[m.end():].replace("_", " ").split()) if m else stem.replace("_", " ")
-        meta.update(filing_type=kind or None, date=year, case_number=m.group(1).replace("_", " ") if m else None)
-        title = f"{kind} - Case No {meta['case_number']}" if m else kind
+        meta.update(filing_type=kind or None, date=year, case_number=m.group(1).replace("_", " ") if m else None,
+                    respondent=respondent_in_text(text))
+        listed = ""
     meta["doc_type"] = filing_kind(meta.get("filing_type") or "")
-    return Document(f"{year}/{stem}", title, text, {k: v for k, v in meta.items() if v is not None})
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return Document(f"{year}/{stem}", filing_title(meta, listed), text, meta)
 
 
 def count(path: Path, options: ReadOptions) -> int:

@@ -48,6 +48,19 @@ def iso_date(value: str | None, formats: Iterable[str] = DATE_FORMATS) -> str | 
     return m.group(1) if m else None
 
 
+def long_date(iso: str | None) -> str | None:
+    """A date for people ("April 20, 2000"; a bare year or YYYY-MM kept readable), from an ISO date."""
+    if not iso:
+        return None
+    for fmt, out in (("%Y-%m-%d", "%B {day}, %Y"), ("%Y-%m", "%B %Y"), ("%Y", "%Y")):
+        try:
+            parsed = datetime.strptime(iso, fmt)
+        except ValueError:
+            continue
+        return parsed.strftime(out).replace("{day}", str(parsed.day))  # no zero padding on any platform
+    return iso
+
+
 def files_under(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """Regular files under a directory (recursively) with one of the suffixes, sorted; or the file itself."""
     if path.is_file():
