@@ -279,12 +279,9 @@ def train_ner_cmd(settings: Settings, threads: int | None) -> None:
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
 @click.option("--where", multiple=True, metavar="KEY=VALUE", help="Only documents whose meta KEY is VALUE.")
 @click.option("--by", default=None, metavar="KEY", help="Also score each value of meta KEY (e.g. source).")
-@click.option("--legal-filter/--no-legal-filter", default=True, show_default=True,
-              help="Drop legal false positives (indexer/legal_filter.py).")
 @click.argument("path", type=click.Path(path_type=Path))
 def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: Path | None, limit: int | None,
-                 skip_bad: bool, threads: int | None, where: tuple[str, ...], by: str | None, legal_filter: bool,
-                 path: Path) -> None:
+                 skip_bad: bool, threads: int | None, where: tuple[str, ...], by: str | None, path: Path) -> None:
     """Score the tagger on gold mentions in PATH (seqeval, strict IOB2, exact span and label)."""
     import dataclasses
     import json
@@ -299,7 +296,7 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
         torch.set_num_threads(threads)
     if model_dir is not None:
         settings = settings.replace(ner=dataclasses.replace(settings.ner, model=str(model_dir)))
-    tagger = load_tagger(settings, legal_filter)
+    tagger = load_tagger(settings)
     if tagger is None:
         raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
                          f"or pass --model")

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from indexer.documents import Mention
-from indexer.normalize import Normalizer, is_abbreviation, key
+from indexer.normalize import Normalizer, is_abbreviation, key, singular
 
 STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
-KINDS = ("names", "abbreviations", "crimes")
+KINDS = ("names", "abbreviations", "crimes", "terms")
 
 _CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 _CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
@@ -49,6 +49,11 @@ OFFICIAL_WORDS = {"office", "board", "department", "administration", "agency", "
                   "regulation", "regulations", "disagreement", "appeals", "affairs", "jurisdiction", "hearing",
                   "officer", "group", "unit", "specialty", "review", "organization", "corporation", "company",
                   "district", "county", "state", "university", "hospital", "clinic", "team", "commissioner"}
+# Legal collocations: a word found in them often enough is a term of art there ("personal injury",
+# "disability rating", "abuse and neglect"), not a diagnosis.
+_FRAMES = re.compile(r"\b(?:personal|bodily|total|partial|permanent|temporary|service[- ]connected|abuse and)\s+([a-z]+)\b"
+                     r"|\b([a-z]+)\s+(?:compensation|benefits|rating|ratings|claims?|petition|proceedings?|award)\b")
+_WORD = re.compile(r"\b[a-z]+\b")
 _CITE_BEFORE = re.compile(r"\bv\.\s*$")
 _CITE_AFTER = re.compile(r"^\s+v\.\s")
 
@@ -87,8 +92,10 @@ def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
 def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
     """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
-    counts["long_forms"] = Counter()
+    counts["long_forms"], counts["words"] = Counter(), Counter()
     for text in texts:
+        counts["words"].update(singular(w) for w in _WORD.findall(text.lower()))
+        counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
         for m in _CITATION.finditer(text):
             counts["names"].update([m.group(1), m.group(2)])
         counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
@@ -112,12 +119,15 @@ def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
 class LegalFilter:
     """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions."""
 
-    def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = ()):
+    def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
+                 terms: Iterable[str] = ()):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
+        self.terms = {key(t) for t in terms}
 
     @classmethod
-    def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2) -> "LegalFilter":
+    def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
+              term_share: float = 0.15, term_count: int = 20) -> "LegalFilter":
         """Stop lists from raw legal texts; forms the lexicon knows, and medical long forms, are left out."""
         counts = learn_counts(texts)
         names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
@@ -128,7 +138,9 @@ class LegalFilter:
                          and all(_is_official(long.split(), lexicon) for long in forms[a])}
         crimes = {k for k, c in counts["crimes"].items() if c >= min_count and not _known(lexicon, k)
                   and not MEDICAL_HEADS.intersection(k.split())}
-        return cls(names, abbreviations, crimes)
+        terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
+                 and c >= term_share * counts["words"][w]}
+        return cls(names, abbreviations, crimes, terms)
 
     def stops(self, text: str, mention: Mention) -> bool:
         """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
@@ -143,7 +155,7 @@ class LegalFilter:
         words = re.findall(r"[\w'’-]+", surface)
         if words and all(w in self.names or w.rstrip("s'’") in self.names for w in words):
             return not is_abbreviation(surface) or surface in self.names
-        return key(surface) in self.crimes
+        return key(surface) in self.crimes or (mention.label == "Disease" and key(surface) in self.terms)
 
     def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
         """The mentions of a text that are not stopped."""
@@ -152,7 +164,7 @@ class LegalFilter:
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
         data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
-                "crimes": sorted(self.crimes)}
+                "crimes": sorted(self.crimes), "terms": sorted(self.terms)}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         return Path(path)
 

@@ -294,7 +294,7 @@ def resolve_tagger_dir(name: str, trained: Path) -> Path | None:
     return path
 
 
-def load_tagger(settings, legal_filter: bool = True) -> BertCrfTagger | None:
+def load_tagger(settings) -> BertCrfTagger | None:
     """The configured tagger on the configured device (with the legal stop list), or None when none is trained."""
     from indexer.legal_filter import LegalFilter
     from indexer.models import resolve_device
@@ -305,7 +305,7 @@ def load_tagger(settings, legal_filter: bool = True) -> BertCrfTagger | None:
     return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                               batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                               window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device),
-                              mention_filter=LegalFilter.load() if legal_filter else None)
+                              mention_filter=LegalFilter.load() if settings.ner.legal_filter else None)
 
 
 def with_label_map(mentions: Sequence[Mention], label_map: dict[str, str]) -> list[Mention]:

@@ -65,6 +65,7 @@ class NerSettings:
     window_stride: int = 150  # words between window starts (windows overlap by the difference)
     device: str = "auto"  # auto | cpu | cuda
     negation_scope_words: int = 8  # words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)
+    legal_filter: bool = True  # drop party names, office abbreviations, crimes (indexer/data/legal_stoplist.json)
 
 
 @dataclass(frozen=True)
