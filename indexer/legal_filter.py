@@ -54,8 +54,9 @@ OFFICIAL_WORDS = {"office", "board", "department", "administration", "agency", "
 _FRAMES = re.compile(r"\b(?:personal|bodily|total|partial|permanent|temporary|service[- ]connected|abuse and)\s+([a-z]+)\b"
                      r"|\b([a-z]+)\s+(?:compensation|benefits|rating|ratings|claims?|petition|proceedings?|award)\b")
 _WORD = re.compile(r"\b[a-z]+\b")
-_CITE_BEFORE = re.compile(r"\bv\.\s*$")
-_CITE_AFTER = re.compile(r"^\s+v\.\s")
+# "Gilbert v. Derwinski", not "i.v. thiopental": a party name stands on each side of the "v."
+_CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
+_CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
 
 
 def _long_form(words: list[str], abbreviation: str) -> list[str] | None:
@@ -147,8 +148,8 @@ class LegalFilter:
         surface = " ".join(mention.text.split())
         if not any(c.isalpha() for c in surface) or surface[:1] in "'’":
             return True
-        if _CITE_BEFORE.search(text[max(0, mention.start - 6):mention.start]) or \
-                _CITE_AFTER.match(text[mention.end:mention.end + 6]):
+        if _CITE_BEFORE.search(text[max(0, mention.start - 40):mention.start]) or \
+                _CITE_AFTER.match(text[mention.end:mention.end + 8]):
             return True
         if surface in self.abbreviations or (surface.endswith("s") and surface[:-1] in self.abbreviations):
             return True
