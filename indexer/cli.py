@@ -245,9 +245,11 @@ def train_ner_cmd(settings: Settings, threads: int | None) -> None:
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N documents only.")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+@click.option("--where", multiple=True, metavar="KEY=VALUE", help="Only documents whose meta KEY is VALUE.")
+@click.option("--by", default=None, metavar="KEY", help="Also score each value of meta KEY (e.g. source).")
 @click.argument("path", type=click.Path(path_type=Path))
 def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: Path | None, limit: int | None,
-                 skip_bad: bool, threads: int | None, path: Path) -> None:
+                 skip_bad: bool, threads: int | None, where: tuple[str, ...], by: str | None, path: Path) -> None:
     """Score the tagger on gold mentions in PATH (seqeval, strict IOB2, exact span and label)."""
     import dataclasses
     import json
@@ -256,7 +258,7 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
 
     from indexer.errors import ModelError
     from indexer.ner import load_tagger
-    from indexer.train.ner import evaluate, format_report, load_documents
+    from indexer.train.ner import evaluate, format_report, load_documents, select_documents
 
     if threads:
         torch.set_num_threads(threads)
@@ -266,8 +268,8 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
     if tagger is None:
         raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
                          f"or pass --model")
-    docs = load_documents([path], fmt, settings.train_ner.label_map, limit, skip_bad)
-    metrics = evaluate(tagger, docs, progress=True)
+    docs = select_documents(load_documents([path], fmt, settings.train_ner.label_map, None, skip_bad), where)[:limit]
+    metrics = evaluate(tagger, docs, progress=True, by=by)
     click.echo(format_report(metrics))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -202,9 +202,10 @@ class BertCrfTagger:
 
     def __init__(self, model: CrfTaggerModel, tokenizer, normalizer: Normalizer | None = None,
                  negation: NegationDetector | None = None, batch_size: int = 16, window_words: int = 200,
-                 window_stride: int = 150, device: str = "cpu"):
+                 window_stride: int = 150, device: str = "cpu", mention_filter=None):
         self.checksum = "untrained"  # load() sets the directory checksum
         self.model, self.tokenizer = model.to(device), tokenizer
+        self.mention_filter = mention_filter  # e.g. LegalFilter: drops what legal text makes look medical
         self.normalizer = normalizer or Normalizer()
         self.negation = negation or NegationDetector.load()
         self.batch_size, self.window_words, self.window_stride = batch_size, window_words, window_stride
@@ -235,6 +236,8 @@ class BertCrfTagger:
                 start, end = words[i][0], words[j - 1][1]
                 state = self.negation.classify(texts[t], sentence, start, end)
                 out[t].append(Mention(start, end, texts[t][start:end], label, label, negation=state))
+        if self.mention_filter is not None:
+            out = [self.mention_filter.filter(text, ms) for text, ms in zip(texts, out)]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
 
     def _predict(self, seqs: list[list[str]]) -> list[list[str]]:
@@ -306,12 +309,17 @@ def resolve_tagger_dir(settings) -> Path | None:
 
 
 def load_tagger(settings) -> BertCrfTagger | None:
-    """The configured tagger on the configured device, or None when ner.model=auto and none is trained."""
+    """The configured tagger on the configured device (with the legal stop list), or None when none is trained."""
+    from indexer.legal_filter import LegalFilter
     from indexer.models import resolve_device
 
     path = resolve_tagger_dir(settings)
     if path is None:
         return None
-    return BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
-                              batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
-                              window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device))
+    tagger = BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
+                                batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
+                                window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device),
+                                mention_filter=LegalFilter.load() if settings.ner.legal_filter else None)
+    if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
+        tagger.checksum += "+legal"
+    return tagger

@@ -5,9 +5,15 @@ and "myocardial infarction" meet; short upper-case forms ("MI", "PTSD") are also
 case, since folding them collides with words. Inside a document, "long form (SF)" defines an
 abbreviation whose later uses get the long form's id. Forms the lexicon does not know fall back
 to `text:<key>`, a normalised surface string, so spelling variants still count as one value.
+
+Spelling variants fold: a prefix written apart or hyphenated joins its word ("post-traumatic",
+"post traumatic" and "posttraumatic" have one key), and common short forms without an in-document
+definition ("PTSD" in a decision that never spells it out) take the long form of a packaged table
+(indexer/data/abbreviations.json), so all three spellings and the abbreviation are one facet value.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -19,6 +25,10 @@ from typing import Iterable, Sequence
 from indexer.documents import Document, Mention
 
 _PUNCT = re.compile(r"[\s\-‐‑‒–—/,]+")
+ABBREVIATIONS_FILE = Path(__file__).resolve().parent / "data" / "abbreviations.json"
+# Prefixes written solid, hyphenated or apart ("posttraumatic", "post-traumatic"); "non" stays apart,
+# since "non-Hodgkin" is never written solid.
+PREFIXES = frozenset({"post", "pre", "anti", "hyper", "hypo", "intra", "inter", "peri", "pseudo", "poly"})
 _ABBREV = re.compile(r"^[A-Z0-9][A-Za-z0-9\-+]{0,9}s?$")  # "MI", "PTSD", "5-FU", "NSAIDs"
 
 
@@ -31,13 +41,37 @@ def singular(word: str) -> str:
     return word
 
 
+def fold_prefixes(words: Sequence[str]) -> list[str]:
+    """Words with each detached prefix joined to the word after it."""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        if out and out[-1] in PREFIXES and i > 0 and words[i - 1] == out[-1]:
+            out[-1] += word
+        else:
+            out.append(word)
+    return out
+
+
 def key(text: str) -> str:
-    """Lookup key: NFKC, lower case, hyphens and slashes as spaces, last word singular."""
-    words = _PUNCT.sub(" ", unicodedata.normalize("NFKC", text).lower()).split()
+    """Lookup key: NFKC, lower case, hyphens and slashes as spaces, prefixes joined, last word singular."""
+    words = fold_prefixes(_PUNCT.sub(" ", unicodedata.normalize("NFKC", text).lower()).split())
     if not words:
         return ""
     words[-1] = singular(words[-1])
     return " ".join(words)
+
+
+def _refold(stored: str) -> str:
+    """A lexicon key saved before prefix folding, folded (case keys of abbreviations stay)."""
+    return stored if stored.startswith("=") else " ".join(fold_prefixes(stored.split()))
+
+
+@functools.lru_cache(maxsize=4)
+def load_abbreviations(path: Path = ABBREVIATIONS_FILE) -> dict[str, str]:
+    """Short form -> long form table (keys starting with '_' are comments)."""
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("_")}
 
 
 def is_abbreviation(text: str) -> bool:
@@ -60,9 +94,15 @@ def _readable(forms: Counter) -> str:
 class Normalizer:
     """Lexicon label -> key -> id, id -> readable name; learned from gold mentions."""
 
-    def __init__(self, lexicon: dict[str, dict[str, str]] | None = None, names: dict[str, str] | None = None):
-        self.lexicon = lexicon or {}
+    def __init__(self, lexicon: dict[str, dict[str, str]] | None = None, names: dict[str, str] | None = None,
+                 abbreviations: dict[str, str] | None = None):
+        self.lexicon = {label: {} for label in lexicon or {}}
+        for label, table in (lexicon or {}).items():
+            for stored, value in sorted(table.items()):
+                self.lexicon[label].setdefault(_refold(stored), value)
         self.names = names or {}
+        self.abbreviations = load_abbreviations() if abbreviations is None else abbreviations
+        self.canonical = {key(long): long for long in self.abbreviations.values()}
 
     @classmethod
     def learn(cls, docs: Iterable[Document]) -> "Normalizer":
@@ -89,12 +129,23 @@ class Normalizer:
         surface = " ".join(text.split())
         found = table.get(_case_key(surface)) if is_abbreviation(surface) else None
         found = found or table.get(key(surface))
+        if not found and self._expansion(surface):
+            return self.lookup(label, self._expansion(surface))
         return (found, self.names.get(found, surface)) if found else None
 
+    def _expansion(self, surface: str) -> str | None:
+        """The table's long form of a short form (plural s allowed), else None."""
+        if not is_abbreviation(surface):
+            return None
+        return self.abbreviations.get(surface) or self.abbreviations.get(_case_key(surface)[1:])
+
     def fallback(self, text: str) -> tuple[str, str]:
-        """Facet value of an unknown form: the normalised surface string."""
+        """Facet value of an unknown form: the normalised surface string (a table short form: its long form)."""
         surface = " ".join(text.split())
-        return f"text:{key(surface)}", surface if is_abbreviation(surface) else surface.lower()
+        surface = self._expansion(surface) or surface
+        k = key(surface)
+        name = self.canonical.get(k) or (surface if is_abbreviation(surface) else surface.lower())
+        return f"text:{k}", name
 
     def normalize_document(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
         """Mentions with norm_id/norm_name: gold ids kept, lexicon, in-document abbreviations, fallback."""

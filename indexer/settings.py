@@ -99,6 +99,7 @@ class NerSettings:
     device: str = setting("auto", "auto | cpu | cuda")
     negation_scope_words: int = setting(8, "words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)")
     build_batch: int = setting(8, "documents tagged per transaction by indexer build; each batch is a resume point")
+    legal_filter: bool = setting(True, "drop party names, office abbreviations, crimes (indexer/data/legal_stoplist.json)")
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 
-from indexer.documents import Document
+from indexer.documents import Document, Mention
 from indexer.errors import ConfigError
 from indexer.importing import CorpusReader
 from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, Tagger, encode_words, sentence_words,
@@ -32,6 +33,17 @@ def load_documents(paths: Iterable[str | Path], fmt: str, label_map: dict[str, s
                    limit: int | None = None, skip_bad: bool = False) -> list[Document]:
     """Every document of the given files or directories; a malformed record is an error unless skip_bad."""
     return list(CorpusReader(fmt, list(paths), ReadOptions(label_map=label_map), limit, skip_bad))
+
+
+def select_documents(docs: Sequence[Document], where: Sequence[str]) -> list[Document]:
+    """Documents whose meta matches every `KEY=VALUE` condition."""
+    conditions = []
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--where {item!r} is not KEY=VALUE")
+        conditions.append((name, value))
+    return [d for d in docs if all(str(d.meta.get(k)) == v for k, v in conditions)]
 
 
 def data_paths(settings: Settings, names: Sequence[str]) -> list[Path]:
@@ -73,40 +85,84 @@ def batches(data: Sequence[Example], size: int, rng: random.Random) -> list[list
     return groups
 
 
-def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False) -> dict:
-    """seqeval strict IOB2 entity scores per label and averaged, with documents/s and tokens/s."""
+def negation_scores(docs: Sequence[Document], predicted: Sequence[Sequence[Mention]]) -> dict:
+    """Negation accuracy over mentions found with the gold span and label, with a gold -> predicted confusion."""
+    confusion: Counter = Counter()
+    for doc, found in zip(docs, predicted):
+        gold = {(m.start, m.end, m.label): m.negation for m in doc.mentions}
+        for m in found:
+            if (m.start, m.end, m.label) in gold:
+                confusion[f"{gold[(m.start, m.end, m.label)]}->{m.negation}"] += 1
+    matched = sum(confusion.values())
+    correct = sum(n for pair, n in confusion.items() if pair.split("->")[0] == pair.split("->")[1])
+    return {"matched": matched, "correct": correct, "accuracy": correct / matched if matched else 0.0,
+            "confusion": dict(sorted(confusion.items()))}
+
+
+def score(docs: Sequence[Document], predicted: Sequence[Sequence[Mention]]) -> dict:
+    """seqeval strict IOB2 entity scores per label, micro (all labels together), macro and weighted, plus
+    negation accuracy; predicted[i] are the mentions found in docs[i]."""
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOB2
+
+    gold, pred = [], []
+    for doc, found in zip(docs, predicted):
+        for words in sentence_words(doc.text):
+            gold.append(tags_from_mentions(words, doc.mentions))
+            pred.append(tags_from_mentions(words, found))
+    report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0) \
+        if any(t != "O" for seq in gold + pred for t in seq) else {}
+    clean = {name: {"precision": float(v["precision"]), "recall": float(v["recall"]),
+                    "f1": float(v["f1-score"]), "support": int(v["support"])} for name, v in report.items()}
+    return {"labels": {k: v for k, v in clean.items() if not k.endswith(" avg")},
+            "micro": clean.get("micro avg"), "macro": clean.get("macro avg"), "weighted": clean.get("weighted avg"),
+            "negation": negation_scores(docs, predicted), "documents": len(docs),
+            "tokens": sum(len(g) for g in gold)}
+
+
+def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False, by: str | None = None) -> dict:
+    """`score` of the tagger's mentions on the documents, with documents/s and tokens/s; with `by`, also
+    the scores of each value of that meta field (e.g. source) under metrics["by"]."""
     from tqdm import tqdm
 
-    gold, pred, batch = [], [], 32
+    predicted: list[list[Mention]] = []
+    batch = 32
     t0 = time.perf_counter()
     for k in tqdm(range(0, len(docs), batch), desc="eval-ner", unit="batch", disable=not progress,
                   dynamic_ncols=True):
-        part = docs[k:k + batch]
-        for doc, found in zip(part, tagger.tag([d.text for d in part])):
-            for words in sentence_words(doc.text):
-                gold.append(tags_from_mentions(words, doc.mentions))
-                pred.append(tags_from_mentions(words, found))
+        predicted.extend(tagger.tag([d.text for d in docs[k:k + batch]]))
     seconds = time.perf_counter() - t0
-    report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
-    clean = {name: {"precision": float(v["precision"]), "recall": float(v["recall"]),
-                    "f1": float(v["f1-score"]), "support": int(v["support"])} for name, v in report.items()}
-    tokens = sum(len(g) for g in gold)  # words tagged
-    return {"labels": {k: v for k, v in clean.items() if not k.endswith(" avg")},
-            "micro": clean.get("micro avg"), "macro": clean.get("macro avg"), "weighted": clean.get("weighted avg"),
-            "documents": len(docs), "tokens": tokens, "seconds": round(seconds, 2),
-            "docs_per_s": round(len(docs) / max(seconds, 1e-9), 2),
-            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+    metrics = score(docs, predicted)
+    metrics.update(seconds=round(seconds, 2), docs_per_s=round(len(docs) / max(seconds, 1e-9), 2),
+                   tokens_per_s=round(metrics["tokens"] / max(seconds, 1e-9), 1))
+    if by:
+        groups: dict[str, list[int]] = {}
+        for i, doc in enumerate(docs):
+            groups.setdefault(str(doc.meta.get(by)), []).append(i)
+        metrics["by"] = {value: score([docs[i] for i in idx], [predicted[i] for i in idx])
+                         for value, idx in sorted(groups.items())}
+    return metrics
 
 
-def format_report(metrics: dict) -> str:
-    """The metrics as a fixed-width table."""
-    lines = [f"{'label':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+def format_scores(metrics: dict, title: str = "label") -> list[str]:
+    """Rows of per-label and averaged scores, then the negation accuracy."""
+    lines = [f"{title:<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     rows = list(metrics["labels"].items()) + [(f"{k} avg", metrics[k]) for k in ("micro", "macro", "weighted")]
     for name, v in rows:
         if v:
-            lines.append(f"{name:<14}{v['precision']:>10.4f}{v['recall']:>10.4f}{v['f1']:>10.4f}{v['support']:>10}")
+            lines.append(f"{name:<24}{v['precision']:>10.4f}{v['recall']:>10.4f}{v['f1']:>10.4f}{v['support']:>10}")
+    neg = metrics.get("negation")
+    if neg and neg["matched"]:
+        lines.append(f"negation accuracy {neg['accuracy']:.4f} over {neg['matched']} matched mentions "
+                     f"({', '.join(f'{k} {v}' for k, v in neg['confusion'].items())})")
+    return lines
+
+
+def format_report(metrics: dict) -> str:
+    """The metrics as a fixed-width table (micro avg = all labels together), one more per `by` group."""
+    lines = format_scores(metrics)
+    for value, part in metrics.get("by", {}).items():
+        lines += [""] + format_scores(part, value[:24])
     lines.append(f"{metrics['documents']} documents, {metrics['tokens']} tokens in {metrics['seconds']:.1f} s: "
                  f"{metrics['docs_per_s']:.2f} docs/s, {metrics['tokens_per_s']:.1f} tokens/s")
     return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""Drop tagger mentions that legal text makes look medical: party names, office abbreviations, crimes.
+
+A tagger trained on PubMed abstracts has never seen "Gilbert v. Derwinski", "the RO" or "two counts
+of trafficking", and marks them as Disease or Drug. The stop list is learned from raw legal text
+(no labels): names are the capitalised words of citations ("X v. Y") and of titles ("Dr. X",
+"Patient A"); abbreviations are those the text defines, "Regional Office (RO)", whose long form is
+not medical; crimes are what people are "convicted of" or "charged with". A form the tagger's
+lexicon knows is never stopped, so "Parkinson" or "Valium" stay entities wherever they appear.
+Two rules need no list: a mention beside a citation's "v." is a party, and a mention without a
+letter ("'s", "--") is a tokenisation accident.
+
+`python -m indexer.legal_filter` learns the list from the configured data directory's legal
+corpora and writes it to indexer/data/legal_stoplist.json, the file the tagger loads.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from indexer.documents import Mention
+from indexer.normalize import Normalizer, is_abbreviation, key, singular
+
+STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
+KINDS = ("names", "abbreviations", "crimes", "terms")
+
+_CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
+_CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
+_TITLED = re.compile(r"\b(?:Mr|Ms|Mrs|Dr|Judge|Justice|Agent|Officer|Detective|Sergeant|Sgt|Patient)\.?\s+"
+                     r"([A-Z](?:[a-z]+(?:['’-][A-Z]?[a-z]+)?)?)\b(?!\.\w)")
+_DEFINED = re.compile(r"((?:[\w'’]+[\s\-–]+){1,8})\(\s*\"?([A-Z][A-Z0-9&]{1,7})\"?\s*\)")
+_CHARGED = re.compile(r"\b(?:convicted of|charged with|counts? of|guilty of|convictions? (?:for|of)|indicted for)"
+                      r"\s+(?:(?:a|an|the|one|two|three|four|several|first-degree|second-degree)\s+)?"
+                      r"([a-z]+(?:[ -][a-z]+){0,2})")
+_CHARGE_END = {"and", "or", "in", "of", "the", "a", "with", "for", "to", "by", "on", "at", "as", "that", "which"}
+_FUNCTION = {"of", "the", "and", "for", "on", "in", "to", "'s", "’s", "s"}
+# Long forms ending in these words name a disease or a substance, never an office.
+MEDICAL_HEADS = {"disorder", "disease", "syndrome", "hormone", "infection", "deficiency", "failure", "injury",
+                 "disorders", "diseases", "cancer", "tumor", "acid", "virus", "pressure", "dependence", "abuse",
+                 "poisoning", "trauma", "pain", "depression", "dependency", "intoxication", "overdose"}
+# An abbreviation is stopped only when its long form names an institution, a document or a rule:
+# medical filings also define "computed tomography (CT)" and "tricyclic antidepressant (TCA)".
+OFFICIAL_WORDS = {"office", "board", "department", "administration", "agency", "act", "center", "court",
+                  "division", "bureau", "program", "statement", "case", "judge", "commission", "committee",
+                  "service", "services", "records", "association", "institute", "academy", "council", "authority",
+                  "rule", "rules", "law", "code", "statutes", "notice", "police", "system", "agreement",
+                  "regulation", "regulations", "disagreement", "appeals", "affairs", "jurisdiction", "hearing",
+                  "officer", "group", "unit", "specialty", "review", "organization", "corporation", "company",
+                  "district", "county", "state", "university", "hospital", "clinic", "team", "commissioner"}
+# Legal collocations: a word found in them often enough is a term of art there ("personal injury",
+# "disability rating", "abuse and neglect"), not a diagnosis.
+_FRAMES = re.compile(r"\b(?:personal|bodily|total|partial|permanent|temporary|service[- ]connected|abuse and)\s+([a-z]+)\b"
+                     r"|\b([a-z]+)\s+(?:compensation|benefits|rating|ratings|claims?|petition|proceedings?|award)\b")
+_WORD = re.compile(r"\b[a-z]+\b")
+# "Gilbert v. Derwinski", not "i.v. thiopental": a party name stands on each side of the "v."
+_CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
+_CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
+
+
+def _long_form(words: list[str], abbreviation: str) -> list[str] | None:
+    """The words before "(ABBR)" whose initials spell it, read backwards; None when they do not."""
+    letters = [c for c in abbreviation.lower() if c.isalpha()]
+    parts = [p for w in words for p in re.split(r"[\-–]", w) if p]
+    taken: list[str] = []
+    while letters and parts:
+        word = parts.pop()
+        if word.lower() in _FUNCTION and not word.lower().startswith(letters[-1]):
+            taken.append(word)
+            continue
+        if not word.lower().startswith(letters[-1]):
+            return None
+        letters.pop()
+        taken.append(word)
+    return list(reversed(taken)) if not letters else None
+
+
+def _known(lexicon: Normalizer | None, text: str) -> bool:
+    """Whether the tagger's lexicon knows the form under any label."""
+    return lexicon is not None and any(lexicon.lookup(label, text) for label in lexicon.lexicon)
+
+
+def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
+    """A long form naming an institution or a document, with no word the lexicon or the medical heads know."""
+    lower = [w.lower().strip("'’") for w in long_words]
+    if not OFFICIAL_WORDS.intersection(lower) or MEDICAL_HEADS.intersection(lower):
+        return False
+    return not _known(lexicon, " ".join(long_words)) and \
+        not any(_known(lexicon, w) for w, lw in zip(long_words, lower) if lw not in _FUNCTION and len(w) > 3)
+
+
+def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
+    """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts."""
+    counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
+    counts["long_forms"], counts["words"] = Counter(), Counter()
+    for text in texts:
+        counts["words"].update(singular(w) for w in _WORD.findall(text.lower()))
+        counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
+        for m in _CITATION.finditer(text):
+            counts["names"].update([m.group(1), m.group(2)])
+        counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
+        for m in _DEFINED.finditer(text):
+            words = m.group(1).split()
+            long = _long_form(words, m.group(2))
+            if long:
+                counts["abbreviations"][m.group(2)] += 1
+                counts["long_forms"][(m.group(2), " ".join(long))] += 1
+        for m in _CHARGED.finditer(text):
+            words = []
+            for w in m.group(1).split():
+                if w in _CHARGE_END:
+                    break
+                words.append(w)
+            if words:
+                counts["crimes"][key(" ".join(words))] += 1
+    return counts
+
+
+class LegalFilter:
+    """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions."""
+
+    def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
+                 terms: Iterable[str] = ()):
+        self.names, self.abbreviations = set(names), set(abbreviations)
+        self.crimes = {key(c) for c in crimes}
+        self.terms = {key(t) for t in terms}
+
+    @classmethod
+    def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
+              term_share: float = 0.15, term_count: int = 20) -> "LegalFilter":
+        """Stop lists from raw legal texts; forms the lexicon knows, and medical long forms, are left out."""
+        counts = learn_counts(texts)
+        names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
+        forms: dict[str, set[str]] = {}
+        for abbr, long in counts["long_forms"]:
+            forms.setdefault(abbr, set()).add(long)
+        abbreviations = {a for a, c in counts["abbreviations"].items() if c >= min_count and not _known(lexicon, a)
+                         and all(_is_official(long.split(), lexicon) for long in forms[a])}
+        crimes = {k for k, c in counts["crimes"].items() if c >= min_count and not _known(lexicon, k)
+                  and not MEDICAL_HEADS.intersection(k.split())}
+        terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
+                 and c >= term_share * counts["words"][w]}
+        return cls(names, abbreviations, crimes, terms)
+
+    def stops(self, text: str, mention: Mention) -> bool:
+        """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
+        surface = " ".join(mention.text.split())
+        if not any(c.isalpha() for c in surface) or surface[:1] in "'’":
+            return True
+        if _CITE_BEFORE.search(text[max(0, mention.start - 40):mention.start]) or \
+                _CITE_AFTER.match(text[mention.end:mention.end + 8]):
+            return True
+        if surface in self.abbreviations or (surface.endswith("s") and surface[:-1] in self.abbreviations):
+            return True
+        words = re.findall(r"[\w'’-]+", surface)
+        if words and all(w in self.names or w.rstrip("s'’") in self.names for w in words):
+            return not is_abbreviation(surface) or surface in self.names
+        return key(surface) in self.crimes or (mention.label == "Disease" and key(surface) in self.terms)
+
+    def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
+        """The mentions of a text that are not stopped."""
+        return [m for m in mentions if not self.stops(text, m)]
+
+    def save(self, path: str | Path = STOPLIST_FILE) -> Path:
+        """Write the stop lists as sorted JSON."""
+        data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
+                "crimes": sorted(self.crimes), "terms": sorted(self.terms)}
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path = STOPLIST_FILE) -> "LegalFilter":
+        """Read stop lists written by `save` (an absent file gives the list-free rules only)."""
+        path = Path(path)
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{k: data.get(k, []) for k in KINDS})
+
+
+LEGAL_CORPORA = (("bva", "bva-decisions/summarization/single_issue_PTSD_sample"),
+                 ("nv-bme", "nv-medical-board-malpractice-filings"),
+                 ("nm-appeals", "cap-nm-appeals-outcome/nm_appeals_500.tar.gz"))
+
+
+def legal_texts(data_dir: Path, held_out: Sequence[str] = ()) -> Iterable[str]:
+    """Texts of the legal corpora, leaving out any document that contains a held-out passage."""
+    from indexer.documents import Document
+    from indexer.readers import read
+
+    probes = [" ".join(p.split())[:80] for p in held_out]
+    for fmt, name in LEGAL_CORPORA:
+        for record in read(fmt, data_dir / name):
+            if isinstance(record, Document):
+                flat = " ".join(record.text.split())
+                if not any(p in flat for p in probes):
+                    yield record.text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Learn the stop list from the configured data dir's legal corpora, holding out a dev set's passages."""
+    import argparse
+
+    from indexer.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m indexer.legal_filter", description=main.__doc__)
+    parser.add_argument("--held-out", type=Path, default=Path("eval/legal-ner-dev/corpus.jsonl"),
+                        help="BEIR corpus whose passages' documents are not learned from")
+    parser.add_argument("--lexicon", type=Path, required=True, help="the tagger's lexicon.json")
+    parser.add_argument("--output", type=Path, default=STOPLIST_FILE)
+    args = parser.parse_args(argv)
+    held = [json.loads(line)["text"] for line in args.held_out.read_text(encoding="utf-8").splitlines()
+            if line.strip()] if args.held_out.is_file() else []
+    texts = legal_texts(load_settings(None, ()).data.dir, held)
+    found = LegalFilter.learn(texts, Normalizer.load(args.lexicon))
+    path = found.save(args.output)
+    print(f"wrote {path}: " + ", ".join(f"{k} {len(getattr(found, k))}" for k in KINDS))
+
+
+if __name__ == "__main__":
+    main()

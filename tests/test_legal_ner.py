@@ -1,0 +1,127 @@
+"""The legal NER dev set, its scorer, the legal stop list and abbreviation/spelling-variant folding."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from indexer.documents import Document, Mention
+from indexer.legal_filter import LegalFilter, learn_counts
+from indexer.normalize import Normalizer, key
+from indexer.train.ner import load_documents, negation_scores, score, select_documents
+
+DEV = Path(__file__).resolve().parents[1] / "eval" / "legal-ner-dev" / "corpus.jsonl"
+
+
+def _m(text: str, surface: str, label: str, negation: str = "affirmed", nth: int = 0) -> Mention:
+    start = -1
+    for _ in range(nth + 1):
+        start = text.index(surface, start + 1)
+    return Mention(start, start + len(surface), surface, label, negation=negation)
+
+
+TEXT = "No evidence of PTSD. He took Valium and Xanax for anxiety."
+GOLD = Document("d", "", TEXT, {"source": "x"}, [_m(TEXT, "PTSD", "Disease", "negated"), _m(TEXT, "Valium", "Drug"),
+                                                 _m(TEXT, "Xanax", "Drug"), _m(TEXT, "anxiety", "Disease")])
+
+
+def test_score_counts_hand_made_predictions():
+    # found: PTSD (right span, wrong negation), Valium (right), "Xanax for" (wrong span),
+    # "He" as Drug (false positive); anxiety is missed.
+    found = [_m(TEXT, "PTSD", "Disease"), _m(TEXT, "Valium", "Drug"), _m(TEXT, "Xanax for", "Drug"),
+             _m(TEXT, "He", "Drug")]
+    metrics = score([GOLD], [found])
+    # Disease: 1 TP of 1 predicted, 2 gold -> P 1, R .5; Drug: 1 TP of 3 predicted, 2 gold -> P 1/3, R 1/2
+    assert metrics["labels"]["Disease"]["precision"] == 1.0 and metrics["labels"]["Disease"]["recall"] == 0.5
+    assert metrics["labels"]["Drug"]["precision"] == pytest.approx(1 / 3)
+    assert metrics["labels"]["Drug"]["recall"] == 0.5
+    # Disease+Drug together: 2 TP, 4 predicted, 4 gold
+    assert metrics["micro"]["precision"] == 0.5 and metrics["micro"]["recall"] == 0.5
+    assert metrics["negation"] == {"matched": 2, "correct": 1, "accuracy": 0.5,
+                                   "confusion": {"affirmed->affirmed": 1, "negated->affirmed": 1}}
+
+
+def test_score_of_nothing_found_and_nothing_to_find():
+    empty = Document("e", "", "The RO denied the claim.", {}, [])
+    metrics = score([empty], [[]])
+    assert metrics["micro"] is None and metrics["negation"]["matched"] == 0
+    assert negation_scores([GOLD], [list(GOLD.mentions)])["accuracy"] == 1.0
+
+
+def test_select_documents_by_meta():
+    other = Document("o", "", "x", {"source": "y"}, [])
+    assert select_documents([GOLD, other], ["source=y"]) == [other]
+    assert select_documents([GOLD, other], []) == [GOLD, other]
+
+
+def test_dev_set_reads_and_matches_its_documentation():
+    docs = load_documents([DEV], "beir", {})
+    assert 40 <= len(docs) <= 60
+    labels = Counter(m.label for d in docs for m in d.mentions)
+    assert set(labels) == {"Disease", "Drug"} and 100 <= sum(labels.values()) <= 150
+    assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
+                                                "cap-nm-appeals-outcome"}
+    assert {d.meta["split"] for d in docs} == {"tune", "test"}
+    assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
+    assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
+    assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
+
+
+LEGAL = ("See Gilbert v. Derwinski, 1 Vet. App. 49 (1990); Madden v. Gober, 125 F.3d 1477. "
+         "The Regional Office (RO) denied it. The Regional Office (RO) wrote to Dr. Smith about Patient A. "
+         "Dr. Smith agreed. He was convicted of armed robbery and charged with trafficking. "
+         "She was convicted of armed robbery. Both were charged with trafficking. "
+         "Post-traumatic stress disorder (PTSD) was diagnosed. Post-traumatic stress disorder (PTSD) again. "
+         "A personal injury claim; personal injury damages; an injury claim.")
+
+
+def test_filter_learns_names_offices_and_crimes_but_not_diseases():
+    found = LegalFilter.learn([LEGAL], min_count=1)
+    assert {"Derwinski", "Gober", "Smith", "A"} <= found.names and "RO" in found.abbreviations
+    assert "PTSD" not in found.abbreviations  # its long form is a disorder
+    assert {"armed robbery", "trafficking"} <= found.crimes
+    assert "injury" in LegalFilter.learn([LEGAL], term_count=2).terms
+    counts = learn_counts([LEGAL])
+    assert counts["long_forms"][("RO", "Regional Office")] == 2
+
+
+def test_filter_drops_legal_false_positives_and_keeps_entities():
+    stop = LegalFilter(names={"Derwinski", "Ramona"}, abbreviations={"RO"}, crimes={"armed robbery"})
+    text = "In Gilbert v. Derwinski the RO found PTSD; Ramona took Valium ('s) before the armed robbery."
+    mentions = [_m(text, w, label) for w, label in (("Gilbert", "Disease"), ("Derwinski", "Disease"),
+                                                    ("RO", "Drug"), ("PTSD", "Disease"), ("Ramona", "Drug"),
+                                                    ("Valium", "Drug"), ("'s", "Disease"),
+                                                    ("armed robbery", "Disease"))]
+    kept = stop.filter(text, mentions)
+    assert [m.text for m in kept] == ["PTSD", "Valium"]
+
+
+def test_filter_never_stops_what_the_lexicon_knows(tmp_path):
+    lexicon = Normalizer({"Disease": {key("Parkinson"): "MESH:D010300"}}, {"MESH:D010300": "Parkinson disease"})
+    found = LegalFilter.learn(["Parkinson v. Brown. Parkinson v. Brown. Dr. Parkinson. Dr. Parkinson."], lexicon)
+    assert "Brown" in found.names and "Parkinson" not in found.names
+    found.save(tmp_path / "stop.json")
+    assert LegalFilter.load(tmp_path / "stop.json").names == found.names
+    assert LegalFilter.load(tmp_path / "absent.json").names == set()
+
+
+def test_spelling_variants_and_abbreviation_fold_to_one_value():
+    norm = Normalizer()
+    forms = ["post-traumatic stress disorder", "posttraumatic stress disorder", "Post-Traumatic Stress Disorder",
+             "post traumatic stress disorders", "post– traumatic stress disorder", "PTSD"]
+    values = {norm.fallback(f) for f in forms}
+    assert values == {("text:posttraumatic stress disorder", "post-traumatic stress disorder")}
+    assert key("non-Hodgkin lymphomas") == "non hodgkin lymphoma"  # "non" is not joined
+    text = "He has PTSD and hypertension."
+    found = norm.normalize_document(text, [_m(text, "PTSD", "Disease"), _m(text, "hypertension", "Disease")])
+    assert [m.norm_id for m in found] == ["text:posttraumatic stress disorder", "text:hypertension"]
+
+
+def test_old_lexicon_keys_are_refolded_and_table_short_forms_use_them():
+    norm = Normalizer({"Disease": {"post traumatic stress disorder": "MESH:D013313"}},
+                      {"MESH:D013313": "post-traumatic stress disorder"})
+    assert norm.lookup("Disease", "posttraumatic stress disorder") == ("MESH:D013313",
+                                                                      "post-traumatic stress disorder")
+    assert norm.lookup("Disease", "PTSD") == ("MESH:D013313", "post-traumatic stress disorder")
+    assert Normalizer(abbreviations={}).fallback("PTSD") == ("text:ptsd", "PTSD")
