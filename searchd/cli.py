@@ -107,6 +107,18 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+@main.command("window-study")
+@config_options
+@click.option("--window", "windows", type=int, multiple=True, help="Windows to try (default: 10 20 50 100 200 500).")
+def window_study_cmd(settings: Settings, windows: tuple[int, ...]) -> None:
+    """Facets of a few legal queries at several search.result_window sizes, as a Markdown table."""
+    from searchd.eval.window import WINDOWS, markdown, study
+    from searchd.service import SearchService
+
+    with SearchService.load(settings) as service:
+        click.echo(markdown(study(service, windows or WINDOWS)))
+
+
 @main.command("make-evalset")
 @config_options
 @click.argument("kind", type=click.Choice(["pubtator", "medquad"]))

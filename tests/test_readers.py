@@ -207,7 +207,8 @@ def test_vetclaims_both_schemas_and_a_broken_file():
     # a sentence split over a line break in the text is still found; one absent from it is counted
     assert ("He was diagnosed with PTSD\nin 2010.", "FindingSentence") in spans
     assert old.meta["roles_unlocated"] == 1
-    assert new.meta["date"] == "2018-09-20" and new.title == "Entitlement to service connection for PTSD is denied."
+    assert new.meta["date"] == "2018-09-20" and new.meta["issue"] == "Entitlement to service connection for PTSD is denied."
+    assert new.title == "Entitlement to service connection for PTSD is denied (BVA Citation Nr. 18137350, September 20, 2018)"
     assert [(new.text[s:e], role) for s, e, role, _ in new.meta["roles"]][-1] == ("No stressor – none.", "FindingSentence")
 
 

@@ -86,3 +86,13 @@ def test_keyword_mode_still_counts_every_match(service):
                                          "ON c.id = f.rowid WHERE chunks_fts MATCH ?",
                                          (fts_query("veteran OR warfarin"),))}
     assert result.total == len(matched) > WINDOW
+
+
+def test_window_study_reports_set_sizes_and_the_rank_of_the_query_value(service):
+    from searchd.eval.window import markdown, study
+
+    rows = study(service, windows=(2, 12), modes=("dense",),
+                 queries=[("veteran PTSD stressor nightmares", "disease", "ptsd")])
+    assert [r[2] for r in rows] == ["2", "12"] and rows[0][3] == "2/12" and rows[1][3] == "12/12"
+    assert rows[0][4] != "-" and service.settings.search.result_window == WINDOW
+    assert markdown(rows).count("\n") == 3

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from indexer.documents import Document
 from indexer.errors import ReaderError
 from indexer.readers import ReadOptions, Record
-from indexer.readers.bva import decision_meta
+from indexer.readers.bva import decision_meta, decision_title
 from indexer.readers.util import decode, files_under, iso_date, locate, normalise_newlines
 
 
@@ -54,7 +54,7 @@ def to_document(data: Any, source: str) -> Document:
     if extra.get("judge"):
         meta["judge"] = extra["judge"]
     meta["roles"], meta["roles_unlocated"] = role_spans(text, data.get("sentences") or [])
-    return Document(citation, title, text, meta)
+    return Document(citation, decision_title(title, meta), text, meta)
 
 
 def count(path: Path, options: ReadOptions) -> int:

@@ -1,0 +1,67 @@
+"""`.ci/quickstart` end to end, with and without trained models, in a temporary index (slow)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+PTSD_QUERY = "veteran denied service connection for PTSD stressor not verified"
+
+
+def run_quickstart(tmp_path: Path, data_dir: Path, models: list[Path], limit: int,
+                   window: int = 100) -> tuple[str, Path]:
+    """Run the quickstart without setup and serving against a config of its own; (output, config path)."""
+    config = tmp_path / "config.toml"
+    paths = ", ".join(f'"{p}"' for p in models)
+    config.write_text(f'[data]\ndir = "{data_dir}"\n\n[index]\ndir = "{tmp_path / "index"}"\n\n'
+                      f'[models]\npath = [{paths}]\n\n[search]\nresult_window = {window}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "MEDLEX_DATA_DIR"}
+    env.update(MEDLEX_CONFIG=str(config), MEDLEX_SKIP_SETUP="1", MEDLEX_PYTHON=sys.executable, OMP_NUM_THREADS="2")
+    proc = subprocess.run(["bash", ".ci/quickstart", "--limit", str(limit), "--no-serve"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr, config
+
+
+@pytest.mark.slow
+def test_quickstart_without_models_says_so_and_uses_gold_mentions(tmp_path):
+    out, config = run_quickstart(tmp_path, tmp_path / "no-data", [tmp_path / "no-models"], 2)
+    assert "no trained tagger found" in out and "packaged base all-MiniLM-L6-v2" in out
+    assert "indexing the bundled sample corpus" in out
+    from indexer.store import DocumentStore
+
+    with DocumentStore(load_settings(config).index.dir / "store.sqlite", create=False) as store:
+        assert store.raw("SELECT count(*) FROM mentions WHERE origin = 'model'")[0][0] == 0
+        assert store.counts()["documents"] == 12
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_quickstart_with_the_shared_tagger_tags_legal_documents(tmp_path, shared_data):
+    """With the tagger beside the data, legal documents get entities and a PTSD query leads its Disease facet."""
+    models = shared_data.parent / "models"
+    if not (models / "ner-bc5cdr" / "tagger.json").is_file():
+        pytest.skip(f"no shared tagger in {models}")
+    # 4 documents per legal corpus and 20 per BC5CDR file: a window of 8 is to this index what the default
+    # window of 100 is to the default quickstart index (40 per legal corpus, 200 abstracts per file)
+    out, config = run_quickstart(tmp_path, shared_data, [tmp_path / "var-models", models], 4, window=8)
+    assert "the trained tagger tags every legal document" in out and "tagged 12 documents" in out
+    from searchd.query import Query
+    from searchd.service import SearchService
+
+    with SearchService.load(load_settings(config)) as service:
+        legal = service.store.raw("SELECT count(DISTINCT m.document_id) FROM mentions m JOIN documents d ON "
+                                  "d.id = m.document_id WHERE m.origin = 'model' AND d.source != 'pubmed'")[0][0]
+        assert legal >= 10, "nearly every legal document has tagger entities"
+        for mode in ("hybrid", "dense"):
+            result = service.search(Query(PTSD_QUERY, mode))
+            disease = next(f for f in result.facets if f.name == "disease")
+            top = disease.values[0].name.lower()
+            assert "ptsd" in top or "stress disorder" in top, (mode, [v.name for v in disease.values])
+            assert result.total < service.store.counts()["documents"], "facets follow the query, not the corpus"
