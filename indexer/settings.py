@@ -74,6 +74,7 @@ class ChunkSettings:
 
     max_tokens: int = setting(128, "tokens per chunk, special tokens included; equals embedder.max_length")
     overlap_tokens: int = setting(32, "tokens shared by neighbouring chunks")
+    max_document_chars: int = setting(2_000_000, "a longer document is refused at import, naming it (--skip-bad skips it)")
 
 
 @dataclass(frozen=True)
