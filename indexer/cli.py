@@ -202,8 +202,25 @@ def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> Non
     store.close()
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
+        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}{_out_of_step(settings)}")
     _change(settings, collection, [], list(ids))
+
+
+def _out_of_step(settings: Settings) -> str:
+    """'' when the index agrees with its store, else a note naming the command that mends it.
+
+    An earlier `delete` killed after the store committed leaves the ids gone but their vectors indexed.
+    """
+    from indexer.errors import IndexMismatchError
+    from indexer.pipeline import MANIFEST, open_index
+
+    if not (settings.index.dir / MANIFEST).is_file():
+        return ""
+    try:
+        open_index(settings)[0].close()
+    except IndexMismatchError as exc:
+        return f"; the index needs `indexer build` ({exc})"
+    return ""
 
 
 @main.command("info")

@@ -203,6 +203,8 @@ class ServerSettings:
     port: int = setting(8600, "searchd port")
     threads: int = setting(8, "WSGI worker threads")
     max_body_bytes: int = setting(65536, "larger request bodies are refused")
+    reload_check_seconds: float = setting(2.0, "how often a running service looks for a changed manifest.json "
+                                               "(and reloads the index); 0 checks on every request")
 
 
 @dataclass(frozen=True)

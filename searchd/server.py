@@ -12,11 +12,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
+from searchd.live import LiveService, Loader
 from searchd.service import SearchService, SearchTimeout
 
 
@@ -31,23 +32,30 @@ class ApiError(Exception):
 
 
 class ServiceHolder:
-    """The loaded SearchService, or why there is none yet; it closes the service it loaded itself."""
+    """The loaded SearchService, or why there is none yet; it closes the service it loaded itself.
+
+    A holder that loaded the index itself keeps it live (searchd/live.py): each request takes the
+    current service and gives it back at teardown, and a changed manifest.json swaps in a new one.
+    """
 
     def __init__(self, service: SearchService | None = None):
         self.service = service
         self.error: str | None = None
         self.loading = False
+        self.live: LiveService | None = None
         self._owned: SearchService | None = None  # a service given by the caller is the caller's to close
         self._closed = False
         self._lock = threading.Lock()
 
-    def load_in_background(self, settings: Settings) -> threading.Thread:
-        """Load the index in a thread; requests get 503 until it is ready."""
+    def load_in_background(self, settings: Settings, loader: Loader | None = None) -> threading.Thread:
+        """Load the index in a thread; requests get 503 until it is ready, and see later rebuilds."""
         self.loading = True
+        live = LiveService(settings, loader) if loader is not None else LiveService(settings)
 
         def work() -> None:
             try:
-                self._keep(SearchService.load(settings))
+                live.load()
+                self._keep_live(live)
             except MedlexError as exc:
                 self.error = str(exc)
             finally:
@@ -56,6 +64,14 @@ class ServiceHolder:
         thread = threading.Thread(target=work, name="searchd-load", daemon=True)
         thread.start()
         return thread
+
+    def _keep_live(self, live: LiveService) -> None:
+        with self._lock:
+            if not self._closed:
+                self.live, self.service = live, live.acquire()
+                live.release(self.service)
+                return
+        live.close()  # the server shut down while the index was loading
 
     def _keep(self, service: SearchService) -> None:
         with self._lock:
@@ -68,16 +84,33 @@ class ServiceHolder:
         """Close the service this holder loaded (at shutdown); later requests get 503."""
         with self._lock:
             self._closed = True
-            owned, self._owned = self._owned, None
-        if owned is not None:
+            owned, self._owned, live, self.live = self._owned, None, self.live, None
+        if owned is not None or live is not None:
             self.service, self.error = None, "searchd is shutting down"
+        if owned is not None:
             owned.close()
+        if live is not None:
+            live.close()
 
     def get(self) -> SearchService:
+        """The service for this request; a live one is held until the request's teardown (see release_all)."""
+        live = self.live
+        if live is not None:
+            service = live.acquire()
+            if service is not None:
+                self.service = service
+                g.setdefault("searchd_leases", []).append((live, service))
+                return service
         if self.service is None:
             why = "the index is still loading" if self.loading else f"no index is loaded: {self.error or 'not started'}"
             raise ApiError(503, "index_not_loaded", why)
         return self.service
+
+    @staticmethod
+    def release_all(_exc: BaseException | None = None) -> None:
+        """Give back the services this request took (Flask teardown), so a replaced one can close."""
+        for live, service in g.pop("searchd_leases", []):
+            live.release(service)
 
 
 def _body(max_bytes: int) -> dict[str, Any]:
@@ -133,16 +166,19 @@ def _doc_id(raw: str) -> int:
     return int(raw)
 
 
-def create_app(settings: Settings, service: SearchService | None = None, load: bool = False) -> Flask:
-    """The searchd Flask app; with load=True the index loads in the background (503 until ready)."""
+def create_app(settings: Settings, service: SearchService | None = None, load: bool = False,
+               loader: Loader | None = None) -> Flask:
+    """The searchd Flask app; with load=True the index loads in the background (503 until ready) and is
+    reloaded when its manifest changes (`loader`: how to load it, default SearchService.load)."""
     app = Flask("searchd")
     no_redirects(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.json.sort_keys = False
     holder = ServiceHolder(service)
     app.extensions["searchd"] = holder
+    app.teardown_request(holder.release_all)
     if load and service is None:
-        holder.load_in_background(settings)
+        holder.load_in_background(settings, loader)
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> tuple[Response, int]:
@@ -219,7 +255,9 @@ def create_app(settings: Settings, service: SearchService | None = None, load: b
 
     @app.get("/stats")
     def stats() -> Response:
-        return jsonify(holder.get().stats())
+        svc = holder.get()
+        live = holder.live
+        return jsonify({**svc.stats(), "reload": live.info() if live is not None else None})
 
     return app
 
