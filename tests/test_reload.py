@@ -80,3 +80,20 @@ def test_a_half_written_index_keeps_the_old_service(tmp_path):
     manifest.write_text(manifest.read_text()[:40])  # cut short, as a writer without atomic renames would leave it
     assert live.acquire() is first and live.generation == 1
     live.close()
+
+
+def test_stale_tmp_files_of_dead_writers_go_at_the_next_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from indexer.pipeline import save_json
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    target = tmp_path / "manifest.json"
+    stale = tmp_path / f".manifest.json.{dead.stdout.strip()}.tmp"
+    live = tmp_path / f".manifest.json.{os.getppid()}.tmp"  # a writer still running keeps its file
+    stale.write_bytes(b"x" * 1000)
+    live.write_bytes(b"y")
+    save_json(target, {"a": 1})
+    assert not stale.exists() and live.exists() and target.is_file()
