@@ -63,6 +63,8 @@ def record_options(func):
     """--skip-bad, --field, --source and PATH, shared by `import`, `add` and `update`."""
     for option in reversed((
             click.option("--skip-bad", is_flag=True, help="Skip malformed records with a warning instead of stopping."),
+            click.option("--strict-utf8", is_flag=True,
+                         help="Refuse a file holding bytes that are not UTF-8 (default: replace and count them)."),
             click.option("--field", "fields", multiple=True, metavar="NAME=FIELD",
                          help="json/jsonl: map id, title, text, date, doc_type, court, source to record fields."),
             click.option("--source", default=None, help="Value of the source facet (default: the reader's)."),
@@ -72,9 +74,10 @@ def record_options(func):
 
 
 def _corpus(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...], source: str | None,
-            limit: int | None = None) -> CorpusReader:
+            limit: int | None = None, strict_utf8: bool = False) -> CorpusReader:
     options = ReadOptions(label_map=settings.train_ner.label_map, fields=field_map(fields), source=source)
-    return CorpusReader(fmt, path, options, limit, skip_bad)
+    return CorpusReader(fmt, path, options, limit, skip_bad, strict_utf8=strict_utf8,
+                        max_chars=settings.chunk.max_document_chars)
 
 
 @contextlib.contextmanager
@@ -94,21 +97,22 @@ def _skip_bad_hint(*notes: str) -> Iterator[None]:
 @click.option("--limit", type=int, default=None, help="Import at most this many documents.")
 @record_options
 def import_cmd(settings: Settings, fmt: str, collection: str, batch_size: int, limit: int | None, skip_bad: bool,
-               fields: tuple[str, ...], source: str | None, path: Path) -> None:
+               strict_utf8: bool, fields: tuple[str, ...], source: str | None, path: Path) -> None:
     """Read PATH in FORMAT into the store, updating documents whose ids exist already."""
-    corpus = _corpus(settings, fmt, path, skip_bad, fields, source, limit)
+    corpus = _corpus(settings, fmt, path, skip_bad, fields, source, limit, strict_utf8)
     with _skip_bad_hint():
         total = import_corpus(settings, collection, corpus, batch_size)
     mentions = ", ".join(f"{k} {v}" for k, v in sorted(total.mentions.items())) or "none"
     click.echo(f"{collection}: {total.added} added, {total.updated} updated, {total.unchanged} unchanged, "
-               f"{len(corpus.skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}")
+               f"{len(corpus.skipped)} skipped; {total.chunks} chunks; gold mentions: {mentions}"
+               + (f"; {corpus.replaced_bytes} bytes not UTF-8 replaced" if corpus.replaced_bytes else ""))
 
 
 def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fields: tuple[str, ...] = (),
-                    source: str | None = None) -> list[Document]:
+                    source: str | None = None, strict_utf8: bool = False) -> list[Document]:
     """All documents of PATH; a malformed record stops unless --skip-bad."""
     with _skip_bad_hint("nothing was changed"):
-        return list(_corpus(settings, fmt, path, skip_bad, fields, source))
+        return list(_corpus(settings, fmt, path, skip_bad, fields, source, strict_utf8=strict_utf8))
 
 
 @main.command("build")
@@ -158,10 +162,10 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @record_options
-def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
-            source: str | None, path: Path) -> None:
+def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, strict_utf8: bool,
+            fields: tuple[str, ...], source: str | None, path: Path) -> None:
     """Add documents (and their vectors) without a rebuild; existing ids are updated."""
-    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad, fields, source), [])
+    _change(settings, collection, _read_documents(settings, fmt, path, skip_bad, fields, source, strict_utf8), [])
 
 
 @main.command("update")
@@ -169,12 +173,12 @@ def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, field
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection holding the documents.")
 @record_options
-def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, fields: tuple[str, ...],
-               source: str | None, path: Path) -> None:
+def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, strict_utf8: bool,
+               fields: tuple[str, ...], source: str | None, path: Path) -> None:
     """Replace documents that exist already (by id); unknown ids are an error."""
     from indexer.errors import StoreError
 
-    docs = _read_documents(settings, fmt, path, skip_bad, fields, source)
+    docs = _read_documents(settings, fmt, path, skip_bad, fields, source, strict_utf8)
     store = open_store(settings, create=False)
     known = set(store.external_ids(collection))
     store.close()
@@ -198,8 +202,25 @@ def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> Non
     store.close()
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
+        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}{_out_of_step(settings)}")
     _change(settings, collection, [], list(ids))
+
+
+def _out_of_step(settings: Settings) -> str:
+    """'' when the index agrees with its store, else a note naming the command that mends it.
+
+    An earlier `delete` killed after the store committed leaves the ids gone but their vectors indexed.
+    """
+    from indexer.errors import IndexMismatchError
+    from indexer.pipeline import MANIFEST, open_index
+
+    if not (settings.index.dir / MANIFEST).is_file():
+        return ""
+    try:
+        open_index(settings)[0].close()
+    except IndexMismatchError as exc:
+        return f"; the index needs `indexer build` ({exc})"
+    return ""
 
 
 @main.command("info")

@@ -7,7 +7,10 @@ progress bar; `import_corpus` does that for a corpus into the configured index d
 """
 from __future__ import annotations
 
+import gzip
 import sys
+import tarfile
+import zlib
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 from indexer.documents import Document
 from indexer.errors import ReaderError
 from indexer.readers import ReadOptions, estimate, read
+from indexer.readers.io import decode_tally
 from indexer.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,41 +40,90 @@ class StoppedAtBadRecord(ReaderError):
         return StoppedAtBadRecord(self.record, self.notes + notes)
 
 
-def warn_skipped(record: ReaderError) -> None:
-    """The one report of a skipped record: `warning: skipped <file:line: reason>` on stderr, above any tqdm bar."""
+def warn(message: str) -> None:
+    """One warning line on stderr, above any tqdm bar."""
     from tqdm import tqdm
 
-    tqdm.write(f"warning: skipped {record}", file=sys.stderr)
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def warn_skipped(record: ReaderError) -> None:
+    """The one report of a skipped record: `warning: skipped <file:line: reason>`."""
+    warn(f"skipped {record}")
+
+
+# What a broken file raises mid-read: truncated or non-gzip streams (EOFError, BadGzipFile, zlib.error),
+# broken tar archives, a bad byte under --strict-utf8, and a reader tripping over a record it did not expect.
+UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+              AttributeError, IndexError, RecursionError)
 
 
 class CorpusReader:
     """The documents of a corpus in one format, at most `limit`; a malformed record stops unless skip_bad.
 
-    Iterate once: each pass reads the files again and counts its skipped records in `skipped`.
+    Iterate once: each pass reads the files again and counts its skipped records in `skipped` and
+    the bad UTF-8 bytes it replaced in `replaced_bytes` (strict_utf8: a bad byte stops the file).
+    A file that cannot be read to its end keeps the records before the break; with skip_bad the
+    import goes on with the next file.
     """
 
     def __init__(self, fmt: str, paths: str | Path | Sequence[str | Path], options: ReadOptions | None = None,
-                 limit: int | None = None, skip_bad: bool = False, report: SkipReporter = warn_skipped):
+                 limit: int | None = None, skip_bad: bool = False, report: SkipReporter = warn_skipped,
+                 strict_utf8: bool = False, max_chars: int | None = None):
         self.fmt, self.options, self.limit = fmt, options or ReadOptions(), limit
         self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-        self.skip_bad, self.report = skip_bad, report
+        self.skip_bad, self.report, self.strict_utf8, self.max_chars = skip_bad, report, strict_utf8, max_chars
         self.skipped: list[ReaderError] = []
+        self.replaced_bytes = 0
 
     def __iter__(self) -> Iterator[Document]:
-        self.skipped = []
+        self.skipped, self.replaced_bytes = [], 0
         # islice stops pulling records once `limit` documents are out, so the rest is never read
         return islice(self._documents(), self.limit)
 
     def _documents(self) -> Iterator[Document]:
         for path in self.paths:
-            for record in read(self.fmt, path, self.options):
-                if not isinstance(record, ReaderError):
+            with decode_tally(self.strict_utf8) as tally:
+                yield from self._read_file(path)
+            self.replaced_bytes += tally.replaced
+            if tally.replaced:
+                warn(f"{path}: {tally.replaced} bytes that are not UTF-8 were replaced with U+FFFD "
+                     f"(--strict-utf8 refuses such files)")
+
+    def _read_file(self, path: Path) -> Iterator[Document]:
+        count = 0
+        records = read(self.fmt, path, self.options)  # a missing path or unknown format is no bad record
+        try:
+            for record in records:
+                count += 1
+                if isinstance(record, Document):
+                    record = self._check(record, path, count)
+                if isinstance(record, Document):
                     yield record
-                elif not self.skip_bad:
-                    raise StoppedAtBadRecord(record)
                 else:
-                    self.skipped.append(record)
-                    self.report(record)
+                    self._bad(record)
+        except StoppedAtBadRecord:
+            raise
+        except (ReaderError, *UNREADABLE) as exc:
+            where = exc.path if isinstance(exc, ReaderError) and exc.path else str(path)
+            self._bad(ReaderError(f"{unreadable_reason(exc)}; reading stopped after record {count}", where))
+
+    def _check(self, doc: Document, path: Path, count: int) -> Document | ReaderError:
+        """The document, or why it cannot be stored (a wrong type the reader let through, or too long)."""
+        where = f"record {count} (id {str(doc.id)[:60]!r})"
+        for name, value, kind in (("title", doc.title, str), ("text", doc.text, str), ("meta", doc.meta, dict)):
+            if not isinstance(value, kind):
+                return ReaderError(f"`{name}` must be {kind.__name__}, got {type(value).__name__}", str(path), where)
+        if self.max_chars is not None and len(doc.text) > self.max_chars:
+            return ReaderError(f"the text has {len(doc.text):,} characters; the limit is {self.max_chars:,} "
+                               f"(chunk.max_document_chars)", str(path), where)
+        return doc
+
+    def _bad(self, record: ReaderError) -> None:
+        if not self.skip_bad:
+            raise StoppedAtBadRecord(record)
+        self.skipped.append(record)
+        self.report(record)
 
     def expected(self) -> int | None:
         """How many records reading will give, where the readers can tell cheaply (a progress bar's total)."""
@@ -79,6 +132,21 @@ class CorpusReader:
         if self.limit is None:
             return total
         return self.limit if total is None else min(total, self.limit)
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """What broke a file, in words: a truncated gzip stream, a file that is no gzip or tar, a bad byte."""
+    if isinstance(exc, ReaderError):
+        return " ".join(exc.reason.split())
+    if isinstance(exc, EOFError):
+        return "the file ends early (truncated gzip or tar stream)"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a gzip file ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.object[exc.start:exc.end]!r} at offset {exc.start} of a block is not UTF-8 (--strict-utf8)"
+    if isinstance(exc, (zlib.error, tarfile.TarError)):
+        return f"corrupt compressed data ({exc})"
+    return f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def add_stats(total: ImportStats, part: ImportStats) -> None:

@@ -62,8 +62,36 @@ def read_json(path: Path) -> dict[str, Any] | None:
         raise IndexMismatchError(f"{str(path)!r} is not valid JSON ({exc.msg}); run `indexer build --rebuild`") from None
 
 
+def remove_stale_tmp(path: Path) -> list[Path]:
+    """Remove the `.NAME.<pid>.tmp` files of `path` left by writers that died (kill -9); the ones removed.
+
+    A live writer's file is kept: two writers may work on one index directory at once.
+    """
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isascii() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 def write_aside(path: Path, write) -> Path:
-    """Call write(tmp) for a temporary file beside `path`; return the temporary path (rename it to commit)."""
+    """Call write(tmp) for a temporary file beside `path`; return the temporary path (rename it to commit).
+
+    Temporary files of `path` that dead writers left behind (each as large as the index) go first.
+    """
+    remove_stale_tmp(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     with open(tmp, "rb") as handle:

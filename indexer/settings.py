@@ -74,6 +74,7 @@ class ChunkSettings:
 
     max_tokens: int = setting(128, "tokens per chunk, special tokens included; equals embedder.max_length")
     overlap_tokens: int = setting(32, "tokens shared by neighbouring chunks")
+    max_document_chars: int = setting(2_000_000, "a longer document is refused at import, naming it (--skip-bad skips it)")
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ class ServerSettings:
     port: int = setting(8600, "searchd port")
     threads: int = setting(8, "WSGI worker threads")
     max_body_bytes: int = setting(65536, "larger request bodies are refused")
+    reload_check_seconds: float = setting(2.0, "how often a running service looks for a changed manifest.json "
+                                               "(and reloads the index); 0 checks on every request")
 
 
 @dataclass(frozen=True)

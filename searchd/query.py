@@ -43,7 +43,7 @@ class Query:
         known = set(RESERVED) | set(METADATA_FILTERS) | entity_names
         unknown = sorted(set(params) - known)
         if unknown:
-            raise QueryError(f"unknown parameter or filter {unknown[0]!r}; valid: {choices(known)}")
+            raise QueryError(f"unknown parameter or filter {unknown[0][:40]!r}; valid: {choices(known)}")
         q = _one(params, "q", "")
         if not q.strip():
             raise QueryError("the query `q` is empty; give some words to search for")
@@ -88,7 +88,21 @@ def _many(params: Mapping[str, Any], name: str) -> list[str]:
     if not isinstance(raw, (list, tuple)) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
                                                      for v in raw):
         raise QueryError(f"parameter {name!r} must be a string or a list of strings, got {raw!r:.80}")
-    return [str(v) for v in raw]
+    values = [str(v) for v in raw]
+    for value in values:
+        check_text(name, value)
+    return values
+
+
+def check_text(name: str, value: str) -> str:
+    """The value itself, or a QueryError when it cannot be encoded (a lone UTF-16 surrogate from JSON)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start:exc.end]
+        raise QueryError(f"parameter {name!r} holds {bad!r} at character {exc.start}, a lone UTF-16 surrogate "
+                         f"that is no text; send the character whole (both halves of its pair)") from None
+    return value
 
 
 def _one(params: Mapping[str, Any], name: str, default: str) -> str:

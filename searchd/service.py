@@ -76,8 +76,11 @@ class SearchService:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
-    def load(cls, settings: Settings) -> "SearchService":
-        """Open settings.index.dir, check that manifest, store, FAISS and embedder agree, and load the embedder."""
+    def load(cls, settings: Settings, embedder: Embedder | None = None) -> "SearchService":
+        """Open settings.index.dir, check that manifest, store, FAISS and embedder agree, and load the embedder.
+
+        `embedder`: the configured one, already loaded (a reload reuses the running service's).
+        """
         from indexer.embedder import load_embedder
         from indexer.pipeline import check_embedder, open_index
 
@@ -88,7 +91,7 @@ class SearchService:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
                 index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
-            embedder = load_embedder(settings)
+            embedder = embedder if embedder is not None else load_embedder(settings)
         except BaseException:  # a refused index is not left open
             index.close()
             store.close()

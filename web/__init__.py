@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from indexer.settings import Settings, load_settings
 from web.client import SearchClient, make_client
-from web.highlight import label_slot
+from web.highlight import label_slot, neutralise_bidi
 
 # Everything is served from this origin; no inline script or style, no framing, forms post only here.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -17,6 +18,12 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+class AsciiIntConverter(IntegerConverter):
+    """`<int:...>` for ASCII digits only: werkzeug's `\\d+` also matches '²', which int() then refuses (a 500)."""
+
+    regex = r"[0-9]{1,18}"
 
 
 def create_app(settings: Settings | None = None, search: SearchClient | None = None) -> Flask:
@@ -31,6 +38,10 @@ def create_app(settings: Settings | None = None, search: SearchClient | None = N
 
     from web.views import bp
 
+    # route exactly as written: slash-merging and trailing-slash redirects are built from the Host header
+    app.url_map.strict_slashes = app.url_map.merge_slashes = False
+    app.url_map.converters["int"] = AsciiIntConverter
+    app.jinja_env.finalize = neutralise_bidi
     app.register_blueprint(bp)
     app.jinja_env.globals["legend_labels"] = [(label, label_slot(label)) for label in settings.search.facet_labels]
 

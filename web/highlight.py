@@ -11,11 +11,28 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from markupsafe import Markup
+
 from searchd.results import Highlight
 
 # Entity labels with a fixed colour; any other label gets one of the spare slots by a stable hash.
 LABEL_SLOTS = {"Disease": 0, "Drug": 1}
 SPARE_SLOTS = (2, 3, 4, 5)
+
+
+# Embedding, override and isolate controls reorder the text after them ("Trojan Source"): a title
+# holding U+202E would show its own words, and the page's, backwards. Each becomes U+FFFD, one
+# character for one, so highlight offsets stay exact and the reader sees that something was there.
+BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)], "\ufffd")
+
+
+def neutralise_bidi(value: object) -> object:
+    """Text with bidi embedding/override/isolate controls replaced (Jinja's finalize: every {{ }} output)."""
+    if isinstance(value, Markup):
+        return Markup(str(value).translate(BIDI_CONTROLS))
+    if isinstance(value, str):
+        return value.translate(BIDI_CONTROLS)
+    return value
 
 
 def label_slot(label: str | None) -> int:

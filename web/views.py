@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from indexer.errors import DocumentNotFound, QueryError
+from searchd.query import MAX_FILTER_VALUES, MAX_VALUE_CHARS
 from searchd.results import DocumentView, EntityBadge, Hit, SearchResult
 from web.client import SearchClient, SearchUnavailable
 from web.highlight import label_slot, paragraphs, segments
@@ -132,11 +133,13 @@ def index_counts(stats: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def page_context(args: MultiDict, **extra: Any) -> dict[str, Any]:
-    """Template variables every search page needs: the form state."""
-    return {"args": args, "q": args.get("q", ""), "mode": args.get("mode") or settings().search.default_mode,
-            "modes": MODES, "collection": args.get("collection", ""), "negated": args.get("negated") == "1",
-            "hidden": [(k, v) for k in FILTER_PARAMS if k != "collection" for v in args.getlist(k)],
-            "max_query_chars": settings().search.max_query_chars, **extra}
+    """Template variables every search page needs: the form state, each value cut to what a search accepts."""
+    limit = settings().search.max_query_chars  # a 200 KB query is refused, not echoed back in full
+    hidden = [(k, v[:MAX_VALUE_CHARS]) for k in FILTER_PARAMS if k != "collection" for v in args.getlist(k)]
+    return {"args": args, "q": args.get("q", "")[:limit], "mode": args.get("mode") or settings().search.default_mode,
+            "modes": MODES, "collection": args.get("collection", "")[:MAX_VALUE_CHARS],
+            "negated": args.get("negated") == "1", "hidden": hidden[:MAX_FILTER_VALUES],
+            "max_query_chars": limit, **extra}
 
 
 @bp.get("/")

@@ -60,7 +60,7 @@ def estimate(fmt: str, path: str | Path, options: ReadOptions | None = None) -> 
     counter = getattr(importlib.import_module(f"indexer.readers.{module_name}"), "count", None) if module_name else None
     try:
         return counter(Path(path), options or ReadOptions()) if counter else None
-    except (OSError, ReaderError):
+    except Exception:  # noqa: BLE001 - only a progress bar's total: reading the file reports what is wrong with it
         return None
 
 

@@ -34,6 +34,17 @@ def _mentions(raw: list, options: ReadOptions) -> list[Mention]:
     return out
 
 
+def _shape_problem(rec: dict) -> str | None:
+    """Why a record's optional fields cannot be stored (`metadata` must be an object, `title` a string)."""
+    if not isinstance(rec.get("metadata") or {}, dict):
+        return f"`metadata` must be an object, got {type(rec['metadata']).__name__}"
+    if not isinstance(rec.get("title") or "", str):
+        return f"`title` must be a string, got {type(rec['title']).__name__}"
+    if not isinstance(rec.get("mentions") or [], list):
+        return f"`mentions` must be a list, got {type(rec['mentions']).__name__}"
+    return None
+
+
 def read(path: Path, options: ReadOptions) -> Iterator[Record]:
     """Documents of a BEIR corpus."""
     file = find_file(path, "corpus") if path.is_dir() else path
@@ -50,6 +61,10 @@ def read(path: Path, options: ReadOptions) -> Iterator[Record]:
                 continue
             if not isinstance(rec, dict) or "_id" not in rec or not isinstance(rec.get("text"), str):
                 yield ReaderError("record needs `_id` and a string `text`", str(file), where)
+                continue
+            problem = _shape_problem(rec)
+            if problem:
+                yield ReaderError(problem, str(file), where)
                 continue
             meta = {"source": source, **(rec.get("metadata") or {})}
             try:

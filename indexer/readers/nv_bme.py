@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from indexer.documents import Document
 from indexer.errors import ReaderError
 from indexer.readers import ReadOptions, Record
-from indexer.readers.io import tar_members
+from indexer.readers.io import ERRORS, tar_members
 from indexer.readers.util import decode, iso_date, long_date, normalise_newlines
 
 TEXTS, METADATA = "nv_bme_filings_text.tar.gz", "filings_normalized.json.gz"
@@ -110,7 +110,7 @@ def _metadata(file: Path | None) -> FilingIndex:
     if file is None:
         return FilingIndex([])
     try:
-        with gzip.open(file, "rt", encoding="utf-8") as handle:
+        with gzip.open(file, "rt", encoding="utf-8", errors=ERRORS) as handle:
             data = json.load(handle)
     except (OSError, json.JSONDecodeError) as exc:
         raise ReaderError(f"cannot read the filings metadata: {exc}", str(file)) from None

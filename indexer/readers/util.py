@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from indexer.errors import ReaderError
+from indexer.readers.io import ERRORS
 
 # Tried in order by iso_date; two-digit years follow Python's %y rule (69-99 -> 19xx).
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%m/%d/%Y", "%m/%d/%y", "%d %B %Y", "%B %d, %Y",
@@ -18,7 +19,7 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        return data.decode("cp1252", errors=ERRORS)  # its 5 undefined bytes are counted like bad UTF-8
 
 
 def read_text(path: Path) -> str:
