@@ -42,14 +42,14 @@ class StoreOnly:
     dense and hybrid search and similar documents say why they cannot."""
 
     name = description = "none (store only)"
-    dim = ntotal = 0
+    dim = ntotal = version = 0
     exact = True  # keyword search, the only kind it serves, is exact
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise QueryError("dense and hybrid search and similar documents need a vector index; this service "
                          "was opened over the store alone, for keyword search (mode=keyword)")
 
-    embed_documents = embed_queries = add = remove = search = vectors = save = _refuse
+    embed_documents = embed_queries = add = remove = search = search_rows = row_ids = vectors = save = _refuse
 
     def close(self) -> None:
         """Nothing to free."""
@@ -71,6 +71,7 @@ class SearchService:
         self.manifest = manifest
         self.loaded_at = time.time()
         self._snap: StoreSnapshot | None = None
+        self._row_docs: tuple[tuple, np.ndarray] | None = None  # (snapshot, index version) -> doc row per index row
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
@@ -173,7 +174,7 @@ class SearchService:
             return []
         centre = vectors.mean(axis=0)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        docs = self._grow(lambda n: self.index.search(centre, n), k + 1, exclude=int(doc_id))
+        docs = self._grow(lambda n: self.index.search(centre, n), self.snapshot(), k + 1, exclude=int(doc_id))
         return self._hits(docs[:k], None, 0)
 
     def stats(self) -> dict[str, Any]:
@@ -261,12 +262,12 @@ class SearchService:
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
         keyword = self._pool.submit(self._keyword, match, docs, window, deadline) if query.mode == "hybrid" else None
         mark = time.perf_counter()
-        allowed = None if flt.is_empty() else snap.chunks(mask)
         qv = self._query_vector(query.q)
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
-        dense = [] if allowed is not None and len(allowed) == 0 else \
-            self._grow(lambda n: self.index.search(qv, n, allowed), window)[:window]
+        rows = None if flt.is_empty() else np.append(mask, False)[self._index_rows(snap)]  # -1 rows: not allowed
+        dense = [] if rows is not None and not rows.any() else \
+            self._grow(lambda n: self._timed(timings, lambda: self.index.search_rows(qv, n, rows)), snap, window)
         timings["dense"] = _ms(mark)
         ranking = dense
         if keyword is not None:
@@ -310,19 +311,35 @@ class SearchService:
             return np.zeros(len(snap.doc_ids), dtype=bool)
         return snap.of_documents(self.store.keyword_matches(match, docs, deadline)[1])
 
-    def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
+    def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], snap: StoreSnapshot, need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:
-        """Fetch ever more chunks until they collapse to `need` documents or the candidates run out."""
+        """Fetch ever more chunks until they collapse to `need` documents (at most) or the candidates run out."""
         n = max(self.settings.search.candidates, need * 4)
         while True:
             scores, ids = fetch(n)
-            doc_of = self.store.chunk_documents(ids.tolist())
+            doc_of = snap.chunk_documents(ids)  # the snapshot, not SQL: chunks deleted since are already absent
             if exclude is not None:
                 doc_of = {c: d for c, d in doc_of.items() if d != exclude}
             docs = fusion.collapse(zip(ids.tolist(), scores.tolist()), doc_of)
             if len(docs) >= need or len(ids) < n:
-                return docs
+                return docs[:need]
             n *= 4
+
+    def _index_rows(self, snap: StoreSnapshot) -> np.ndarray:
+        """Document row of each vector index row (-1: not in the store), computed once per snapshot and index version."""
+        key = (snap.version, self.index.version)
+        cached = self._row_docs
+        if cached is None or cached[0] != key:
+            cached = self._row_docs = (key, snap.chunk_doc_rows(self.index.row_ids()))
+        return cached[1]
+
+    @staticmethod
+    def _timed(timings: dict[str, float], call: Callable[[], Any]) -> Any:
+        """Run a vector index call, adding its time to timings["vector"] (the index's own share of "dense")."""
+        mark = time.perf_counter()
+        out = call()
+        timings["vector"] = round(timings.get("vector", 0.0) + _ms(mark), 3)
+        return out
 
     def _keyword(self, match: str | None, docs: np.ndarray | None, need: int,
                  deadline: float) -> list[tuple[int, int, float]]:
