@@ -224,7 +224,7 @@ class FaissIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if n <= self.settings.exact_below_fraction * max(self.ntotal, 1) or n <= k:
             return self._scan(q[0], np.flatnonzero(rows), k)
-        scores, ids = self._search_selected(q, k, rows)
+        scores, ids = self.search_bitmap(q, k, rows)
         if len(ids) < min(k, n):  # an HNSW walk can strand itself among excluded nodes: never come back short
             return self._scan(q[0], np.flatnonzero(rows), k)
         return scores, ids
@@ -298,8 +298,9 @@ class FaissIndex:
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.settings.ivf_nprobe)
         return faiss.SearchParameters(sel=sel)
 
-    def _search_selected(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CPU search through a bitmap of allowed rows (never on the GPU copy)."""
+    def search_bitmap(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One plan alone: FAISS through a bitmap of allowed rows, on the CPU index (the filter harness's baseline)."""
+        q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
         if isinstance(self.inner, (faiss.IndexFlat, faiss.IndexHNSW)):
             # the inner index numbers vectors by row: no id translation and no bitmap as large as the largest id
             bitmap = np.packbits(rows, bitorder="little")  # n/8 bytes: about 12 KB and 10 us at 100,000 rows
