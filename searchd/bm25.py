@@ -50,7 +50,10 @@ def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery
     phrases = [KeywordQuery((t,), ()).fts() for t in query.include]
     exclude = match[len(KeywordQuery(query.include, ()).fts()):]  # the " NOT ..." tail, kept on every pass
     counts = store.phrase_counts(phrases, deadline)
-    order = sorted(range(len(phrases)), key=lambda i: (counts[i], i))  # rarest first
+    # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
+    order = sorted((i for i in range(len(phrases)) if counts[i] > 0), key=lambda i: (counts[i], i))
+    if not order:
+        return []
     total = max(len(snap.chunk_ids), 1)
     essential = 1
     while True:
@@ -61,4 +64,4 @@ def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
             return docs[:need]
-        essential = min(2 * essential, len(phrases))
+        essential = min(2 * essential, len(order))
