@@ -1,11 +1,17 @@
 """VectorIndex protocol and its FAISS implementation: the only module that imports faiss.
 
 Vectors are unit-norm float32 and scored by inner product (cosine). Every index is an
-`IndexIDMap2` so FAISS ids are the store's int64 chunk ids. Filtered search is planned here:
+`IndexIDMap2` so FAISS ids are the store's int64 chunk ids. Filtered search is planned here,
+over rows (positions in the id map) rather than ids, so a query pays for no sorting, set
+difference or id-sized bitmap: callers that search often keep a row -> document map per index
+`version` and pass a boolean row mask (`search_rows`); `search(allowed=ids)` maps ids to rows
+through arrays computed once per version.
 
 - a small allowed set (at most `exact_below_fraction` of the index) is scored exactly on its
   own vectors with numpy, whatever the index type;
-- a larger allowed set on a CPU index goes through an `IDSelectorBitmap` (exact for flat);
+- a larger allowed set on a CPU flat or HNSW index goes through an `IDSelectorBitmap` over rows
+  of the inner index (exact for flat); an HNSW walk that comes back short of k falls back to
+  the exact scan rather than return fewer hits than the filter allows;
 - a GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
   GPU indexes (faiss issues 3114, 3924).
 
@@ -32,6 +38,7 @@ class VectorIndex(Protocol):
 
     dim: int
     description: str  # the kind of index (a FAISS factory string), shown in stats and the manifest
+    version: int  # changes on every add, remove and close: row masks and row maps are per version
 
     @property
     def exact(self) -> bool: ...  # every search returns the true top k of the allowed set
@@ -44,6 +51,10 @@ class VectorIndex(Protocol):
     def remove(self, ids: np.ndarray) -> None: ...
 
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def search_rows(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def row_ids(self) -> np.ndarray: ...  # chunk id of each row, the order of search_rows masks
 
     def vectors(self, ids: np.ndarray) -> np.ndarray: ...  # stored vectors of ids, missing ones skipped
 
@@ -82,6 +93,7 @@ class FaissIndex:
         self.tombstones = np.unique(np.asarray(list(tombstones), dtype=np.int64))
         self._copy: np.ndarray | None = None  # vectors of non-flat indexes, kept for exact scans
         self._gpu = None
+        self.version = 0
         self._apply_search_knobs()
         self._refresh()
 
@@ -175,6 +187,7 @@ class FaissIndex:
             return
         if not self.can_remove:
             self.tombstones = np.union1d(self.tombstones, ids)
+            self._mark_live()
             return
         if self._copy is not None:
             self._copy = self._copy[~np.isin(self._ids, ids)]
@@ -198,30 +211,52 @@ class FaissIndex:
 
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, chunk ids) of one query vector, restricted to `allowed` ids when given."""
+        return self.search_rows(q, k, None if allowed is None else self.rows_of(allowed))
+
+    def search_rows(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, chunk ids) within a boolean mask over `row_ids()` (None: every live row)."""
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
-        if allowed is None and len(self.tombstones):
-            allowed = self.ids()
-        if allowed is None:
+        if rows is None and not len(self.tombstones):
             return self._search_all(q, k)
-        allowed = np.setdiff1d(np.asarray(allowed, dtype=np.int64), self.tombstones)
-        pos = self._positions(allowed)
-        pos = pos[pos >= 0]
-        if len(pos) == 0 or k <= 0:
+        rows = self._live if rows is None else rows & self._live if len(self.tombstones) else rows
+        n = int(np.count_nonzero(rows))
+        if n == 0 or k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        if len(pos) <= self.settings.exact_below_fraction * max(self.ntotal, 1) or len(pos) <= k:
-            return self._scan(q[0], pos, k)
-        return self._search_selected(q, k, allowed)
+        if n <= self.settings.exact_below_fraction * max(self.ntotal, 1) or n <= k:
+            return self._scan(q[0], np.flatnonzero(rows), k)
+        scores, ids = self.search_bitmap(q, k, rows)
+        if len(ids) < min(k, n):  # an HNSW walk can strand itself among excluded nodes: never come back short
+            return self._scan(q[0], np.flatnonzero(rows), k)
+        return scores, ids
+
+    def row_ids(self) -> np.ndarray:
+        """The chunk id of each row, the order `search_rows` masks follow (read-only; new after a change)."""
+        return self._ids
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean row mask of chunk ids (ids not in the index are ignored)."""
+        mask = np.zeros(len(self._ids), dtype=bool)
+        pos = self._positions(np.asarray(ids, dtype=np.int64))
+        mask[pos[pos >= 0]] = True
+        return mask
 
     # ---- internals -----------------------------------------------------------------------
     def _refresh(self) -> None:
+        """Per-version arrays, so that no search sorts or maps ids: row -> id, sorted ids, live rows."""
         self._gpu = None  # a GPU copy would be stale after any change
         self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._ids.flags.writeable = False  # handed out by row_ids()
         self._order = np.argsort(self._ids, kind="stable")
         self._sorted = self._ids[self._order]
+        self._mark_live()
         if not self.is_flat and self._copy is None and len(self._ids):
             self._copy = self._reconstruct_all()
         if not self.is_flat and self._copy is None:
             self._copy = np.zeros((0, self.dim), np.float32)
+
+    def _mark_live(self) -> None:
+        self.version += 1
+        self._live = ~np.isin(self._ids, self.tombstones) if len(self.tombstones) else np.ones(len(self._ids), bool)
 
     def _reconstruct_all(self) -> np.ndarray:
         ivf = faiss.try_extract_index_ivf(self.inner)
@@ -263,13 +298,21 @@ class FaissIndex:
             return faiss.SearchParametersIVF(sel=sel, nprobe=self.settings.ivf_nprobe)
         return faiss.SearchParameters(sel=sel)
 
-    def _search_selected(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CPU search through a bitmap of allowed ids (never on the GPU copy)."""
+    def search_bitmap(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One plan alone: FAISS through a bitmap of allowed rows, on the CPU index (the filter harness's baseline)."""
+        q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
+        if isinstance(self.inner, (faiss.IndexFlat, faiss.IndexHNSW)):
+            # the inner index numbers vectors by row: no id translation and no bitmap as large as the largest id
+            bitmap = np.packbits(rows, bitorder="little")  # n/8 bytes: about 12 KB and 10 us at 100,000 rows
+            scores, found = self.inner.search(q, k, params=self._params(_selector(bitmap)))
+            keep = found[0] >= 0
+            return scores[0][keep], self._ids[found[0][keep]]
+        # other types (IVF) may number vectors apart from rows after a removal: select by id
+        allowed = self._ids[rows]
         mask = np.zeros(int(allowed.max()) + 1, dtype=bool)
         mask[allowed] = True
         bitmap = np.packbits(mask, bitorder="little")
-        sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-        scores, ids = self.index.search(q, k, params=self._params(sel))
+        scores, ids = self.index.search(q, k, params=self._params(_selector(bitmap)))
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
@@ -295,3 +338,8 @@ class FaissIndex:
             return False
         self._gpu = faiss.index_cpu_to_all_gpus(self.index)
         return True
+
+
+def _selector(bitmap: np.ndarray) -> faiss.IDSelector:
+    """A FAISS selector over a little-endian packed bitmap; the caller keeps `bitmap` alive during the search."""
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))

@@ -70,8 +70,19 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
 @click.option("--queries", default=200, show_default=True, help="Timed queries per row.")
 @click.option("--http-seconds", default=5.0, show_default=True, help="Seconds per HTTP concurrency level.")
 @click.option("--workdir", type=click.Path(), default=None, help="Where to build the index (default: a temp dir).")
-def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None) -> None:
+@click.option("--filter-harness", is_flag=True,
+              help="Only the filtered vector search harness: random unit vectors, medlex vs FAISS vs numpy "
+                   "(--chunks vectors, --queries queries, dimension 256).")
+def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
+              filter_harness: bool) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
+    if filter_harness:
+        from searchd.eval.harness import format_table, run_harness
+
+        rows = run_harness(settings.index, chunks, n_queries=queries)
+        click.echo(format_table(f"\nfiltered search harness: {chunks} unit vectors x 256, {queries} queries, "
+                                f"one category filter, 1 FAISS thread", rows))
+        return
     from searchd.eval.bench import run_bench
 
     run_bench(settings, chunks, queries, http_seconds, workdir)

@@ -20,8 +20,8 @@ from indexer.embedder import Embedder
 from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
-from searchd import fusion
-from searchd.keyword import fts_query
+from searchd import bm25, fusion
+from searchd.keyword import KeywordQuery, fts_query, parse
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
@@ -42,14 +42,14 @@ class StoreOnly:
     dense and hybrid search and similar documents say why they cannot."""
 
     name = description = "none (store only)"
-    dim = ntotal = 0
+    dim = ntotal = version = 0
     exact = True  # keyword search, the only kind it serves, is exact
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise QueryError("dense and hybrid search and similar documents need a vector index; this service "
                          "was opened over the store alone, for keyword search (mode=keyword)")
 
-    embed_documents = embed_queries = add = remove = search = vectors = save = _refuse
+    embed_documents = embed_queries = add = remove = search = search_rows = row_ids = vectors = save = _refuse
 
     def close(self) -> None:
         """Nothing to free."""
@@ -71,6 +71,7 @@ class SearchService:
         self.manifest = manifest
         self.loaded_at = time.time()
         self._snap: StoreSnapshot | None = None
+        self._row_docs: tuple[tuple, np.ndarray] | None = None  # (snapshot, index version) -> doc row per index row
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
@@ -176,7 +177,7 @@ class SearchService:
             return []
         centre = vectors.mean(axis=0)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        docs = self._grow(lambda n: self.index.search(centre, n), k + 1, exclude=int(doc_id))
+        docs = self._grow(lambda n: self.index.search(centre, n), self.snapshot(), k + 1, exclude=int(doc_id))
         return self._hits(docs[:k], None, 0)
 
     def stats(self) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), None, None)  # ANDed with the mask here
+            mask &= self._keyword_documents(snap, fts_query(query.q), None)
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -253,30 +254,32 @@ class SearchService:
         nearly every document, so "every keyword match" would count the whole corpus again.
         """
         s = self.settings.search
-        # keyword search keeps to the documents the mask allows (the one filter implementation)
-        docs = None if flt.is_empty() or mask.all() else snap.documents(mask)
+        words = parse(query.q)
+        allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
-            ranking, docs = self._keyword_all(match, docs, deadline)
+            matched = self._keyword_documents(snap, match, deadline) & mask
+            ranking = bm25.top_documents(self.store, snap, words, allowed, min(need, int(matched.sum())), deadline)
             timings["keyword"] = _ms(mark)
-            return ranking, mask & snap.of_documents(docs)
+            return ranking, matched
         window = max(s.result_window, 1)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
-        keyword = self._pool.submit(self._keyword, match, docs, window, deadline) if query.mode == "hybrid" else None
+        keyword = self._pool.submit(self._keyword, snap, words, allowed, window, deadline) \
+            if query.mode == "hybrid" else None
         mark = time.perf_counter()
-        allowed = None if flt.is_empty() else snap.chunks(mask)
         qv = self._query_vector(query.q)
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
-        dense = [] if allowed is not None and len(allowed) == 0 else \
-            self._grow(lambda n: self.index.search(qv, n, allowed), window)[:window]
+        rows = None if flt.is_empty() else np.append(mask, False)[self._index_rows(snap)]  # -1 rows: not allowed
+        dense = [] if rows is not None and not rows.any() else \
+            self._grow(lambda n: self._timed(timings, lambda: self.index.search_rows(qv, n, rows)), snap, window)
         timings["dense"] = _ms(mark)
         ranking = dense
         if keyword is not None:
             mark = time.perf_counter()
-            bm25 = keyword.result()[:window]
+            lexical = keyword.result()[:window]
             timings["keyword_wait"] = _ms(mark)
-            ranking = fusion.rrf([dense, bm25], [s.dense_weight, s.keyword_weight], s.rrf_k)
+            ranking = fusion.rrf([dense, lexical], [s.dense_weight, s.keyword_weight], s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
     def _query_vector(self, q: str) -> np.ndarray:
@@ -294,51 +297,50 @@ class SearchService:
                     self._vectors.popitem(last=False)
         return vector
 
-    def _keyword_all(self, match: str | None, docs: np.ndarray | None, deadline: float) -> tuple[list, np.ndarray]:
-        """Keyword mode in one pass over all matching chunks: the document ranking and the matched documents."""
-        if match is None:
-            return [], np.zeros(0, dtype=np.int64)
-        chunks, docs, scores = self.store.keyword_matches(match, docs, deadline)
-        order = np.lexsort((chunks, -scores))
-        docs_sorted = docs[order]
-        unique, first = np.unique(docs_sorted, return_index=True)  # first = best chunk of each document
-        best = np.sort(first)
-        ranking = list(zip(docs_sorted[best].tolist(), chunks[order][best].tolist(), scores[order][best].tolist()))
-        return ranking, unique
-
-    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, docs: np.ndarray | None,
-                           deadline: float | None) -> np.ndarray:
+    def _keyword_documents(self, snap: StoreSnapshot, match: str | None, deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
-        if match is None:
-            return np.zeros(len(snap.doc_ids), dtype=bool)
-        return snap.of_documents(self.store.keyword_matches(match, docs, deadline)[1])
+        found = np.zeros(len(snap.doc_ids), dtype=bool)
+        if match is not None:
+            rows = snap.chunk_doc_rows(self.store.keyword_chunks(match, deadline))
+            found[rows[rows >= 0]] = True
+        return found
 
-    def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], need: int,
+    def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], snap: StoreSnapshot, need: int,
               exclude: int | None = None) -> list[tuple[int, int, float]]:
-        """Fetch ever more chunks until they collapse to `need` documents or the candidates run out."""
+        """Fetch ever more chunks until they collapse to `need` documents (at most) or the candidates run out."""
         n = max(self.settings.search.candidates, need * 4)
         while True:
             scores, ids = fetch(n)
-            doc_of = self.store.chunk_documents(ids.tolist())
+            doc_of = snap.chunk_documents(ids)  # the snapshot, not SQL: chunks deleted since are already absent
             if exclude is not None:
                 doc_of = {c: d for c, d in doc_of.items() if d != exclude}
             docs = fusion.collapse(zip(ids.tolist(), scores.tolist()), doc_of)
             if len(docs) >= need or len(ids) < n:
-                return docs
+                return docs[:need]
             n *= 4
 
-    def _keyword(self, match: str | None, docs: np.ndarray | None, need: int,
+    def _index_rows(self, snap: StoreSnapshot) -> np.ndarray:
+        """Document row of each vector index row (-1: not in the store), computed once per snapshot and index version."""
+        key = (snap.version, self.index.version)
+        cached = self._row_docs
+        if cached is None or cached[0] != key:
+            cached = self._row_docs = (key, snap.chunk_doc_rows(self.index.row_ids()))
+        return cached[1]
+
+    @staticmethod
+    def _timed(timings: dict[str, float], call: Callable[[], Any]) -> Any:
+        """Run a vector index call, adding its time to timings["vector"] (the index's own share of "dense")."""
+        mark = time.perf_counter()
+        out = call()
+        timings["vector"] = round(timings.get("vector", 0.0) + _ms(mark), 3)
+        return out
+
+    def _keyword(self, snap: StoreSnapshot, words: KeywordQuery, allowed: np.ndarray | None, need: int,
                  deadline: float) -> list[tuple[int, int, float]]:
-        """BM25 ranking of documents by their best chunk."""
-        if match is None:
-            return []
-        n = max(self.settings.search.candidates, need * 4)
-        while True:
-            rows = self.store.keyword(match, docs, n, deadline)
-            docs = fusion.collapse(((c, sc) for c, _, sc in rows), {c: d for c, d, _ in rows})
-            if len(docs) >= need or len(rows) < n:
-                return docs
-            n *= 4
+        """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
+        if allowed is not None:  # a narrow filter may allow fewer matching documents than `need`
+            need = min(need, int((self._keyword_documents(snap, words.fts(), deadline) & allowed).sum()))
+        return bm25.top_documents(self.store, snap, words, allowed, need, deadline)
 
     # ---- hits and facets -----------------------------------------------------------------
     def _hits(self, page: Sequence[tuple[int, int, float]], match: str | None, offset: int) -> list[Hit]:

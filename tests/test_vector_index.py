@@ -146,3 +146,47 @@ def test_close_frees_the_vectors_and_a_with_block_closes(data):
     scores, got = index.search(vectors[0], 5)
     assert len(got) == 0
     index.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("fraction", [0.001, 0.03, 0.3, 1.0])
+def test_row_masks_plan_like_ids(data, kind, fraction):
+    """search_rows with a boolean row mask answers what search with the same ids does, on every plan."""
+    rng, vectors, ids = data
+    index = make(kind, vectors, ids, hnsw_m=16, ivf_nprobe=64)
+    index.remove(ids[:7])  # tombstones on HNSW, real removal elsewhere: masks must exclude both
+    for _ in range(3):
+        allowed = rng.choice(ids, max(1, int(fraction * len(ids))), replace=False)
+        q = unit(rng, 1)[0]
+        rows = np.isin(index.row_ids(), allowed)
+        by_rows, by_ids = index.search_rows(q, 10, rows), index.search(q, 10, allowed)
+        assert by_rows[1].tolist() == by_ids[1].tolist()
+        live = np.setdiff1d(allowed, ids[:7])
+        assert set(by_rows[1]) <= set(live), "every hit is in the allowed set"
+        assert len(by_rows[1]) == min(10, len(live)), "never short of the allowed set"
+        if kind == "flat" or len(live) <= index.settings.exact_below_fraction * index.ntotal:
+            assert by_rows[1].tolist() == brute(vectors, ids, q, 10, live)[1].tolist(), "exact plans are exact"
+
+
+def test_row_ids_are_fixed_per_version(data):
+    rng, vectors, ids = data
+    index = make("flat", vectors, ids)
+    before, version = index.row_ids(), index.version
+    assert not before.flags.writeable
+    index.remove(ids[:2])
+    assert index.version != version and len(index.row_ids()) == len(ids) - 2
+    hnsw = make("hnsw", vectors, ids, hnsw_m=16)
+    version = hnsw.version
+    hnsw.remove(ids[:2])  # a tombstone changes which rows are live, so the version moves too
+    assert hnsw.version != version
+
+
+def test_a_stranded_hnsw_walk_falls_back_to_the_exact_scan(data):
+    """A bitmap HNSW walk through a graph whose allowed nodes are cut off returns fewer than k: scan instead."""
+    rng, vectors, ids = data
+    index = make("hnsw", vectors, ids, hnsw_m=4, hnsw_ef_search=4, exact_below_fraction=0.0)
+    far = np.argsort(vectors @ vectors[0])[:40]  # the rows least like the query
+    rows = np.zeros(len(ids), dtype=bool)
+    rows[far] = True
+    got = index.search_rows(vectors[0], 30, rows)[1]
+    assert got.tolist() == brute(vectors, ids, vectors[0], 30, ids[far])[1].tolist()

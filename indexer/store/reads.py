@@ -137,17 +137,35 @@ class StoreReads(Database):
         return out
 
     # ---- keyword search ------------------------------------------------------------------
-    def keyword(self, match: str, documents: np.ndarray | None, limit: int,
-                deadline: float | None = None) -> list[tuple[int, int, float]]:
-        """(chunk id, document id, BM25 score, higher is better) of the best chunks, within `documents` if given."""
-        sql, params = _matches(match, documents)
-        return self._fetch(sql + " ORDER BY bm25(chunks_fts) LIMIT ?", (*params, limit), deadline)
+    def keyword_chunks(self, match: str, deadline: float | None = None) -> np.ndarray:
+        """Ids of every chunk matching the FTS5 expression, unscored (what keyword mode finds)."""
+        # one concatenated string crosses the driver instead of a tuple per chunk
+        joined = self._fetch("SELECT group_concat(rowid) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,),
+                             deadline)[0][0]
+        return np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
 
-    def keyword_matches(self, match: str, documents: np.ndarray | None,
-                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every chunk matching the FTS5 expression, within `documents` if given: (chunk ids, document ids, BM25)."""
-        arr = np.asarray(self._fetch(*_matches(match, documents), deadline), dtype=np.float64).reshape(-1, 3)
-        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
+    def phrase_counts(self, phrases: Sequence[str], deadline: float | None = None) -> list[int]:
+        """Number of chunks containing each FTS5 phrase (a quoted string): BM25's document frequency."""
+        return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
+                for p in phrases]
+
+    def keyword_scored(self, essential: str, match: str, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, BM25 of `match`, higher is better) of the chunks matching both expressions.
+
+        FTS5 scores only the rows a statement returns, so restricting to `essential` (a few rare terms)
+        leaves most matches unscored. BM25 sums over the phrases of the expression, so the score of
+        `match` alone is that of "essential AND match" less that of "essential" (rounded to 1e-9,
+        which keeps equal scores equal).
+        """
+        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rowid"
+        if essential == match:
+            both = np.asarray(self._fetch(sql, (match,), deadline), dtype=np.float64).reshape(-1, 2)
+            return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
+        both = np.asarray(self._fetch(sql, (f"({essential}) AND ({match})",), deadline), dtype=np.float64).reshape(-1, 2)
+        alone = np.asarray(self._fetch(sql, (essential,), deadline), dtype=np.float64).reshape(-1, 2)
+        ids = both[:, 0].astype(np.int64)
+        extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
+        return ids, np.round(both[:, 1] - extra, 9)
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
@@ -182,17 +200,6 @@ class StoreReads(Database):
         rows = self._fetch("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET (SELECT count(*) / 2 "
                            "FROM documents)")
         return rows[0][0] if rows else None
-
-
-def _matches(match: str, documents: np.ndarray | None) -> tuple[str, tuple]:
-    """The BM25 statement over chunks matching `match`, kept to the given document ids when not None."""
-    sql = ("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-           "ON c.id = f.rowid WHERE chunks_fts MATCH ?")
-    if documents is None:
-        return sql, (match,)
-    # one JSON array binds any number of ids, and SQLite checks the set before it scores a row with bm25
-    ids = "[" + ",".join(map(str, np.asarray(documents, dtype=np.int64).tolist())) + "]"
-    return sql + " AND c.document_id IN (SELECT value FROM json_each(?))", (match, ids)
 
 
 def _marker_spans(marked: str) -> list[tuple[int, int]]:

@@ -20,6 +20,14 @@ from indexer.store.filters import METADATA_FILTERS, DocFilter
 MISSING_YEAR = -1
 
 
+def _rows_in(ordered: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Position of each key in an ascending array of unique ids, -1 when absent."""
+    if len(ordered) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+    return np.where(ordered[pos] == keys, pos, -1)
+
+
 @dataclass
 class Column:
     codes: np.ndarray  # per document, index into values; -1 when missing
@@ -49,10 +57,18 @@ class StoreSnapshot:
 
     def _doc_index(self, doc_ids: np.ndarray) -> np.ndarray:
         """Row of each document id in self.doc_ids (-1 when absent)."""
-        if len(self.doc_ids) == 0:
-            return np.full(len(doc_ids), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.doc_ids, doc_ids), len(self.doc_ids) - 1)
-        return np.where(self.doc_ids[pos] == doc_ids, pos, -1)
+        return _rows_in(self.doc_ids, doc_ids)
+
+    def chunk_doc_rows(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """Document row (index into doc_ids and masks) of each chunk id; -1 for chunks not in the store."""
+        pos = _rows_in(self.chunk_ids, np.asarray(chunk_ids, dtype=np.int64))
+        return np.where(pos >= 0, self.chunk_doc[pos], -1)
+
+    def chunk_documents(self, chunk_ids: np.ndarray) -> dict[int, int]:
+        """Chunk id -> document id, for the chunk ids in the store."""
+        rows = self.chunk_doc_rows(chunk_ids)
+        keep = rows >= 0
+        return dict(zip(np.asarray(chunk_ids)[keep].tolist(), self.doc_ids[rows[keep]].tolist()))
 
     def _mentions(self, rows: Sequence[tuple]) -> None:
         self.labels = sorted({r[1] for r in rows})
