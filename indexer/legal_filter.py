@@ -183,7 +183,7 @@ class LegalFilter:
     @classmethod
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
               term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = ()) -> "LegalFilter":
-        """Stop lists from raw legal texts (and medical ones); forms the lexicon knows, and medical long forms, are left out."""
+        """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out."""
         counts = learn_counts(texts)
         medical_words = Counter(singular(w) for text in medical for w in _WORD.findall(text.lower()))
         legal_only = {w for w, c in counts["words"].items() if c >= term_count and w not in medical_words
