@@ -7,7 +7,20 @@ of trafficking", and marks them as Disease or Drug. The stop list is learned fro
 not medical; crimes are what people are "convicted of" or "charged with". A form the tagger's
 lexicon knows is never stopped, so "Parkinson" or "Valium" stay entities wherever they appear.
 Two rules need no list: a mention beside a citation's "v." is a party, and a mention without a
-letter ("'s", "--") is a tokenisation accident.
+letter ("'s", "--") is a tokenisation accident. The same name and abbreviation patterns are also read
+from the text being tagged, so a document's own "National Academy of Sciences (NAS)" or "his
+mother, Ramona," stops its mentions even when the learned list has never seen that document.
+
+Narrative legal prose also trips the tagger's span boundaries and its sense of what is a disease:
+two same-label mentions with only a space between them are one name ("paroxysmal" + "atrial
+tachycardia"); a Disease span ending in "of his feet" loses the possessive tail; a Disease span
+headed by a vague noun ("mental problems", "bipolar type") is no diagnosis; and "death" after a
+possessive ("Villanueva's death", "his death") is the event a case is about, not a condition.
+Two more need no document: a Disease span whose head word is written often in the legal corpora
+and never in six million words of medical text (SciFact, NFCorpus, MedQuAD: "probation",
+"arbitration", "disqualification") is legal vocabulary, and an upper-case form followed by a
+section number ("NAC 630.153", "NRS 630.301") or inside a neutral citation ("1999-NMCA-135") is
+a statute or a reporter.
 
 `python -m indexer.legal_filter` learns the list from the configured data directory's legal
 corpora and writes it to indexer/data/legal_stoplist.json, the file the tagger loads.
@@ -17,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -24,12 +38,17 @@ from indexer.documents import Mention
 from indexer.normalize import Normalizer, is_abbreviation, key, singular
 
 STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
-KINDS = ("names", "abbreviations", "crimes", "terms")
+KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only")
 
 _CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 _CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
 _TITLED = re.compile(r"\b(?:Mr|Ms|Mrs|Dr|Judge|Justice|Agent|Officer|Detective|Sergeant|Sgt|Patient)\.?\s+"
                      r"([A-Z](?:[a-z]+(?:['’-][A-Z]?[a-z]+)?)?)\b(?!\.\w)")
+# "his sons' mother, Ramona, were": a capitalised word set off by commas after a person noun is a name.
+_ROLES = ("mother|father|wife|husband|son|daughter|brother|sister|girlfriend|boyfriend|friend|victim|witness|"
+          "neighbou?r|cousin|aunt|uncle|grandmother|grandfather|stepfather|stepmother|fianc[eé]e?|co-?worker|"
+          "roommate|child|companion|partner|spouse")
+_APPOSITIVE = re.compile(rf"\b(?:{_ROLES})s?['’]?,\s+({_CAP})(?:\s+({_CAP}))?\s*,")
 _DEFINED = re.compile(r"((?:[\w'’]+[\s\-–]+){1,8})\(\s*\"?([A-Z][A-Z0-9&]{1,7})\"?\s*\)")
 _CHARGED = re.compile(r"\b(?:convicted of|charged with|counts? of|guilty of|convictions? (?:for|of)|indicted for)"
                       r"\s+(?:(?:a|an|the|one|two|three|four|several|first-degree|second-degree)\s+)?"
@@ -54,9 +73,19 @@ OFFICIAL_WORDS = {"office", "board", "department", "administration", "agency", "
 _FRAMES = re.compile(r"\b(?:personal|bodily|total|partial|permanent|temporary|service[- ]connected|abuse and)\s+([a-z]+)\b"
                      r"|\b([a-z]+)\s+(?:compensation|benefits|rating|ratings|claims?|petition|proceedings?|award)\b")
 _WORD = re.compile(r"\b[a-z]+\b")
+# Heads too vague to name a diagnosis: "mental problems", "bipolar type", "emotional difficulties".
+VAGUE_HEADS = {"problem", "issue", "type", "difficulty", "trouble", "concern", "matter"}
+_POSSESSIVE = re.compile(r"(?:\b(?:his|her|their|its|my|your|our)|[A-Za-z]['’]s?)\s+$", re.IGNORECASE)
+# BC5CDR spans never carry a possessive tail; legal narratives do ("a fungal infection of his feet").
+_POSSESSIVE_TAIL = re.compile(r"^(\S.*?)\s+(?:of|in|on|to)\s+(?:his|her|their|its|my|your|our)\s.*$", re.DOTALL)
 # "Gilbert v. Derwinski", not "i.v. thiopental": a party name stands on each side of the "v."
 _CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
 _CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
+# "NAC 630.153(1)", "NRS 630.301(4)", "1999-NMCA-135": a statute's or a reporter's name, not a drug.
+_SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.\-]\d+)+(?![\d.]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
+_NEUTRAL_CITE = re.compile(r"\d{4}-$")
+# Medical corpora whose vocabulary a legal-only word never appears in.
+MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
 
 
 def _long_form(words: list[str], abbreviation: str) -> list[str] | None:
@@ -100,6 +129,7 @@ def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
         for m in _CITATION.finditer(text):
             counts["names"].update([m.group(1), m.group(2)])
         counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
+        counts["names"].update(n for m in _APPOSITIVE.finditer(text) for n in m.groups() if n)
         for m in _DEFINED.finditer(text):
             words = m.group(1).split()
             long = _long_form(words, m.group(2))
@@ -117,20 +147,47 @@ def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
     return counts
 
 
+def _not_a_diagnosis(text: str, mention: Mention, folded: str) -> bool:
+    """A Disease span headed by a vague noun, or a death that belongs to someone (an event)."""
+    words = folded.split()
+    if len(words) > 1 and words[-1] in VAGUE_HEADS:
+        return True
+    return folded == "death" and bool(_POSSESSIVE.search(text[max(0, mention.start - 30):mention.start]))
+
+
+def repair_spans(text: str, mentions: Sequence[Mention]) -> list[Mention]:
+    """Join same-label neighbours with only spaces between them; cut a Disease span's possessive tail."""
+    out: list[Mention] = []
+    for m in sorted(mentions, key=lambda m: m.start):
+        gap = text[out[-1].end:m.start] if out else ""
+        if out and out[-1].label == m.label and gap and gap.isspace():
+            prev = out.pop()
+            m = replace(prev, end=m.end, text=text[prev.start:m.end])
+        tail = _POSSESSIVE_TAIL.match(m.text) if m.label == "Disease" else None
+        if tail:
+            m = replace(m, end=m.start + len(tail.group(1)), text=tail.group(1))
+        out.append(m)
+    return out
+
+
 class LegalFilter:
     """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions."""
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
-                 terms: Iterable[str] = ()):
+                 terms: Iterable[str] = (), legal_only: Iterable[str] = ()):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
         self.terms = {key(t) for t in terms}
+        self.legal_only = set(legal_only)  # folded single words (`key`)
 
     @classmethod
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
-              term_share: float = 0.15, term_count: int = 20) -> "LegalFilter":
-        """Stop lists from raw legal texts; forms the lexicon knows, and medical long forms, are left out."""
+              term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = ()) -> "LegalFilter":
+        """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out."""
         counts = learn_counts(texts)
+        medical_words = Counter(singular(w) for text in medical for w in _WORD.findall(text.lower()))
+        legal_only = {w for w, c in counts["words"].items() if c >= term_count and w not in medical_words
+                      and not _known(lexicon, w)} if medical_words else set()
         names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
         forms: dict[str, set[str]] = {}
         for abbr, long in counts["long_forms"]:
@@ -141,7 +198,7 @@ class LegalFilter:
                   and not MEDICAL_HEADS.intersection(k.split())}
         terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
                  and c >= term_share * counts["words"][w]}
-        return cls(names, abbreviations, crimes, terms)
+        return cls(names, abbreviations, crimes, terms, legal_only)
 
     def stops(self, text: str, mention: Mention) -> bool:
         """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
@@ -153,19 +210,39 @@ class LegalFilter:
             return True
         if surface in self.abbreviations or (surface.endswith("s") and surface[:-1] in self.abbreviations):
             return True
+        if surface.isupper() and (_SECTION_AFTER.match(text[mention.end:mention.end + 16])
+                                  or _NEUTRAL_CITE.search(text[max(0, mention.start - 5):mention.start])):
+            return True
         words = re.findall(r"[\w'’-]+", surface)
         if words and all(w in self.names or w.rstrip("s'’") in self.names for w in words):
             return not is_abbreviation(surface) or surface in self.names
+        if mention.label == "Disease" and (_not_a_diagnosis(text, mention, key(surface))
+                                           or key(surface).rsplit(" ", 1)[-1] in self.legal_only):
+            return True
         return key(surface) in self.crimes or (mention.label == "Disease" and key(surface) in self.terms)
 
+    def with_text(self, text: str) -> "LegalFilter":
+        """This filter plus the names and office abbreviations that the text itself introduces."""
+        counts = learn_counts([text])
+        forms: dict[str, list[str]] = {}
+        for abbr, long in counts["long_forms"]:
+            forms.setdefault(abbr, []).append(long)
+        offices = {a for a, longs in forms.items() if all(_is_official(long.split(), None) for long in longs)}
+        if not counts["names"] and not offices:
+            return self
+        local = LegalFilter(self.names | set(counts["names"]), self.abbreviations | offices)
+        local.crimes, local.terms, local.legal_only = self.crimes, self.terms, self.legal_only
+        return local
+
     def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
-        """The mentions of a text that are not stopped."""
-        return [m for m in mentions if not self.stops(text, m)]
+        """The mentions of a text that are not stopped, after their spans are repaired."""
+        rules = self.with_text(text)
+        return [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
         data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
-                "crimes": sorted(self.crimes), "terms": sorted(self.terms)}
+                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only)}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         return Path(path)
 
@@ -198,6 +275,17 @@ def legal_texts(data_dir: Path, held_out: Sequence[str] = ()) -> Iterable[str]:
                     yield record.text
 
 
+def medical_texts(data_dir: Path) -> Iterable[str]:
+    """Texts of the medical corpora that define which words legal text alone uses."""
+    from indexer.documents import Document
+    from indexer.readers import read
+
+    for fmt, name in MEDICAL_CORPORA:
+        for record in read(fmt, data_dir / name):
+            if isinstance(record, Document):
+                yield f"{record.title} {record.text}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Learn the stop list from the configured data dir's legal corpora, holding out a dev set's passages."""
     import argparse
@@ -212,8 +300,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     held = [json.loads(line)["text"] for line in args.held_out.read_text(encoding="utf-8").splitlines()
             if line.strip()] if args.held_out.is_file() else []
-    texts = legal_texts(load_settings(None, ()).data.dir, held)
-    found = LegalFilter.learn(texts, Normalizer.load(args.lexicon))
+    data_dir = load_settings(None, ()).data.dir
+    found = LegalFilter.learn(legal_texts(data_dir, held), Normalizer.load(args.lexicon),
+                              medical=medical_texts(data_dir))
     path = found.save(args.output)
     print(f"wrote {path}: " + ", ".join(f"{k} {len(getattr(found, k))}" for k in KINDS))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from indexer.documents import Document, Mention
-from indexer.legal_filter import LegalFilter, learn_counts
+from indexer.legal_filter import LegalFilter, learn_counts, repair_spans
 from indexer.normalize import Normalizer, key
 from indexer.train.ner import load_documents, negation_scores, score, select_documents
 
@@ -125,3 +125,32 @@ def test_old_lexicon_keys_are_refolded_and_table_short_forms_use_them():
                                                                       "post-traumatic stress disorder")
     assert norm.lookup("Disease", "PTSD") == ("MESH:D013313", "post-traumatic stress disorder")
     assert Normalizer(abbreviations={}).fallback("PTSD") == ("text:ptsd", "PTSD")
+
+
+def test_spans_are_repaired_before_the_stop_rules():
+    text = "He had paroxysmal atrial tachycardia and a fungal infection of his feet; cough, fever."
+    found = repair_spans(text, [_m(text, "paroxysmal", "Disease"), _m(text, "atrial tachycardia", "Disease"),
+                                _m(text, "fungal infection of his feet", "Disease"), _m(text, "cough", "Disease"),
+                                _m(text, "fever", "Disease")])
+    assert [m.text for m in found] == ["paroxysmal atrial tachycardia", "fungal infection", "cough", "fever"]
+    assert all(text[m.start:m.end] == m.text for m in found)
+
+
+def test_text_rules_stop_events_vague_heads_statutes_and_local_names():
+    stop = LegalFilter(legal_only={"probation"})
+    text = ("The National Academy of Sciences (NAS) wrote. His mother, Ramona, had mental problems before "
+            "Villanueva's death; death followed sepsis. See NAC 630.153 and 1999-NMCA-135; NAC 40 mg. "
+            "She got probation.")
+    mentions = [_m(text, w, label) for w, label in (("NAS", "Drug"), ("Ramona", "Drug"), ("mental problems", "Disease"),
+                                                    ("death", "Disease"), ("sepsis", "Disease"), ("NAC", "Drug"),
+                                                    ("NMCA", "Drug"), ("probation", "Disease"))]
+    mentions += [_m(text, "death", "Disease", nth=1), _m(text, "NAC", "Drug", nth=1)]
+    kept = stop.filter(text, mentions)
+    assert sorted((m.text, m.start) for m in kept) == sorted([("death", text.index("death;") + 7),
+                                                              ("sepsis", text.index("sepsis")),
+                                                              ("NAC", text.index("NAC 40"))])
+
+
+def test_legal_only_words_never_appear_in_medical_text():
+    found = LegalFilter.learn(["probation and pain. " * 3], term_count=3, medical=["pain and fever"])
+    assert found.legal_only == {"probation"}  # "pain" and "and" are in the medical text
