@@ -84,6 +84,10 @@ _CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
 # "NAC 630.153(1)", "NRS 630.301(4)", "1999-NMCA-135": a statute's or a reporter's name, not a drug.
 _SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.\-]\d+)+(?![\d.]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
 _NEUTRAL_CITE = re.compile(r"\d{4}-$")
+# "NMSA 1978, § 52-1-26", "(NRS 630)": a code's name before its year of compilation or a bare chapter
+_CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
+# "DOCKET NO. 94-39 228", "Unit No. 12": the number sign, not nitric oxide
+_NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
 # Medical corpora whose vocabulary a legal-only word never appears in.
 MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
 
@@ -210,8 +214,11 @@ class LegalFilter:
             return True
         if surface in self.abbreviations or (surface.endswith("s") and surface[:-1] in self.abbreviations):
             return True
-        if surface.isupper() and (_SECTION_AFTER.match(text[mention.end:mention.end + 16])
+        after = text[mention.end:mention.end + 16]
+        if surface.isupper() and (_SECTION_AFTER.match(after) or _CODE_AFTER.match(after)
                                   or _NEUTRAL_CITE.search(text[max(0, mention.start - 5):mention.start])):
+            return True
+        if surface.lower() == "no" and _NUMBER_SIGN_AFTER.match(after):
             return True
         words = re.findall(r"[\w'’-]+", surface)
         if words and all(w in self.names or w.rstrip("s'’") in self.names for w in words):

@@ -187,7 +187,7 @@ class SearchSettings:
     dense_weight: float = setting(1.0, "RRF weight of dense ranks")
     keyword_weight: float = setting(1.0, "RRF weight of keyword ranks")
     candidates: int = setting(200, "chunks fetched per retriever before fusion and collapsing")
-    result_window: int = setting(100, "dense/hybrid: documents a query retrieves per retriever; facets, total and pages count these")
+    result_window: int = setting(20, "dense/hybrid: documents a query retrieves per retriever; facets, total and pages count these")
     facet_limit: int = setting(10, "values returned per facet")
     facet_labels: list[str] = setting(["Disease", "Drug"], "entity facets shown")
     time_limit_ms: int = setting(5000, "per-query time limit")

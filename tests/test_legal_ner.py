@@ -154,3 +154,17 @@ def test_text_rules_stop_events_vague_heads_statutes_and_local_names():
 def test_legal_only_words_never_appear_in_medical_text():
     found = LegalFilter.learn(["probation and pain. " * 3], term_count=3, medical=["pain and fever"])
     assert found.legal_only == {"probation"}  # "pain" and "and" are in the medical text
+
+
+def test_code_names_and_the_number_sign_are_not_drugs():
+    from indexer.documents import Mention
+    from indexer.legal_filter import LegalFilter
+
+    text = ("DOCKET NO. 94-39 228. Under NMSA 1978, § 52-1-26 and the Act (NRS 630), nitric oxide (NO) "
+            "levels rose; NO synthase was inhibited.")
+    found = [Mention(text.index(w), text.index(w) + len(w), w, "Drug") for w in ("NO", "NMSA", "NRS")]
+    no_oxide = text.index("(NO)") + 1
+    found += [Mention(no_oxide, no_oxide + 2, "NO", "Drug"), Mention(text.index("NO synthase"),
+                                                                     text.index("NO synthase") + 2, "NO", "Drug")]
+    kept = LegalFilter.load().filter(text, found)
+    assert [(m.start, m.text) for m in kept] == [(no_oxide, "NO"), (text.index("NO synthase"), "NO")]

@@ -48,8 +48,8 @@ def test_quickstart_with_the_shared_tagger_tags_legal_documents(tmp_path, shared
     models = shared_data.parent / "models"
     if not (models / "ner-bc5cdr" / "tagger.json").is_file():
         pytest.skip(f"no shared tagger in {models}")
-    # 4 documents per legal corpus and 20 per BC5CDR file: a window of 8 is to this index what the default
-    # window of 100 is to the default quickstart index (40 per legal corpus, 200 abstracts per file)
+    # 4 documents per legal corpus and 20 per BC5CDR file (52 in all): a window well below the index size,
+    # as the default 20 is below the default quickstart index's 325 documents
     out, config = run_quickstart(tmp_path, shared_data, [tmp_path / "var-models", models], 4, window=8)
     assert "the trained tagger tags every legal document" in out and "tagged 12 documents" in out
     from searchd.query import Query
