@@ -107,12 +107,14 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def load_embedder(settings: Settings, prepare: bool = False) -> SentenceTransformerEmbedder:
+def load_embedder(settings: Settings, prepare: bool = False,
+                  calibration: Callable[[], Sequence[str]] | None = None) -> SentenceTransformerEmbedder:
     """The configured embedder: a given dir, the trained one when present, else packaged MiniLM.
 
-    `prepare` (indexer commands) makes a missing export, calibrating int8 on the index's chunks.
+    `prepare` (indexer commands) makes a missing export, calibrating int8 on `calibration`, by
+    default the index's first chunks.
     """
     from indexer.inference.select import store_texts
 
     return SentenceTransformerEmbedder(resolve_embedder_dir(settings), settings.embedder, settings.models.exports_dir,
-                                       prepare, lambda: store_texts(settings.index.dir))
+                                       prepare, calibration or (lambda: store_texts(settings.index.dir)))

@@ -323,7 +323,8 @@ class ExportedEncoder(nn.Module):
         return SimpleNamespace(last_hidden_state=torch.from_numpy(self.session.run(feeds)))
 
 
-def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepare: bool = True) -> BertCrfTagger:
+def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepare: bool = True,
+                calibration=None) -> BertCrfTagger:
     """Run the tagger's encoder on the configured backend and precision (ner.backend, ner.precision)."""
     from indexer.embedder import EXPORT_COMMAND, model_checksum
     from indexer.inference.select import choice_for, open_variant, store_texts
@@ -333,7 +334,7 @@ def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepar
     exports = settings.models.exports_dir
     tagger.choice = choice_for(settings.ner.backend, settings.ner.precision, device, exports, checksum)
     session = open_variant("encoder", encoder_dir, checksum, tagger.choice, exports, settings.ner.threads, prepare,
-                           lambda: store_texts(settings.index.dir), EXPORT_COMMAND)
+                           calibration or (lambda: store_texts(settings.index.dir)), EXPORT_COMMAND)
     if session is not None:
         tagger.model.encoder = ExportedEncoder(session, tagger.model.encoder.config)
     if not tagger.choice.variant.exact:  # int8/bf16 may tag differently: documents tagged in fp32 are tagged again
@@ -341,7 +342,7 @@ def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepar
     return tagger
 
 
-def load_tagger(settings, prepare: bool = True) -> BertCrfTagger | None:
+def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagger | None:
     """The configured tagger on the configured device and backend (with the legal stop list), or None when none is trained."""
     from indexer.legal_filter import LegalFilter
     from indexer.models import resolve_device
@@ -354,7 +355,7 @@ def load_tagger(settings, prepare: bool = True) -> BertCrfTagger | None:
                                 batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                                 window_stride=settings.ner.window_stride, device=device,
                                 mention_filter=LegalFilter.load() if settings.ner.legal_filter else None)
-    use_backend(tagger, path, settings, device, prepare)
+    use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
         tagger.checksum += "+legal"
     return tagger

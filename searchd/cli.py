@@ -70,11 +70,14 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
 @click.option("--queries", default=200, show_default=True, help="Timed queries per row.")
 @click.option("--http-seconds", default=5.0, show_default=True, help="Seconds per HTTP concurrency level.")
 @click.option("--workdir", type=click.Path(), default=None, help="Where to build the index (default: a temp dir).")
-def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None) -> None:
+@click.option("--inference", type=click.Choice(["with", "only", "skip"]), default="with", show_default=True,
+              help="The inference table (every backend x precision of embedder and tagger): with the rest, only, or skip.")
+def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
+              inference: str) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     from searchd.eval.bench import run_bench
 
-    run_bench(settings, chunks, queries, http_seconds, workdir)
+    run_bench(settings, chunks, queries, http_seconds, workdir, inference)
 
 
 @main.command("eval")
