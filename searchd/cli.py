@@ -80,6 +80,22 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
     run_bench(settings, chunks, queries, http_seconds, workdir, inference)
 
 
+@main.command("gate")
+@config_options
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["embedder", "tagger"]),
+              help="Model to measure; repeatable (default: both).")
+@click.option("--corpus-sample", type=int, default=0, show_default=True,
+              help="Evaluate on a seeded subsample of each corpus of this many documents (0 = the whole corpus).")
+@click.option("--max-queries", type=int, default=None, help="A seeded sample of this many queries per set.")
+@click.option("--ner-limit", type=int, default=None, help="Score the tagger on the first N BC5CDR dev documents.")
+def gate_cmd(settings: Settings, kinds: tuple[str, ...], corpus_sample: int, max_queries: int | None,
+             ner_limit: int | None) -> None:
+    """Measure every backend x precision against torch fp32 (quality and speed) and record it for `auto`."""
+    from searchd.eval.gate import run_gate
+
+    run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo)
+
+
 @main.command("eval")
 @config_options
 @click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
