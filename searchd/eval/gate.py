@@ -24,15 +24,16 @@ RETRIEVAL = (("scifact", "train", "dev"), ("nfcorpus", "dev", None))
 NER_DEV = "bc5cdr/CDR_DevelopmentSet.PubTator.txt"
 
 
-def subsample(dataset: Path, split: str, fold: str | None, settings: Settings, size: int, seed: int) -> Path:
+def subsample(dataset: Path, split: str, fold: str | None, settings: Settings, size: int, seed: int,
+              max_queries: int | None = None) -> Path:
     """A BEIR copy of `dataset` whose corpus is every judged document of the evaluated queries plus distractors."""
     from indexer.readers.beir import find_file
     from indexer.readers.io import open_text
     from searchd.eval.evaluate import load_eval_data
 
-    data = load_eval_data(dataset, split, settings, fold)
+    data = load_eval_data(dataset, split, settings, fold, max_queries)  # the same seeded queries the eval runs
     judged = {d for q in data.qrels.values() for d in q}
-    out = settings.eval.evalsets_dir / f"{dataset.name}-sample{size}-seed{seed}"
+    out = settings.eval.evalsets_dir / f"{dataset.name}-sample{size}-q{max_queries or 'all'}-seed{seed}"
     if (out / "corpus.jsonl").is_file():
         return out
     with open_text(find_file(dataset, "corpus")) as handle:
@@ -60,7 +61,7 @@ def embedder_quality(settings: Settings, variant: Variant, sample: int, max_quer
     for name, split, fold in RETRIEVAL:
         dataset = settings.data_path(name)
         if sample:
-            dataset = subsample(dataset, split, fold, settings, sample, settings.eval.sample_seed)
+            dataset = subsample(dataset, split, fold, settings, sample, settings.eval.sample_seed, max_queries)
         report, _ = evaluate(dataset, split, s, [system], fold, max_queries)
         out[f"{name}/ndcg@10"] = float(report["systems"][system]["mean"]["ndcg@10"])
     return out
