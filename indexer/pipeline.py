@@ -193,10 +193,9 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     Tagging writes each batch of documents' mentions in its own store transaction (and records
     the tagger's checksum with them), so a build stopped while tagging resumes at the next
     untagged document; vectors.faiss and manifest.json are not touched until the end, so the
-    previous index keeps answering meanwhile.
+    previous index keeps answering meanwhile. Vectors of another backend or precision than the
+    index's are refused unless measured compatible (`extend_identity`).
     """
-    from tqdm import tqdm
-
     started = time.perf_counter()
     tagged, found = tag_untagged(store, tagger, settings.ner.build_batch) if tagger is not None else (0, {})
     d = settings.index.dir
@@ -204,15 +203,30 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     store_ids = np.asarray(store.chunk_ids(), dtype=np.int64)
     index, recorded = _starting_index(settings, store_ids, identity, rebuild)
     missing, stale = _diff(store_ids, index.ids())
-    if recorded is not None:  # new vectors must match the old ones' backend and precision
+    if recorded is not None:  # new vectors must match the old ones' backend and precision (none new: nothing to check)
         identity = extend_identity(index, store, embedder, recorded, settings) if len(missing) else \
             recorded_variant(identity, recorded)
     index.remove(stale)
     if len(index.tombstones) > COMPACT_ABOVE * max(index.ntotal, 1):
         index = index.compact()
-    step = max(1, settings.index.checkpoint_every)
     partial_meta = {"embedder": identity, "index_type": index.description, "configured_type": settings.index.type,
                     "embed_title": settings.index.embed_title, "rebuild": rebuild}
+    _encode_missing(store, embedder, index, missing, settings, d, partial_meta)
+    manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
+    manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
+                    mentions_last_build=found)
+    commit(d, index, manifest)
+    for name in (PARTIAL, PARTIAL_META):
+        (d / name).unlink(missing_ok=True)
+    return manifest
+
+
+def _encode_missing(store: DocumentStore, embedder: Embedder, index: FaissIndex, missing: np.ndarray,
+                    settings: Settings, d: Path, partial_meta: dict[str, Any]) -> None:
+    """Encode and add the missing chunks, checkpointing every index.checkpoint_every chunks."""
+    from tqdm import tqdm
+
+    step = max(1, settings.index.checkpoint_every)
     with tqdm(total=len(missing), desc="encode chunks", unit="chunk", dynamic_ncols=True) as bar:
         groups = [missing] if not index.is_trained else [missing[i:i + step] for i in range(0, len(missing), step)]
         for group in groups:
@@ -222,13 +236,6 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
             if len(group) < len(missing):
                 os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
                 save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
-    manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
-    manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
-                    mentions_last_build=found)
-    commit(d, index, manifest)
-    for name in (PARTIAL, PARTIAL_META):
-        (d / name).unlink(missing_ok=True)
-    return manifest
 
 
 def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
