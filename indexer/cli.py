@@ -135,7 +135,7 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
     if tag and tagger is None:
         click.echo("no tagger found on the models search path (`indexer models` lists it): documents keep their "
                    "gold mentions only; train one with `indexer train-models`", err=True)
-    manifest = sync(settings, store, load_embedder(settings), rebuild=rebuild, tagger=tagger)
+    manifest = sync(settings, store, load_embedder(settings, prepare=True), rebuild=rebuild, tagger=tagger)
     rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
     tagged = f"; tagged {manifest['tagged_last_build']} documents ({_label_counts(manifest['mentions_last_build'])})" \
         if tagger is not None else ""
@@ -152,7 +152,8 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
     from indexer.embedder import load_embedder
     from indexer.pipeline import change
 
-    stats = change(settings, load_embedder(settings), collection, upserts, deletes, make_chunker(settings))
+    stats = change(settings, load_embedder(settings, prepare=True), collection, upserts, deletes,
+                   make_chunker(settings))
     click.echo(f"{collection}: {stats.added} added, {stats.updated} updated, {stats.unchanged} unchanged, "
                f"{stats.deleted} deleted; {stats.chunks} chunks encoded")
 
@@ -377,6 +378,20 @@ def models_cmd(settings: Settings) -> None:
 
     for line in describe(settings):
         click.echo(line)
+
+
+@main.command("export-models")
+@config_options
+def export_models_cmd(settings: Settings) -> None:
+    """Make the ONNX/OpenVINO exports the configured backends need (indexer build also makes them)."""
+    from indexer.embedder import load_embedder
+    from indexer.ner import load_tagger
+
+    embedder = load_embedder(settings, prepare=True)
+    click.echo(f"embedder {embedder.name}: {embedder.choice.variant} ({embedder.choice.reason})")
+    tagger = load_tagger(settings, prepare=True)
+    if tagger is not None:
+        click.echo(f"tagger encoder: {tagger.choice.variant} ({tagger.choice.reason})")
 
 
 @main.command("train-models")

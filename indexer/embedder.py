@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from indexer.models import resolve_device, resolve_embedder_dir
 from indexer.settings import EmbedderSettings, Settings
+
+EXPORT_COMMAND = "indexer export-models"
 
 
 class Embedder(Protocol):
@@ -32,26 +35,62 @@ def model_checksum(model_dir: Path) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers (or plain Hugging Face BERT) directory, mean-pooled and L2-normalised."""
+    """Any sentence-transformers (or plain Hugging Face BERT) directory, mean-pooled and L2-normalised.
 
-    def __init__(self, model_dir: str | Path, settings: EmbedderSettings | None = None):
-        import torch
-        from sentence_transformers import SentenceTransformer
+    Runs on torch, or on an ONNX Runtime / OpenVINO export of the whole pipeline (transformer,
+    pooling, dense, normalisation) chosen by `embedder.backend` and `embedder.precision`.
+    With `prepare` a missing or stale export is made (indexer commands); without, it is an
+    error naming the command (searchd never exports at query time).
+    """
+
+    def __init__(self, model_dir: str | Path, settings: EmbedderSettings | None = None, exports: Path | None = None,
+                 prepare: bool = False, calibration: Callable[[], Sequence[str]] = tuple):
+        from indexer.inference.select import choice_for, open_variant
 
         self.settings = settings or EmbedderSettings()
         self.model_dir = Path(model_dir)
         self.name = str(self.model_dir)
+        self.checksum = model_checksum(self.model_dir)
         device = resolve_device(self.settings.device)
+        self.choice = choice_for(self.settings.backend, self.settings.precision, device, exports, self.checksum)
+        self.backend, self.precision = self.choice.variant.backend, self.choice.variant.precision
+        self.session = open_variant("embedder", self.model_dir, self.checksum, self.choice, exports,
+                                    self.settings.threads, prepare, calibration, EXPORT_COMMAND, say=_say)
+        if self.session is None:
+            self._load_torch(device)
+        else:
+            from indexer.inference.runtime import load_tokenizer
+
+            self.tokenizer = load_tokenizer("embedder", self.model_dir)
+            self.dim = int(self._run(["probe"]).shape[1])
+
+    def _load_torch(self, device: str) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
         self.model = SentenceTransformer(str(self.model_dir), device=device)
         self.model.max_seq_length = self.settings.max_length
         self.dim = int((getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)())
         self._torch = torch
 
+    def _run(self, texts: list[str]) -> np.ndarray:
+        """One batch through the export; sentence-transformers strips texts before tokenising, so do we."""
+        from indexer.inference.runtime import tokenize
+
+        feeds = tokenize(self.tokenizer, [t.strip() for t in texts], self.settings.max_length, self.session.input_names)
+        out = self.session.run(feeds)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = [prefix + t for t in texts]
+        if self.session is not None:
+            step = max(1, self.settings.batch_size)
+            return np.ascontiguousarray(np.concatenate([self._run(texts[i:i + step]) for i in range(0, len(texts), step)]),
+                                        dtype=np.float32)
         with self._torch.inference_mode():
-            vectors = self.model.encode([prefix + t for t in texts], batch_size=self.settings.batch_size,
+            vectors = self.model.encode(texts, batch_size=self.settings.batch_size,
                                         normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
@@ -64,6 +103,18 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.settings.query_prefix)
 
 
-def load_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    """The configured embedder: a given dir, the trained one when present, else packaged MiniLM."""
-    return SentenceTransformerEmbedder(resolve_embedder_dir(settings), settings.embedder)
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_embedder(settings: Settings, prepare: bool = False,
+                  calibration: Callable[[], Sequence[str]] | None = None) -> SentenceTransformerEmbedder:
+    """The configured embedder: a given dir, the trained one when present, else packaged MiniLM.
+
+    `prepare` (indexer commands) makes a missing export, calibrating int8 on `calibration`, by
+    default the index's first chunks.
+    """
+    from indexer.inference.select import store_texts
+
+    return SentenceTransformerEmbedder(resolve_embedder_dir(settings), settings.embedder, settings.models.exports_dir,
+                                       prepare, calibration or (lambda: store_texts(settings.index.dir)))

@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Protocol, Sequence
 
 import torch
@@ -204,6 +205,7 @@ class BertCrfTagger:
                  negation: NegationDetector | None = None, batch_size: int = 16, window_words: int = 200,
                  window_stride: int = 150, device: str = "cpu", mention_filter=None):
         self.checksum = "untrained"  # load() sets the directory checksum
+        self.choice = None  # use_backend sets the encoder's backend and precision, and why
         self.model, self.tokenizer = model.to(device), tokenizer
         self.mention_filter = mention_filter  # e.g. LegalFilter: drops what legal text makes look medical
         self.normalizer = normalizer or Normalizer()
@@ -308,18 +310,52 @@ def resolve_tagger_dir(settings) -> Path | None:
     return path
 
 
-def load_tagger(settings) -> BertCrfTagger | None:
-    """The configured tagger on the configured device (with the legal stop list), or None when none is trained."""
+class ExportedEncoder(nn.Module):
+    """The tagger's transformer run by an ONNX Runtime or OpenVINO session: called and answering like the torch one."""
+
+    def __init__(self, session, config):
+        super().__init__()
+        self.session, self.config = session, config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        feeds = {"input_ids": input_ids.cpu().numpy().astype("int64"),
+                 "attention_mask": attention_mask.cpu().numpy().astype("int64")}
+        return SimpleNamespace(last_hidden_state=torch.from_numpy(self.session.run(feeds)))
+
+
+def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepare: bool = True,
+                calibration=None) -> BertCrfTagger:
+    """Run the tagger's encoder on the configured backend and precision (ner.backend, ner.precision)."""
+    from indexer.embedder import EXPORT_COMMAND, model_checksum
+    from indexer.inference.select import choice_for, open_variant, store_texts
+
+    encoder_dir = Path(path) / "encoder"
+    checksum = model_checksum(encoder_dir)
+    exports = settings.models.exports_dir
+    tagger.choice = choice_for(settings.ner.backend, settings.ner.precision, device, exports, checksum)
+    session = open_variant("encoder", encoder_dir, checksum, tagger.choice, exports, settings.ner.threads, prepare,
+                           calibration or (lambda: store_texts(settings.index.dir)), EXPORT_COMMAND)
+    if session is not None:
+        tagger.model.encoder = ExportedEncoder(session, tagger.model.encoder.config)
+    if not tagger.choice.variant.exact:  # int8/bf16 may tag differently: documents tagged in fp32 are tagged again
+        tagger.checksum += f"+{tagger.choice.variant}"
+    return tagger
+
+
+def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagger | None:
+    """The configured tagger on the configured device and backend (with the legal stop list), or None when none is trained."""
     from indexer.legal_filter import LegalFilter
     from indexer.models import resolve_device
 
     path = resolve_tagger_dir(settings)
     if path is None:
         return None
+    device = resolve_device(settings.ner.device)
     tagger = BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                                 batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
-                                window_stride=settings.ner.window_stride, device=resolve_device(settings.ner.device),
+                                window_stride=settings.ner.window_stride, device=device,
                                 mention_filter=LegalFilter.load() if settings.ner.legal_filter else None)
+    use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
         tagger.checksum += "+legal"
     return tagger

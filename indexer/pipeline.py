@@ -34,6 +34,8 @@ STORE, VECTORS, MANIFEST = "store.sqlite", "vectors.faiss", "manifest.json"
 PARTIAL, PARTIAL_META = "vectors.partial.faiss", "vectors.partial.json"
 FORMAT = 1
 COMPACT_ABOVE = 0.2  # rebuild an index without removal support when this share of it is tombstones
+COMPATIBLE_COSINE = 0.99  # vectors of another backend/precision this close to the stored ones may extend an index
+COMPATIBILITY_SAMPLE = 64  # indexed chunks re-encoded to measure that
 
 
 def embed_text(title: str, text: str, settings: Settings) -> str:
@@ -44,13 +46,53 @@ def embed_text(title: str, text: str, settings: Settings) -> str:
 
 
 def embedder_identity(embedder: Embedder) -> dict[str, Any]:
-    """Name, checksum and dimension of an embedder, as recorded in the manifest."""
+    """Name, checksum, dimension, backend and precision of an embedder, as recorded in the manifest."""
     from indexer.embedder import model_checksum
 
     name = embedder.name
     path = Path(name)
-    checksum = model_checksum(path) if path.is_dir() else name
-    return {"name": name, "checksum": checksum, "dim": int(embedder.dim)}
+    checksum = getattr(embedder, "checksum", None) or (model_checksum(path) if path.is_dir() else name)
+    return {"name": name, "checksum": checksum, "dim": int(embedder.dim),
+            "backend": getattr(embedder, "backend", "torch"), "precision": getattr(embedder, "precision", "fp32")}
+
+
+def variant_of(identity: dict[str, Any]) -> str:
+    """'onnx-int8'; manifests written before backends were recorded are torch fp32."""
+    return f"{identity.get('backend', 'torch')}-{identity.get('precision', 'fp32')}"
+
+
+def extend_identity(index: FaissIndex, store: DocumentStore, embedder: Embedder, recorded: dict[str, Any],
+                    settings: Settings) -> dict[str, Any]:
+    """The identity to record when `embedder` adds vectors to an index built as `recorded`; refuses a mismatch.
+
+    Another backend or precision may extend an index only when its vectors of a seeded sample of
+    indexed chunks are within COMPATIBLE_COSINE of the stored ones; the manifest keeps the
+    recorded variant and lists the compatible ones that added vectors.
+    """
+    current = embedder_identity(embedder)
+    mine, theirs = variant_of(current), variant_of(recorded)
+    if mine == theirs or index.ntotal == 0 or mine in recorded.get("extended_with", {}):
+        return recorded_variant(current, recorded)
+    ids = np.intersect1d(index.ids(), np.asarray(store.chunk_ids(), dtype=np.int64))
+    sample = np.sort(np.random.default_rng(0).choice(ids, min(COMPATIBILITY_SAMPLE, len(ids)), replace=False))
+    cosines = np.sum(_encode(store, embedder, sample, settings, None) * index.vectors(sample), axis=1)
+    worst = float(cosines.min()) if len(cosines) else 1.0
+    if worst < COMPATIBLE_COSINE:
+        raise IndexMismatchError(
+            f"the index holds {theirs} vectors and the configured embedder runs {mine}, whose vectors differ "
+            f"(lowest cosine {worst:.4f} < {COMPATIBLE_COSINE} on {len(sample)} sampled chunks); run `indexer build "
+            f"--rebuild`, or set embedder.backend={recorded.get('backend', 'torch')} "
+            f"embedder.precision={recorded.get('precision', 'fp32')}")
+    return {**recorded_variant(current, recorded),
+            "extended_with": {**recorded.get("extended_with", {}), mine: round(worst, 4)}}
+
+
+def recorded_variant(current: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The current identity with the backend and precision (and compatible variants) an index was built with."""
+    out = {**current, "backend": recorded.get("backend", "torch"), "precision": recorded.get("precision", "fp32")}
+    if recorded.get("extended_with"):
+        out["extended_with"] = recorded["extended_with"]
+    return out
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -157,8 +199,9 @@ def _diff(store_ids: np.ndarray, index_ids: np.ndarray) -> tuple[np.ndarray, np.
     return np.setdiff1d(store_ids, index_ids), np.setdiff1d(index_ids, store_ids)
 
 
-def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[str, Any], rebuild: bool) -> FaissIndex:
-    """Resume from a checkpoint, else continue the current index, else start empty; only when compatible."""
+def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[str, Any],
+                    rebuild: bool) -> tuple[FaissIndex, dict[str, Any] | None]:
+    """Resume from a checkpoint, else continue the current index, else start empty; with the identity it was built as."""
     d = settings.index.dir
     candidates = [(d / PARTIAL, read_json(d / PARTIAL_META))]
     if not rebuild:
@@ -167,8 +210,8 @@ def _starting_index(settings: Settings, store_ids: np.ndarray, identity: dict[st
         if path.is_file() and meta and meta.get("embedder", {}).get("checksum") == identity["checksum"] \
                 and meta.get("configured_type") == settings.index.type \
                 and meta.get("embed_title") == settings.index.embed_title and meta.get("rebuild", False) == rebuild:
-            return FaissIndex.load(path, settings.index, meta["index_type"], meta.get("tombstones", []))
-    return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids))
+            return FaissIndex.load(path, settings.index, meta["index_type"], meta.get("tombstones", [])), meta["embedder"]
+    return FaissIndex.create(identity["dim"], settings.index.type, settings.index, len(store_ids)), None
 
 
 def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: bool = False,
@@ -178,23 +221,40 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     Tagging writes each batch of documents' mentions in its own store transaction (and records
     the tagger's checksum with them), so a build stopped while tagging resumes at the next
     untagged document; vectors.faiss and manifest.json are not touched until the end, so the
-    previous index keeps answering meanwhile.
+    previous index keeps answering meanwhile. Vectors of another backend or precision than the
+    index's are refused unless measured compatible (`extend_identity`).
     """
-    from tqdm import tqdm
-
     started = time.perf_counter()
     tagged, found = tag_untagged(store, tagger, settings.ner.build_batch) if tagger is not None else (0, {})
     d = settings.index.dir
     identity = embedder_identity(embedder)
     store_ids = np.asarray(store.chunk_ids(), dtype=np.int64)
-    index = _starting_index(settings, store_ids, identity, rebuild)
+    index, recorded = _starting_index(settings, store_ids, identity, rebuild)
     missing, stale = _diff(store_ids, index.ids())
+    if recorded is not None:  # new vectors must match the old ones' backend and precision (none new: nothing to check)
+        identity = extend_identity(index, store, embedder, recorded, settings) if len(missing) else \
+            recorded_variant(identity, recorded)
     index.remove(stale)
     if len(index.tombstones) > COMPACT_ABOVE * max(index.ntotal, 1):
         index = index.compact()
-    step = max(1, settings.index.checkpoint_every)
     partial_meta = {"embedder": identity, "index_type": index.description, "configured_type": settings.index.type,
                     "embed_title": settings.index.embed_title, "rebuild": rebuild}
+    _encode_missing(store, embedder, index, missing, settings, d, partial_meta)
+    manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
+    manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
+                    mentions_last_build=found)
+    commit(d, index, manifest)
+    for name in (PARTIAL, PARTIAL_META):
+        (d / name).unlink(missing_ok=True)
+    return manifest
+
+
+def _encode_missing(store: DocumentStore, embedder: Embedder, index: FaissIndex, missing: np.ndarray,
+                    settings: Settings, d: Path, partial_meta: dict[str, Any]) -> None:
+    """Encode and add the missing chunks, checkpointing every index.checkpoint_every chunks."""
+    from tqdm import tqdm
+
+    step = max(1, settings.index.checkpoint_every)
     with tqdm(total=len(missing), desc="encode chunks", unit="chunk", dynamic_ncols=True) as bar:
         groups = [missing] if not index.is_trained else [missing[i:i + step] for i in range(0, len(missing), step)]
         for group in groups:
@@ -204,13 +264,6 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
             if len(group) < len(missing):
                 os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
                 save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
-    manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
-    manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
-                    mentions_last_build=found)
-    commit(d, index, manifest)
-    for name in (PARTIAL, PARTIAL_META):
-        (d / name).unlink(missing_ok=True)
-    return manifest
 
 
 def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
@@ -246,6 +299,8 @@ def change(settings: Settings, embedder: Embedder, collection: str, upserts: Seq
         store, index, manifest = open_index(settings)  # refuses when store and index already disagree
     else:
         store, index, manifest = DocumentStore(d / STORE), None, None
+    if index is not None:  # refuses vectors of another backend/precision before anything is written
+        manifest["embedder"] = extend_identity(index, store, embedder, manifest["embedder"], settings)
     pending: list[Path] = []
 
     def write_vectors(added: list[tuple[int, str, str]], removed: list[int]) -> None:

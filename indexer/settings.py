@@ -49,6 +49,8 @@ class ModelsSettings:
 
     path: list[str] = setting(["var/models", "{data_dir}/../models"],
                               "searched in order, first model of a kind wins; {data_dir} = data.dir")
+    exports_dir: Path = setting(Path("var/exports"), "ONNX/OpenVINO exports and quality-gate records, "
+                                                     "<model checksum>/<backend>-<precision>/ (models may be read-only)")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class EmbedderSettings:
     document_prefix: str = setting("", "prepended to chunks before encoding")
     batch_size: int = setting(32, "encoding batch size")
     device: str = setting("auto", "auto | cpu | cuda")
+    backend: str = setting("auto", "auto | torch | onnx | openvino; auto = the fastest that passed the quality gate "
+                                   "here (indexer models says which and why)")
+    precision: str = setting("auto", "auto | fp32 | bf16 (openvino) | int8; non-fp32 only when the gate passed")
+    threads: int = setting(0, "CPU threads of the onnx/openvino session (0 = the runtime's default, one per core)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ class NerSettings:
     window_words: int = setting(200, "words per tagging window on long documents")
     window_stride: int = setting(150, "words between window starts (windows overlap by the difference)")
     device: str = setting("auto", "auto | cpu | cuda")
+    backend: str = setting("auto", "encoder backend: auto | torch | onnx | openvino (BiLSTM and CRF stay in torch)")
+    precision: str = setting("auto", "encoder precision: auto | fp32 | bf16 (openvino) | int8")
+    threads: int = setting(0, "CPU threads of the encoder's onnx/openvino session (0 = one per core)")
     negation_scope_words: int = setting(8, "words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)")
     build_batch: int = setting(8, "documents tagged per transaction by indexer build; each batch is a resume point")
     legal_filter: bool = setting(True, "drop party names, office abbreviations, crimes (indexer/data/legal_stoplist.json)")

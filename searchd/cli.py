@@ -73,8 +73,10 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
 @click.option("--filter-harness", is_flag=True,
               help="Only the filtered vector search harness: random unit vectors, medlex vs FAISS vs numpy "
                    "(--chunks vectors, --queries queries, dimension 256).")
+@click.option("--inference", type=click.Choice(["with", "only", "skip"]), default="with", show_default=True,
+              help="The inference table (every backend x precision of embedder and tagger): with the rest, only, or skip.")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
-              filter_harness: bool) -> None:
+              filter_harness: bool, inference: str) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     if filter_harness:
         from searchd.eval.harness import format_table, run_harness
@@ -85,7 +87,23 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
         return
     from searchd.eval.bench import run_bench
 
-    run_bench(settings, chunks, queries, http_seconds, workdir)
+    run_bench(settings, chunks, queries, http_seconds, workdir, inference)
+
+
+@main.command("gate")
+@config_options
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["embedder", "tagger"]),
+              help="Model to measure; repeatable (default: both).")
+@click.option("--corpus-sample", type=int, default=0, show_default=True,
+              help="Evaluate on a seeded subsample of each corpus of this many documents (0 = the whole corpus).")
+@click.option("--max-queries", type=int, default=None, help="A seeded sample of this many queries per set.")
+@click.option("--ner-limit", type=int, default=None, help="Score the tagger on the first N BC5CDR dev documents.")
+def gate_cmd(settings: Settings, kinds: tuple[str, ...], corpus_sample: int, max_queries: int | None,
+             ner_limit: int | None) -> None:
+    """Measure every backend x precision against torch fp32 (quality and speed) and record it for `auto`."""
+    from searchd.eval.gate import run_gate
+
+    run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo)
 
 
 @main.command("eval")

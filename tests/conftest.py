@@ -24,8 +24,11 @@ def sample_dir() -> Path:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Repository settings with the index directory in a temporary folder."""
-    # an empty models path: library tests never pick up a model trained on this machine or shared beside the data
-    return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"', f'models.path=["{tmp_path / "models"}"]'])
+    # an empty models path: library tests never pick up a model trained on this machine or shared beside the data;
+    # torch, so that no test exports a model unless it asks (tests/test_backends.py does)
+    return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"', f'models.path=["{tmp_path / "models"}"]',
+                                                f'models.exports_dir="{tmp_path / "exports"}"', "embedder.backend=torch",
+                                                "embedder.precision=fp32", "ner.backend=torch", "ner.precision=fp32"])
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,8 @@ def test_manifest_records_the_build(settings, sample_dir):
     m = json.loads((settings.index.dir / pipeline.MANIFEST).read_text())
     counts = service.store.counts()
     assert (m["vectors"], m["chunks"], m["documents"]) == (counts["chunks"], counts["chunks"], counts["documents"])
-    assert m["embedder"] == {"name": "keyword-fake", "checksum": "keyword-fake", "dim": 256}
+    assert m["embedder"] == {"name": "keyword-fake", "checksum": "keyword-fake", "dim": 256, "backend": "torch",
+                             "precision": "fp32"}
     assert m["index_type"] == "Flat" and m["metric"] == "inner_product" and m["built_at"]
 
 
@@ -161,7 +162,7 @@ def test_title_prefix_is_encoded(settings):
 def test_cli_build_add_update_delete(settings, sample_dir, monkeypatch, tmp_path):
     from indexer import cli, embedder
 
-    monkeypatch.setattr(embedder, "load_embedder", lambda s: KeywordEmbedder())
+    monkeypatch.setattr(embedder, "load_embedder", lambda s, **_: KeywordEmbedder())
     opts = ["--set", f'index.dir="{settings.index.dir}"']
     run = CliRunner().invoke
     assert run(cli.main, ["import", "--format", "beir", "--collection", "sample", str(sample_dir), *opts]).exit_code == 0

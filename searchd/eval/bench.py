@@ -261,9 +261,33 @@ def _http(settings: Settings, config_args: list[str], queries: list[str], second
         server.wait(30)
 
 
-def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: float, workdir: str | None) -> None:
-    """Build, time and print the benchmark table."""
+def print_inference(settings: Settings, n_texts: int = 96, n_queries: int = 50) -> None:
+    """The inference table: every backend x precision of embedder and tagger at 1 and 2 threads, and the floors."""
+    from searchd.eval.inference import floors, overrides_for, table
+
+    rows, results = table(overrides_for(settings), n_texts, n_queries)
+    rows += floors(results)
+    print(f"\nsearchd bench, inference: {n_texts} passages of ~128 tokens per run, {n_queries} queries one at a "
+          f"time (2 threads), each variant in its own process; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    _print_rows(rows)
+
+
+def _print_rows(rows: list) -> None:
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip())
+
+
+def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: float, workdir: str | None,
+              inference: str = "with") -> None:
+    """Build, time and print the benchmark table (`inference`: with | only | skip the inference table)."""
     import torch
+
+    if inference != "skip":
+        print_inference(settings)
+    if inference == "only":
+        return
 
     from indexer.embedder import load_embedder
     from searchd.service import SearchService

@@ -51,9 +51,9 @@ def _fingerprint(dataset: Path, settings: Settings) -> dict[str, Any]:
             "chunk": [settings.chunk.max_tokens, settings.chunk.overlap_tokens]}
 
 
-def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str) -> bool:
+def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str, variant: str) -> bool:
     """True when the index dir opens cleanly and was built from this corpus, embedder and index config."""
-    from indexer.pipeline import MANIFEST, open_index, read_json
+    from indexer.pipeline import MANIFEST, open_index, read_json, variant_of
 
     d = s.index.dir
     if read_json(d / EVAL_META) != fingerprint or not (d / MANIFEST).is_file():
@@ -63,7 +63,8 @@ def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str) -> bool:
         store.close()
     except IndexMismatchError:
         return False
-    return (manifest["embedder"]["checksum"] == checksum and manifest.get("configured_type") == s.index.type
+    return (manifest["embedder"]["checksum"] == checksum and variant_of(manifest["embedder"]) == variant
+            and manifest.get("configured_type") == s.index.type
             and manifest.get("embed_title") == s.index.embed_title)
 
 
@@ -80,23 +81,30 @@ def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
 def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
     """Settings of a ready eval index for (dataset, model), building it when none matches; and what was done."""
     from indexer.embedder import SentenceTransformerEmbedder, model_checksum
+    from indexer.inference.select import choice_for, store_texts
+    from indexer.models import resolve_device
     from indexer.pipeline import STORE, save_json, sync
     from indexer.store import DocumentStore
     from searchd.eval.cache import CachedEmbedder, VectorCache
 
     checksum = model_checksum(model_dir)
-    s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-{checksum}")
+    variant = str(choice_for(settings.embedder.backend, settings.embedder.precision,
+                             resolve_device(settings.embedder.device), settings.models.exports_dir, checksum).variant)
+    key = checksum if variant == "torch-fp32" else f"{checksum}-{variant}"  # vectors differ by backend/precision
+    s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-{key}")
     fingerprint = _fingerprint(dataset, settings)
-    info: dict[str, Any] = {"dir": str(s.index.dir), "embedder": str(model_dir), "checksum": checksum}
-    if _reusable(s, fingerprint, checksum):
+    info: dict[str, Any] = {"dir": str(s.index.dir), "embedder": str(model_dir), "checksum": checksum,
+                            "variant": variant}
+    if _reusable(s, fingerprint, checksum, variant):
         return s, {**info, "reused": True}
     started = time.perf_counter()
     if s.index.dir.exists():
         shutil.rmtree(s.index.dir)  # built from another corpus or config: start clean
     s.index.dir.mkdir(parents=True)
     info.update(_import(dataset, s, name))
-    embedder = SentenceTransformerEmbedder(model_dir, s.embedder)
-    cached = CachedEmbedder(embedder, VectorCache(settings.eval.cache_dir / checksum, embedder.dim))
+    embedder = SentenceTransformerEmbedder(model_dir, s.embedder, settings.models.exports_dir, prepare=True,
+                                           calibration=lambda: store_texts(s.index.dir))
+    cached = CachedEmbedder(embedder, VectorCache(settings.eval.cache_dir / key, embedder.dim))
     store = DocumentStore(s.index.dir / STORE, create=False)
     try:
         sync(s, store, cached)

@@ -1,0 +1,125 @@
+"""From `backend`/`precision` settings to the variant that runs, and why; opening its export.
+
+Explicit settings are used as given. `auto` reads the gate record of the model (measured on this
+machine: a record from a CPU with other instructions is ignored) and takes the fastest variant
+that passed. Without a record it takes an fp32 export, which computes what torch computes, in
+the order OpenVINO, ONNX Runtime, torch (the order they ran here, docs/inference.md), and says
+which command measures the rest.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from indexer.inference import BACKENDS, TORCH, VALID, Variant, check, installed
+from indexer.inference.gate import choose, measured_from, read_record
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+GATE_COMMAND = "searchd gate"
+FP32_ORDER = ("openvino", "onnx", "torch")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant a model runs with and the reason, for `indexer models` and the logs."""
+
+    variant: Variant
+    reason: str
+
+
+def machine_id() -> str:
+    """CPU model and the vector instructions int8 and bf16 speed depend on (what a gate record is valid for)."""
+    flags: set[str] = set()
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                name = value.strip()
+            if flags and name:
+                break
+    return f"{name} [{' '.join(f for f in CPU_FLAGS if f in flags)}]"
+
+
+def candidates(backend: str, precision: str) -> list[Variant]:
+    """Installed variants that the settings allow ('auto' allows any)."""
+    out = []
+    for b in BACKENDS:
+        for p in VALID[b]:
+            if backend in ("auto", b) and precision in ("auto", p) and installed(b):
+                out.append(Variant(b, p))
+    return out
+
+
+def resolve(backend: str, precision: str, record: dict | None, machine: str) -> Choice:
+    """The variant for these settings, given the model's gate record (or None) on this machine."""
+    if backend != "auto" and precision != "auto":
+        return Choice(check(backend, precision), "configured")
+    allowed = candidates(backend, precision)
+    if not allowed:
+        return Choice(check(backend if backend != "auto" else "torch", "fp32"),
+                      f"no installed backend allows backend={backend!r} precision={precision!r}")
+    if record is not None and record.get("machine") == machine:
+        reference, measured = measured_from(record)
+        picked = choose(reference, measured, allowed, float(record.get("tolerance", 0.005)))
+        if picked is not None:
+            return Choice(*picked)
+    exact = sorted((v for v in allowed if v.exact), key=lambda v: FP32_ORDER.index(v.backend))
+    why = "no quality-gate record for this model on this machine" if record is None or \
+        record.get("machine") != machine else "no measured variant passed the gate"
+    chosen = exact[0] if exact else allowed[0]
+    return Choice(chosen, f"{why}: {chosen} (fp32 exports give torch's vectors); `{GATE_COMMAND}` measures "
+                          f"int8 and bf16")
+
+
+def open_variant(kind: str, model_dir: Path, checksum: str, choice: Choice, exports: Path | None, threads: int,
+                 prepare: bool, calibration: Callable[[], Sequence[str]], command: str, say=print):
+    """A Session over the chosen export (built when `prepare`, else required), or None for torch."""
+    from indexer.errors import ModelError
+    from indexer.inference import exports as ex
+    from indexer.inference.runtime import Session
+
+    if choice.variant == TORCH:
+        return None
+    if exports is None:
+        raise ModelError(f"{choice.variant} needs an exports directory ([models] exports_dir)")
+    if prepare:
+        path = ex.ensure(exports, checksum, choice.variant, kind, model_dir, calibration, say)
+    else:
+        path = ex.require(exports, checksum, choice.variant, kind, model_dir, command)
+    return Session(path, choice.variant, threads)
+
+
+def gate_record(exports: Path | None, checksum: str) -> dict | None:
+    """The gate record stored with a model's exports, if any."""
+    return read_record(Path(exports) / checksum) if exports is not None else None
+
+
+
+def choice_for(backend: str, precision: str, device: str, exports: Path | None, checksum: str) -> Choice:
+    """The Choice for a model section's settings on a resolved device ('cpu' or 'cuda')."""
+    if device == "cuda":
+        return Choice(TORCH, "device cuda: the exports are CPU builds, torch runs on the GPU")
+    if exports is None and backend == "auto":
+        return Choice(TORCH, "no exports directory given")
+    return resolve(backend, precision, gate_record(exports, checksum), machine_id())
+
+
+def store_texts(index_dir: Path, limit: int = 256) -> list[str]:
+    """Calibration texts: the first chunks of the index's store (by id), or none when there is no store."""
+    from indexer.store import DocumentStore
+
+    path = Path(index_dir) / "store.sqlite"
+    if not path.is_file():
+        return []
+    store = DocumentStore(path, create=False)
+    try:
+        ids = store.chunk_ids()[:limit]
+        return [f"{title}. {text}" for title, text in store.chunk_texts(ids).values()]
+    finally:
+        store.close()

@@ -1,0 +1,124 @@
+"""`searchd gate`: measure every backend x precision against torch fp32 and record it for `auto`.
+
+Quality: the configured embedder's dense NDCG@10 through `searchd eval`'s `evaluate` on each
+retrieval set (SciFact's dev fold of train, NFCorpus dev), and the tagger's micro F1 on BC5CDR
+dev through `indexer eval-ner`'s `evaluate`. Speed: the inference table's child processes, at 2
+threads. The record goes to `models.exports_dir/<model checksum>/gate.json`, with the machine it
+was measured on; `indexer models` shows what `auto` then picks. `--corpus-sample N` evaluates on
+a seeded subsample of each corpus (every document judged for the evaluated queries, plus seeded
+distractors up to N), written as a BEIR set beside the eval indexes, and the record says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from indexer.inference import TORCH, Variant, available_variants
+from indexer.settings import Settings
+
+RETRIEVAL = (("scifact", "train", "dev"), ("nfcorpus", "dev", None))
+NER_DEV = "bc5cdr/CDR_DevelopmentSet.PubTator.txt"
+
+
+def subsample(dataset: Path, split: str, fold: str | None, settings: Settings, size: int, seed: int,
+              max_queries: int | None = None) -> Path:
+    """A BEIR copy of `dataset` whose corpus is every judged document of the evaluated queries plus distractors."""
+    from indexer.readers.beir import find_file
+    from indexer.readers.io import open_text
+    from searchd.eval.evaluate import load_eval_data
+
+    data = load_eval_data(dataset, split, settings, fold, max_queries)  # the same seeded queries the eval runs
+    judged = {d for q in data.qrels.values() for d in q}
+    out = settings.eval.evalsets_dir / f"{dataset.name}-sample{size}-q{max_queries or 'all'}-seed{seed}"
+    if (out / "corpus.jsonl").is_file():
+        return out
+    with open_text(find_file(dataset, "corpus")) as handle:
+        lines = [line if line.endswith("\n") else line + "\n" for line in handle if line.strip()]
+    ids = [json.loads(line)["_id"] for line in lines]
+    others = [i for i, d in enumerate(ids) if d not in judged]
+    keep = {i for i, d in enumerate(ids) if d in judged}
+    keep |= set(random.Random(seed).sample(others, max(0, min(len(others), size - len(keep)))))
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    (out / "corpus.jsonl").write_text("".join(lines[i] for i in sorted(keep)), encoding="utf-8")
+    (out / "queries.jsonl").write_bytes(find_file(dataset, "queries").read_bytes())
+    (out / "qrels" / f"{split}.tsv").write_bytes((dataset / "qrels" / f"{split}.tsv").read_bytes())
+    return out
+
+
+def embedder_quality(settings: Settings, variant: Variant, sample: int, max_queries: int | None) -> dict[str, float]:
+    """NDCG@10 of the configured embedder on this variant, per retrieval set."""
+    from indexer.models import packaged_model_dir, resolve_embedder_dir
+    from searchd.eval.evaluate import evaluate
+
+    system = "dense-base" if resolve_embedder_dir(settings) == packaged_model_dir() else "dense-tuned"
+    s = settings.replace(embedder=dataclasses.replace(settings.embedder, backend=variant.backend,
+                                                      precision=variant.precision, device="cpu"))
+    out = {}
+    for name, split, fold in RETRIEVAL:
+        dataset = settings.data_path(name)
+        if sample:
+            dataset = subsample(dataset, split, fold, settings, sample, settings.eval.sample_seed, max_queries)
+        report, _ = evaluate(dataset, split, s, [system], fold, max_queries)
+        out[f"{name}/ndcg@10"] = float(report["systems"][system]["mean"]["ndcg@10"])
+    return out
+
+
+def tagger_quality(settings: Settings, variant: Variant, limit: int | None) -> dict[str, float]:
+    """Micro F1 of the tagger on this variant over BC5CDR dev (the first `limit` documents)."""
+    from indexer.ner import load_tagger
+    from indexer.train.ner import evaluate, load_documents
+
+    s = settings.replace(ner=dataclasses.replace(settings.ner, backend=variant.backend, precision=variant.precision,
+                                                 device="cpu"))
+    tagger = load_tagger(s, True, lambda: _calibration(settings))
+    docs = load_documents([settings.data_path(NER_DEV)], "pubtator", settings.train_ner.label_map)[:limit]
+    return {"bc5cdr-dev/micro_f1": float(evaluate(tagger, docs)["micro"]["f1"])}
+
+
+def _calibration(settings: Settings) -> list[str]:
+    from searchd.eval.inference import passages
+
+    return passages(settings, 256, seed=1)
+
+
+def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_queries: int | None,
+             ner_limit: int | None, say: Callable[[str], None] = print) -> None:
+    """Measure each kind on every installed variant and write its gate record, saying each result."""
+    from indexer.embedder import model_checksum
+    from indexer.inference.gate import TOLERANCE, gate, write_record
+    from indexer.inference.select import machine_id
+    from indexer.models import resolve_embedder_dir
+    from indexer.ner import resolve_tagger_dir
+    from searchd.eval.inference import measure, overrides_for
+
+    for kind in kinds:
+        model_dir = resolve_embedder_dir(settings) if kind == "embedder" else resolve_tagger_dir(settings)
+        if model_dir is None:
+            say(f"{kind}: no model; skipped")
+            continue
+        checksum = model_checksum(model_dir if kind == "embedder" else model_dir / "encoder")
+        rows: list[dict[str, Any]] = []
+        for variant in [TORCH] + [v for v in available_variants() if v != TORCH]:
+            started = time.perf_counter()
+            metrics = embedder_quality(settings, variant, sample, max_queries) if kind == "embedder" else \
+                tagger_quality(settings, variant, ner_limit)
+            speed = measure(overrides_for(settings), kind, variant, 96, 20)
+            rate = float(speed["threads"]["2"]["items_per_s"]) if "threads" in speed else 0.0
+            rows.append({"variant": str(variant), "metrics": metrics, "speed": rate,
+                         "seconds": round(time.perf_counter() - started, 1)})
+            verdict = "reference" if variant == TORCH else gate(rows[0]["metrics"], metrics).describe()
+            say(f"{kind} {variant}: {_fmt(metrics)}; {rate:.1f} chunks/s at 2 threads; {verdict}")
+        how = {"corpus_sample": sample or "full corpus", "max_queries": max_queries or "all",
+               "ner_documents": ner_limit or "all", "seed": settings.eval.sample_seed}
+        record = {"kind": kind, "model": str(model_dir), "checksum": checksum, "machine": machine_id(),
+                  "tolerance": TOLERANCE, "measured": rows, "how": how, "command": "searchd gate",
+                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        say(f"wrote {write_record(settings.models.exports_dir / checksum, record)}")
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -1,0 +1,186 @@
+"""Inference backends: every variant of a tiny model against torch, the export cache, the gate, mixed builds."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from indexer import pipeline
+from indexer.errors import ConfigError, IndexMismatchError, ModelError
+from indexer.inference import TORCH, Variant, all_variants, installed
+from indexer.inference import exports as ex
+from indexer.inference.gate import Measured, choose, gate, measured_from, write_record
+from indexer.inference.select import choice_for, machine_id, resolve
+from indexer.settings import EmbedderSettings
+from tests.search_fixtures import KeywordEmbedder, build_sample_index
+
+TEXTS = ["Warfarin raised the bleeding risk in elderly patients.", "The veteran was denied service connection for PTSD.",
+         "No fever.", "Lithium toxicity presented with tremor, confusion and acute kidney injury after dehydration."]
+EXPORTED = [v for v in all_variants() if v != TORCH]
+
+
+def needs(variant: Variant):
+    return pytest.mark.skipif(not installed(variant.backend), reason=f"{variant.backend} runtime not installed")
+
+
+def embedder(model_dir, variant: Variant, exports, prepare=True):
+    from indexer.embedder import SentenceTransformerEmbedder
+
+    settings = EmbedderSettings(backend=variant.backend, precision=variant.precision, device="cpu")
+    return SentenceTransformerEmbedder(model_dir, settings, exports, prepare, calibration=lambda: TEXTS * 8)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(tiny_bert, exports):
+    return embedder(tiny_bert, TORCH, exports).embed_documents(TEXTS)
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs(v), id=str(v)) for v in EXPORTED])
+def test_each_backend_gives_torchs_vectors(tiny_bert, exports, torch_vectors, variant):
+    model = embedder(tiny_bert, variant, exports)
+    assert (model.backend, model.precision) == (variant.backend, variant.precision)
+    vectors = model.embed_documents(TEXTS)
+    assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(vectors * torch_vectors, axis=1)) >= 0.99
+    assert model.embed_queries([]).shape == (0, model.dim)
+
+
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=[needs(v)] + ([] if v == Variant("onnx", "int8") else
+                                                                        [pytest.mark.slow]), id=str(v))
+                                     for v in EXPORTED])
+def test_tagger_encoder_backends_give_torchs_emissions(tiny_bert, tmp_path, settings, sample_dir, variant):
+    import torch
+
+    from indexer.ner import BertCrfTagger, encode_words, use_backend
+    from tests.test_ner import tiny_tagger
+
+    from indexer.store import DocumentStore
+    from tests.search_fixtures import sample_chunker, sample_documents
+
+    tiny_tagger(tiny_bert).save(tmp_path / "tagger")
+    reference = BertCrfTagger.load(tmp_path / "tagger")
+    store = DocumentStore(settings.index.dir / pipeline.STORE)  # int8 OpenVINO calibrates on the store's chunks
+    store.upsert_documents("sample", sample_documents(sample_dir), sample_chunker)
+    store.close()
+    s = settings.replace(ner=dataclasses.replace(settings.ner, backend=variant.backend, precision=variant.precision,
+                                                 device="cpu"),
+                         models=dataclasses.replace(settings.models, exports_dir=tmp_path / "exports"))
+    exported = use_backend(BertCrfTagger.load(tmp_path / "tagger"), tmp_path / "tagger", s, "cpu")
+    assert exported.choice.variant == variant
+    batch = encode_words(reference.tokenizer, [t.split() for t in TEXTS], 64)
+    with torch.no_grad():  # eval(): no dropout
+        want, got = reference.model.eval().emissions(batch), exported.model.eval().emissions(batch)
+    mask = batch["word_mask"]
+    assert torch.nn.functional.cosine_similarity(want[mask], got[mask], dim=-1).min() >= 0.99
+    assert exported.checksum == reference.checksum + ("" if variant.exact else f"+{variant}")
+
+
+@pytest.mark.skipif(not installed("onnx"), reason="onnxruntime not installed")
+def test_missing_or_stale_export_is_rebuilt_by_indexer_and_refused_by_searchd(tiny_bert, tmp_path):
+    from indexer.embedder import model_checksum
+
+    onnx = Variant("onnx", "fp32")
+    with pytest.raises(ModelError, match=r"onnx-fp32 export .* is missing .*run `indexer export-models`"):
+        embedder(tiny_bert, onnx, tmp_path, prepare=False)
+    said: list[str] = []
+    checksum = model_checksum(tiny_bert)
+    path = ex.ensure(tmp_path, checksum, onnx, "embedder", tiny_bert, lambda: TEXTS, said.append)
+    assert path == tmp_path / checksum / "onnx-fp32" / "model.onnx" and any("exporting" in m for m in said)
+    assert ex.staleness(tmp_path, checksum, onnx, "embedder") is None
+    said.clear()
+    ex.ensure(tmp_path, checksum, onnx, "embedder", tiny_bert, lambda: TEXTS, said.append)
+    assert said == []  # current: nothing is exported again
+    meta = path.parent / ex.META
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": ex.FORMAT - 1}))
+    assert ex.staleness(tmp_path, checksum, onnx, "embedder").startswith("stale: format")
+    with pytest.raises(ModelError, match="is stale: format"):
+        embedder(tiny_bert, onnx, tmp_path, prepare=False)
+    ex.ensure(tmp_path, checksum, onnx, "embedder", tiny_bert, lambda: TEXTS, said.append)
+    assert any("(stale: format" in m for m in said) and ex.staleness(tmp_path, checksum, onnx, "embedder") is None
+    assert not list(tmp_path.glob(f"{checksum}/.*.tmp"))
+
+
+def test_gate_on_hand_made_metrics():
+    reference = {"scifact/ndcg@10": 0.700, "nfcorpus/ndcg@10": 0.300}
+    assert gate(reference, {"scifact/ndcg@10": 0.696, "nfcorpus/ndcg@10": 0.295}).passed  # drops .004 and .005
+    failed = gate(reference, {"scifact/ndcg@10": 0.710, "nfcorpus/ndcg@10": 0.2939})  # a gain does not offset a drop
+    assert not failed.passed and failed.worst_metric == "nfcorpus/ndcg@10" and failed.worst_drop == pytest.approx(0.0061)
+    assert not gate(reference, {"scifact/ndcg@10": 0.71}).passed  # a metric not measured fails
+    assert not gate({}, {"x": 1.0}).passed
+    assert gate({"micro_f1": 0.85}, {"micro_f1": 0.8451}).passed
+
+
+def test_auto_takes_the_fastest_variant_that_passes():
+    reference = {"ndcg@10": 0.70}
+    measured = [Measured(TORCH, reference, 40.0), Measured(Variant("onnx", "fp32"), {"ndcg@10": 0.70}, 50.0),
+                Measured(Variant("onnx", "int8"), {"ndcg@10": 0.699}, 90.0),
+                Measured(Variant("openvino", "int8"), {"ndcg@10": 0.69}, 150.0)]
+    best, reason = choose(reference, measured, [m.variant for m in measured])
+    assert best == Variant("onnx", "int8") and "2.25x torch fp32" in reason and "failed the gate: openvino-int8" in reason
+    assert choose(reference, measured, [TORCH, Variant("onnx", "fp32")])[0] == Variant("onnx", "fp32")
+    assert choose(reference, [], [TORCH]) is None
+
+
+def test_resolve_reads_the_record_of_this_machine_only():
+    record = {"machine": "cpu-a", "tolerance": 0.005, "measured": [
+        {"variant": "torch-fp32", "metrics": {"f1": 0.8}, "speed": 10.0},
+        {"variant": "onnx-int8", "metrics": {"f1": 0.799}, "speed": 30.0}]}
+    assert measured_from(record)[0] == {"f1": 0.8}
+    if installed("onnx"):
+        assert resolve("auto", "auto", record, "cpu-a").variant == Variant("onnx", "int8")
+        assert resolve("onnx", "auto", record, "cpu-a").variant == Variant("onnx", "int8")
+        other = resolve("auto", "auto", record, "cpu-b")
+        assert other.variant.exact and "no quality-gate record" in other.reason and "searchd gate" in other.reason
+    assert resolve("torch", "fp32", record, "cpu-a").reason == "configured"
+    assert resolve("auto", "auto", None, "x").variant.precision == "fp32"
+    with pytest.raises(ConfigError, match="valid: .*'onnx-int8'"):
+        resolve("torch", "int8", None, "x")
+
+
+def test_choice_for_cuda_and_without_exports(tmp_path):
+    assert choice_for("auto", "auto", "cuda", tmp_path, "abc").variant == TORCH
+    assert choice_for("auto", "auto", "cpu", None, "abc").variant == TORCH
+    write_record(tmp_path / "abc", {"machine": machine_id(), "measured": [
+        {"variant": "torch-fp32", "metrics": {"m": 1.0}, "speed": 1.0}]})
+    assert choice_for("auto", "auto", "cpu", tmp_path, "abc").variant == TORCH  # only torch measured: torch
+
+
+class Variantly(KeywordEmbedder):
+    """The keyword fake, labelled as another backend, optionally with its vectors rotated away."""
+
+    def __init__(self, backend: str, precision: str, skew: float = 0.0):
+        super().__init__()
+        self.backend, self.precision, self.skew = backend, precision, skew
+
+    def embed_documents(self, texts):
+        v = super().embed_documents(texts)
+        if self.skew and len(v):
+            v = v + self.skew * np.roll(v, 1, axis=1)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return v
+
+
+def test_mixed_backend_build_is_refused_unless_vectors_agree(settings, sample_dir):
+    from indexer.store import DocumentStore
+    from tests.search_fixtures import sample_chunker, sample_documents
+
+    build_sample_index(settings, sample_dir).close()
+    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store.upsert_documents("more", [dataclasses.replace(d, id=f"more-{d.id}") for d in sample_documents(sample_dir)][:3],
+                           sample_chunker)
+    with pytest.raises(IndexMismatchError, match=r"holds torch-fp32 vectors .* runs onnx-int8.*indexer build --rebuild"):
+        pipeline.sync(settings, store, Variantly("onnx", "int8", skew=0.5))
+    manifest = pipeline.sync(settings, store, Variantly("onnx", "fp32", skew=0.01))  # cosine ~0.9999: compatible
+    assert pipeline.variant_of(manifest["embedder"]) == "torch-fp32"
+    assert manifest["embedder"]["extended_with"]["onnx-fp32"] >= 0.99
+    rebuilt = pipeline.sync(settings, store, Variantly("onnx", "int8", skew=0.5), rebuild=True)
+    assert pipeline.variant_of(rebuilt["embedder"]) == "onnx-int8" and "extended_with" not in rebuilt["embedder"]
+    store.close()
