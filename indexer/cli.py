@@ -370,6 +370,18 @@ def config_cmd(path: Path | None) -> None:
         click.echo(f"written: {path}")
 
 
+@main.command("legal-dev-set")
+@config_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the BEIR corpus (default: var/legal-ner-dev/corpus.jsonl).")
+def legal_dev_set_cmd(settings: Settings, out: Path | None) -> None:
+    """Write the hand-annotated legal NER dev set, its passages read from the data directory."""
+    from indexer.legal_dev import DEFAULT_OUT, materialize
+
+    out = out or settings.root / DEFAULT_OUT
+    click.echo(f"wrote {materialize(settings.data.dir, out)} passages to {out}")
+
+
 @main.command("models")
 @config_options
 def models_cmd(settings: Settings) -> None:

@@ -300,14 +300,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     from indexer.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m indexer.legal_filter", description=main.__doc__)
-    parser.add_argument("--held-out", type=Path, default=Path("eval/legal-ner-dev/corpus.jsonl"),
-                        help="BEIR corpus whose passages' documents are not learned from")
+    parser.add_argument("--held-out", type=Path, default=None,
+                        help="BEIR corpus whose passages' documents are not learned from "
+                             "(default: the legal NER dev set, read from the data directory)")
     parser.add_argument("--lexicon", type=Path, required=True, help="the tagger's lexicon.json")
     parser.add_argument("--output", type=Path, default=STOPLIST_FILE)
     args = parser.parse_args(argv)
-    held = [json.loads(line)["text"] for line in args.held_out.read_text(encoding="utf-8").splitlines()
-            if line.strip()] if args.held_out.is_file() else []
     data_dir = load_settings(None, ()).data.dir
+    if args.held_out is None:
+        from indexer.legal_dev import passages
+
+        held = [p["text"] for p in passages(data_dir)]
+    else:
+        held = [json.loads(line)["text"] for line in args.held_out.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
     found = LegalFilter.learn(legal_texts(data_dir, held), Normalizer.load(args.lexicon),
                               medical=medical_texts(data_dir))
     path = found.save(args.output)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,6 @@ from indexer.legal_filter import LegalFilter, learn_counts, repair_spans
 from indexer.normalize import Normalizer, key
 from indexer.train.ner import load_documents, negation_scores, score, select_documents
 
-DEV = Path(__file__).resolve().parents[1] / "eval" / "legal-ner-dev" / "corpus.jsonl"
 
 
 def _m(text: str, surface: str, label: str, negation: str = "affirmed", nth: int = 0) -> Mention:
@@ -55,8 +53,14 @@ def test_select_documents_by_meta():
     assert select_documents([GOLD, other], []) == [GOLD, other]
 
 
-def test_dev_set_reads_and_matches_its_documentation():
-    docs = load_documents([DEV], "beir", {})
+@pytest.mark.data
+def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
+    """The passages are read from the data directory and match the checksums they were annotated with."""
+    from indexer.legal_dev import materialize
+
+    dev = tmp_path / "corpus.jsonl"
+    assert materialize(shared_data, dev) == 59
+    docs = load_documents([dev], "beir", {})
     assert 40 <= len(docs) <= 60
     labels = Counter(m.label for d in docs for m in d.mentions)
     assert set(labels) == {"Disease", "Drug"} and 100 <= sum(labels.values()) <= 150

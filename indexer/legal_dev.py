@@ -1,0 +1,70 @@
+"""The hand-annotated legal NER dev set: our annotations in the repository, the passages read from the data.
+
+eval/legal-ner-dev/annotations.jsonl holds, per passage, where it lies in the shared data (file, or
+archive member and JSON field, character offset and length), a checksum of its text, its tune/test
+split and our Disease/Drug mentions with negation (offsets into the passage). No corpus text is
+committed: `indexer legal-dev-set` reads each passage from the data directory, checks its checksum
+and writes a BEIR corpus (var/legal-ner-dev/corpus.jsonl) that `indexer eval-ner --format beir` scores.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from indexer.errors import ConfigError, ReaderError
+from indexer.readers.util import read_text
+
+ANNOTATIONS = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev" / "annotations.jsonl"
+DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
+
+
+def text_digest(text: str) -> str:
+    """A short checksum of a passage's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def source_text(data_dir: Path, where: str, cache: dict[str, str]) -> str:
+    """The whole text a passage was cut from: a file, `archive.tar.gz:member`, or `...:member.json#field`."""
+    if where in cache:
+        return cache[where]
+    path, _, member = where.partition(":")
+    member, _, json_field = member.partition("#")
+    full = data_dir / path
+    if not full.is_file():
+        raise ConfigError(f"legal dev set: {str(full)!r} is missing; check [data] dir")
+    if not member:
+        text = read_text(full)  # as the readers decode it (the BVA files are Windows-1252)
+    else:
+        with tarfile.open(full) as tar:
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise ReaderError(f"no member {member!r}", str(full))
+            raw = handle.read().decode("utf-8", errors="replace")
+        text = json.loads(raw)[json_field] if json_field else raw
+    cache[where] = text
+    return text
+
+
+def passages(data_dir: Path, annotations: Path = ANNOTATIONS) -> Iterator[dict[str, Any]]:
+    """BEIR records of the dev set, each passage read from the data and checked against its checksum."""
+    cache: dict[str, str] = {}
+    for n, line in enumerate(annotations.read_text(encoding="utf-8").splitlines(), 1):
+        row = json.loads(line)
+        meta = row["metadata"]
+        text = source_text(data_dir, meta["file"], cache)[meta["offset"]:meta["offset"] + meta["length"]]
+        if text_digest(text) != row["sha256"]:
+            raise ReaderError(f"passage {row['_id']} does not match its checksum (the data differs from the "
+                              f"one annotated)", str(annotations), f"line {n}")
+        mentions = [dict(m, text=text[m["start"]:m["end"]]) for m in row["mentions"]]
+        yield {"_id": row["_id"], "title": "", "text": text, "metadata": meta, "mentions": mentions}
+
+
+def materialize(data_dir: Path, out: Path, annotations: Path = ANNOTATIONS) -> int:
+    """Write the dev set's BEIR corpus to `out`; returns the number of passages."""
+    rows = list(passages(data_dir, annotations))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return len(rows)
