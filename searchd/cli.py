@@ -60,7 +60,7 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
     click.echo(f"{'rank':>4}  {'score':>8}  {'id':<16} {'collection':<12} title")
     for hit in result.hits:
         click.echo(f"{hit.rank:>4}  {hit.score:>8.4f}  {hit.external_id[:16]:<16} {hit.collection[:12]:<12} "
-                   f"{hit.title[:70]}")
+                   f"{hit.title}")
         click.echo(f"{'':>16}{' '.join(hit.snippet.text.split())[:110]}")
 
 
