@@ -86,6 +86,8 @@ _SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.\-]\d+)+(?![\d.]*\s*(?:mg|g|
 _NEUTRAL_CITE = re.compile(r"\d{4}-$")
 # "NMSA 1978, § 52-1-26", "(NRS 630)": a code's name before its year of compilation or a bare chapter
 _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
+# "(Fed. Cir. 1997)", "(9th Cir. 2001)": a federal circuit in a citation
+_CIRCUIT_BEFORE = re.compile(r"(?:Fed\.|\d(?:st|nd|rd|th))\s*$")
 # "DOCKET NO. 94-39 228", "Unit No. 12": the number sign, not nitric oxide
 _NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
 # Medical corpora whose vocabulary a legal-only word never appears in.
@@ -219,6 +221,8 @@ class LegalFilter:
                                   or _NEUTRAL_CITE.search(text[max(0, mention.start - 5):mention.start])):
             return True
         if surface.lower() == "no" and _NUMBER_SIGN_AFTER.match(after):
+            return True
+        if surface.lower() == "cir" and _CIRCUIT_BEFORE.search(text[max(0, mention.start - 8):mention.start]):
             return True
         words = re.findall(r"[\w'’-]+", surface)
         if words and all(w in self.names or w.rstrip("s'’") in self.names for w in words):

@@ -1,6 +1,8 @@
 """The legal NER dev set, its scorer, the legal stop list and abbreviation/spelling-variant folding."""
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 
 import pytest
@@ -172,3 +174,12 @@ def test_code_names_and_the_number_sign_are_not_drugs():
                                                                      text.index("NO synthase") + 2, "NO", "Drug")]
     kept = LegalFilter.load().filter(text, found)
     assert [(m.start, m.text) for m in kept] == [(no_oxide, "NO"), (text.index("NO synthase"), "NO")]
+
+
+def test_a_federal_circuit_is_not_a_drug():
+    from indexer.documents import Mention
+    from indexer.legal_filter import LegalFilter
+
+    text = "Degmetich v. Brown, 104 F.3d 1328 (Fed. Cir. 1997); Smith, 9 F.3d 1 (9th Cir. 2001)."
+    found = [Mention(m.start(), m.end(), "Cir", "Drug") for m in re.finditer("Cir", text)]
+    assert LegalFilter.load().filter(text, found) == []
