@@ -25,10 +25,18 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def model_checksum(model_dir: Path) -> str:
-    """sha256 over the weight files of a model directory (names and bytes), to pin an index to it."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+
+
+def model_checksum(model_dir: Path, suffixes: tuple[str, ...] | None = WEIGHT_SUFFIXES,
+                   exclude: tuple[str, ...] = ()) -> str:
+    """sha256 over a model directory's files (names and bytes), to pin an index or a tagging to it.
+
+    `suffixes` picks the files (None: every file); `exclude` names files left out (e.g. the card).
+    """
     digest = hashlib.sha256()
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name not in exclude
+                       and (suffixes is None or p.suffix in suffixes)):
         digest.update(str(path.relative_to(model_dir)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -9,7 +9,6 @@ window in which it sits furthest from an edge, where the model saw the most cont
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -288,12 +287,10 @@ class BertCrfTagger:
 
 
 def tagger_checksum(path: Path) -> str:
-    """sha256 over a tagger directory's files (names and bytes): heads, encoder weights, lexicon, config."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "medlex-model.json"):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
+    """The checksum of every file of a tagger directory (heads.pt included), its card left out."""
+    from indexer.embedder import model_checksum
+
+    return model_checksum(path, suffixes=None, exclude=("medlex-model.json",))
 
 
 def resolve_tagger_dir(settings) -> Path | None:
