@@ -19,6 +19,9 @@ class Embedder(Protocol):
 
     name: str  # model directory or id, recorded in the index manifest
     dim: int
+    checksum: str | None  # of the model directory; None for a model without one (the name stands in)
+    backend: str  # torch | onnx | openvino, recorded in the manifest
+    precision: str  # fp32 | bf16 | int8
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...  # (n, dim) float32, unit norm
 

@@ -51,9 +51,9 @@ def embedder_identity(embedder: Embedder) -> dict[str, Any]:
 
     name = embedder.name
     path = Path(name)
-    checksum = getattr(embedder, "checksum", None) or (model_checksum(path) if path.is_dir() else name)
+    checksum = embedder.checksum or (model_checksum(path) if path.is_dir() else name)
     return {"name": name, "checksum": checksum, "dim": int(embedder.dim),
-            "backend": getattr(embedder, "backend", "torch"), "precision": getattr(embedder, "precision", "fp32")}
+            "backend": embedder.backend, "precision": embedder.precision}
 
 
 def variant_of(identity: dict[str, Any]) -> str:

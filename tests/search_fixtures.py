@@ -29,6 +29,8 @@ def words(text: str) -> list[str]:
 class KeywordEmbedder:
     """Bag of hashed words, L2-normalised; a text without words maps to the first basis vector."""
 
+    checksum, backend, precision = None, "torch", "fp32"  # no model directory: the name stands in
+
     def __init__(self, dim: int = 256, name: str = "keyword-fake"):
         self.dim = dim
         self.name = name

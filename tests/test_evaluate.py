@@ -322,6 +322,7 @@ class CountingEmbedder:
     """A fake at the Embedder seam: a fixed vector per text, and a log of what it was asked to encode."""
 
     name, dim = "counting", 4
+    checksum, backend, precision = None, "torch", "fp32"
 
     def __init__(self):
         self.seen: list[str] = []

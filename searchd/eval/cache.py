@@ -64,8 +64,8 @@ class CachedEmbedder:
     def __init__(self, embedder: Embedder, cache: VectorCache, flush_every: int = 512):
         self.inner, self.cache, self.flush_every = embedder, cache, flush_every
         self.name, self.dim = embedder.name, embedder.dim
-        self.checksum = getattr(embedder, "checksum", None)  # the manifest records these of the inner embedder
-        self.backend, self.precision = getattr(embedder, "backend", "torch"), getattr(embedder, "precision", "fp32")
+        self.checksum = embedder.checksum  # the manifest records these of the inner embedder
+        self.backend, self.precision = embedder.backend, embedder.precision
         self.hits = self.misses = 0
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
