@@ -31,14 +31,56 @@ def config_options(func):
     return wrapper
 
 
+def writes_index(func):
+    """--no-wait on a command that writes the index directory; its body runs holding the writer lock."""
+
+    @click.option("--no-wait", is_flag=True,
+                  help="Refuse at once when another writer is at work on the index instead of waiting for it.")
+    @functools.wraps(func)
+    def wrapper(settings: Settings, no_wait: bool, **kwargs):
+        from indexer.writer_lock import writer_lock
+
+        with writer_lock(settings.index.dir, _command_line(), wait=not no_wait,
+                         say=lambda message: click.echo(message, err=True)):
+            return func(settings=settings, **kwargs)
+
+    return wrapper
+
+
+def _command_line() -> str:
+    """'indexer add --format beir ...' as this process was started (the command name alone under a test runner)."""
+    name = click.get_current_context().info_name
+    args = sys.argv[1:] if sys.argv[1:2] == [name] else [name]
+    return " ".join(["indexer", *args])
+
+
+def locked_store_message(exc: BaseException) -> str | None:
+    """The one-line message for SQLite's 'database is locked' (another process held its write lock too long)."""
+    if "database is locked" not in str(getattr(exc, "orig", exc)):
+        return None
+    return ("the store is locked by another process that kept SQLite's write lock past the 30 s busy timeout "
+            "(a writer that does not take the index's writer.lock, or a long transaction); nothing of this "
+            "run's last transaction was written; run the command again once that process has finished")
+
+
 class MedlexGroup(click.Group):
     """A click group that turns domain errors into one line and exit status 1."""
 
     def invoke(self, ctx):
+        import sqlite3
+
+        from sqlalchemy.exc import OperationalError
+
         try:
             return super().invoke(ctx)
         except MedlexError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            message = locked_store_message(exc)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; the store and index are as they were before the last unfinished batch",
@@ -91,6 +133,7 @@ def _skip_bad_hint(*notes: str) -> Iterator[None]:
 
 @main.command("import")
 @config_options
+@writes_index
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @click.option("--batch-size", default=200, show_default=True, help="Documents per transaction.")
@@ -117,6 +160,7 @@ def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fi
 
 @main.command("build")
 @config_options
+@writes_index
 @click.option("--collection", default=None, help="Check that this collection is in the store (the index covers all).")
 @click.option("--rebuild", is_flag=True, help="Re-encode every chunk instead of syncing the existing index.")
 @click.option("--tag/--no-tag", default=True, show_default=True,
@@ -160,6 +204,7 @@ def _change(settings: Settings, collection: str, upserts: list, deletes: list[st
 
 @main.command("add")
 @config_options
+@writes_index
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @record_options
@@ -171,6 +216,7 @@ def add_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, stric
 
 @main.command("update")
 @config_options
+@writes_index
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection holding the documents.")
 @record_options
@@ -192,6 +238,7 @@ def update_cmd(settings: Settings, fmt: str, collection: str, skip_bad: bool, st
 
 @main.command("delete")
 @config_options
+@writes_index
 @click.option("--collection", required=True, help="Collection holding the documents.")
 @click.argument("ids", nargs=-1, required=True)
 def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> None:
@@ -203,12 +250,17 @@ def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> Non
     store.close()
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}{_out_of_step(settings)}")
-    _change(settings, collection, [], list(ids))
+        behind = _out_of_step(settings)
+        if not behind:
+            raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
+        click.echo(f"warning: no document {unknown[0]!r} in collection {collection!r}"
+                   f"{f' (nor {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, and the index is out of step "
+                   f"with the store ({behind}): an earlier run stopped midway; bringing the index in step", err=True)
+    _change(settings, collection, [], [i for i in ids if i in known])
 
 
 def _out_of_step(settings: Settings) -> str:
-    """'' when the index agrees with its store, else a note naming the command that mends it.
+    """'' when the index agrees with its store, else why not.
 
     An earlier `delete` killed after the store committed leaves the ids gone but their vectors indexed.
     """
@@ -220,7 +272,7 @@ def _out_of_step(settings: Settings) -> str:
     try:
         open_index(settings)[0].close()
     except IndexMismatchError as exc:
-        return f"; the index needs `indexer build` ({exc})"
+        return str(exc)
     return ""
 
 
@@ -302,6 +354,7 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
 
 @main.command("tag")
 @config_options
+@writes_index
 @click.option("--collection", required=True, help="Collection whose documents are tagged.")
 @click.option("--batch-size", default=64, show_default=True, help="Documents per transaction.")
 def tag_cmd(settings: Settings, collection: str, batch_size: int) -> None:

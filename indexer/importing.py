@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from indexer.documents import Document
 from indexer.errors import ReaderError
+from indexer.kill_points import reached
 from indexer.readers import ReadOptions, estimate, read
 from indexer.readers.io import decode_tally
 from indexer.settings import Settings
@@ -182,6 +183,7 @@ def import_documents(store: DocumentStore, collection: str, docs: Iterable[Docum
         try:
             for batch in _batches(_ticking(docs, bar), max(1, batch_size)):
                 add_stats(stats, store.upsert_documents(collection, batch, chunker))
+                reached("import.batch")
                 bar.set_postfix({"added": stats.added, "updated": stats.updated, "unchanged": stats.unchanged}, refresh=False)
         except StoppedAtBadRecord as err:
             raise err.with_note(f"import stopped: {stored(stats)} documents of earlier batches are stored, "

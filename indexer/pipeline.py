@@ -5,13 +5,14 @@ encodes the chunks whose ids are not indexed and removes (or tombstones) ids no 
 store, so a build is incremental and resumable by construction. Progress is checkpointed to
 vectors.partial.faiss every index.checkpoint_every chunks and picked up by the next build.
 vectors.faiss and manifest.json are only ever replaced by writing aside and renaming, so a
-crash leaves the previous index as it was. `change` (indexer add/update/delete) writes the
-new vectors aside inside the store transaction and renames them after it commits.
+crash leaves the previous index as it was. `change` (indexer add/update/delete) encodes
+before its one short store transaction and renames the new files into place after it.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,8 @@ from indexer.documents import Document
 from indexer.embedder import Embedder
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
-from indexer.store import Chunker, DocumentStore, ImportStats
+from indexer.kill_points import reached
+from indexer.store import Chunker, DocumentStore, ImportStats, content_hash
 from indexer.tagging import tag_untagged
 from indexer.vector_index import FaissIndex
 
@@ -136,6 +138,7 @@ def write_aside(path: Path, write) -> Path:
     remove_stale_tmp(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
+    reached("write_aside")  # a temporary file as large as the index, not renamed yet
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     return tmp
@@ -264,11 +267,13 @@ def _encode_missing(store: DocumentStore, embedder: Embedder, index: FaissIndex,
             if len(group) < len(missing):
                 os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
                 save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
+                reached("build.checkpoint")
 
 
 def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
     """Replace vectors.faiss, then manifest.json, each by a rename."""
     os.replace(write_aside(d / VECTORS, index.save), d / VECTORS)
+    reached("commit.vectors")  # vectors.faiss is new, manifest.json still the old one
     save_json(d / MANIFEST, manifest)
 
 
@@ -293,40 +298,95 @@ def encode_texts(embedder: Embedder, texts: Sequence[str], batch: int, bar=None)
 
 def change(settings: Settings, embedder: Embedder, collection: str, upserts: Sequence[Document],
            deletes: Sequence[str], chunker: Chunker) -> ImportStats:
-    """Add/update/delete documents and their vectors together: nothing changes unless both succeed."""
+    """Add/update/delete documents and their vectors; a failure before the store commit changes nothing.
+
+    The slow part, encoding, runs first and outside any store transaction, so SQLite's write
+    lock is held only while the rows are written (one short transaction). Then vectors.faiss and
+    manifest.json are renamed into place. A stop between the store commit and those renames
+    leaves the store ahead of the vectors: loading refuses with `indexer build`, and the next
+    change (or build) brings them in step first.
+    """
     d = settings.index.dir
-    if (d / MANIFEST).is_file():
-        store, index, manifest = open_index(settings)  # refuses when store and index already disagree
-    else:
-        store, index, manifest = DocumentStore(d / STORE), None, None
-    if index is not None:  # refuses vectors of another backend/precision before anything is written
-        manifest["embedder"] = extend_identity(index, store, embedder, manifest["embedder"], settings)
-    pending: list[Path] = []
-
-    def write_vectors(added: list[tuple[int, str, str]], removed: list[int]) -> None:
-        if index is None:
-            return
-        started = time.perf_counter()
-        index.remove(np.asarray(removed, dtype=np.int64))
-        ids = np.asarray([a[0] for a in added], dtype=np.int64)
-        index.add(encode_texts(embedder, [embed_text(t, x, settings) for _, t, x in added],
-                               settings.index.build_batch), ids)
-        pending.append(write_aside(d / VECTORS, index.save))
-        manifest.update(vectors=int(index.index.ntotal), live_vectors=index.ntotal,
-                        tombstones=index.tombstones.tolist(), updated_at=datetime.now(timezone.utc).isoformat(
-                            timespec="seconds"), update_seconds=round(time.perf_counter() - started, 3))
-
-    try:
-        stats = store.apply_changes(collection, upserts, deletes, chunker, write_vectors)
-        if index is None:
+    if not (d / MANIFEST).is_file():  # no index yet: write the store, then build one
+        with DocumentStore(d / STORE) as store:
+            stats = store.apply_changes(collection, upserts, deletes, chunker)
             sync(settings, store, embedder)
             return stats
-        os.replace(pending[0], d / VECTORS)
+    started = time.perf_counter()
+    store, index, manifest = _open_for_change(settings, embedder)
+    try:  # refuses vectors of another backend/precision before anything is written
+        manifest["embedder"] = extend_identity(index, store, embedder, manifest["embedder"], settings)
+        chunks, vectors = _encode_changed(store, embedder, collection, upserts, chunker, settings)
+        reached("change.encoded")
+        stats = store.apply_changes(collection, upserts, deletes, lambda doc: chunks.get(id(doc)) or chunker(doc))
+        reached("change.stored")
+        _catch_up(store, index, embedder, settings, vectors)
         counts = store.counts()
-        save_json(d / MANIFEST, {**manifest, "documents": counts["documents"], "chunks": counts["chunks"],
-                                 "mentions": counts["mentions"]})
+        manifest.update(vectors=int(index.index.ntotal), live_vectors=index.ntotal, tombstones=index.tombstones.tolist(),
+                        documents=counts["documents"], chunks=counts["chunks"], mentions=counts["mentions"],
+                        updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        update_seconds=round(time.perf_counter() - started, 3))
+        commit(d, index, manifest)
         return stats
     finally:
-        for tmp in pending:
-            tmp.unlink(missing_ok=True)
         store.close()
+
+
+def _open_for_change(settings: Settings, embedder: Embedder) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
+    """open_index; an index left out of step by a writer that stopped midway is first brought in step by `sync`.
+
+    Only an index of this embedder and index type is mended so; any other mismatch is refused as open_index refuses it.
+    """
+    try:
+        return open_index(settings)
+    except IndexMismatchError as exc:
+        d = settings.index.dir
+        manifest = read_json(d / MANIFEST) or {}
+        if not (d / VECTORS).is_file() or manifest.get("format") != FORMAT \
+                or manifest.get("embedder", {}).get("checksum") != embedder_identity(embedder)["checksum"] \
+                or manifest.get("configured_type") != settings.index.type:
+            raise
+        from tqdm import tqdm
+
+        tqdm.write(f"note: {exc}; an earlier writer stopped midway, so the index is brought in step first",
+                   file=sys.stderr)
+        with DocumentStore(d / STORE, create=False) as store:
+            sync(settings, store, embedder)
+        return open_index(settings)
+
+
+def _encode_changed(store: DocumentStore, embedder: Embedder, collection: str, upserts: Sequence[Document],
+                    chunker: Chunker, settings: Settings) -> tuple[dict[int, list], dict[str, np.ndarray]]:
+    """Chunks of the new or changed documents (keyed by id() of the Document) and the vectors of their texts.
+
+    Documents whose content hash the store already holds are unchanged and cost nothing. This
+    only reads the store, so no write lock is held while the model runs.
+    """
+    known = store.content_hashes(collection, [doc.id for doc in upserts])
+    chunks = {id(doc): chunker(doc) for doc in upserts if known.get(doc.id) != content_hash(doc)}
+    texts = list(dict.fromkeys(embed_text(doc.title, c.text, settings)
+                               for doc in upserts if id(doc) in chunks for c in chunks[id(doc)]))
+    encoded = encode_texts(embedder, texts, settings.index.build_batch)
+    return chunks, dict(zip(texts, encoded))
+
+
+def _catch_up(store: DocumentStore, index: FaissIndex, embedder: Embedder, settings: Settings,
+              vectors: dict[str, np.ndarray]) -> None:
+    """Make `index` hold exactly the store's chunks: remove the gone ones, add the new ones from `vectors`.
+
+    A chunk whose text is not in `vectors` (written by another store user meanwhile) is encoded here.
+    """
+    missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
+    index.remove(stale)
+    if not len(missing):
+        return
+    texts = store.chunk_texts([int(i) for i in missing])
+    inputs = [embed_text(*texts[int(i)], settings) for i in missing]
+    out = np.zeros((len(missing), index.dim), dtype=np.float32)
+    todo = [j for j, text in enumerate(inputs) if text not in vectors]
+    for j, text in enumerate(inputs):
+        if text in vectors:
+            out[j] = vectors[text]
+    if todo:
+        out[todo] = encode_texts(embedder, [inputs[j] for j in todo], settings.index.build_batch)
+    index.add(out, missing)

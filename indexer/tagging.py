@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from tqdm import tqdm
 
+from indexer.kill_points import reached
 from indexer.store import DocumentStore
 
 if TYPE_CHECKING:  # the protocol only; indexer.ner imports torch
@@ -26,6 +27,7 @@ def tag_documents(store: DocumentStore, doc_ids: Sequence[int], tagger: Tagger, 
             counts.update(store.replace_model_mentions({doc_id: m for (doc_id, _), m in zip(batch, found)},
                                                        tagger.checksum))
             bar.update(len(batch))
+            reached("build.tagged")
     return dict(counts)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from sqlalchemy import func, select
 
-from indexer.store.database import Database
+from indexer.store.database import MAX_IDS, Database
 from indexer.store.schema import ChunkRow, CollectionRow, DocumentRow, MentionRow
 from indexer.store.snapshot import StoreSnapshot
 
@@ -74,6 +74,17 @@ class StoreReads(Database):
         with self.session() as s:
             cid = self.collection_id(s, collection, create=False)
             return list(s.scalars(select(DocumentRow.external_id).where(DocumentRow.collection_id == cid)))
+
+    def content_hashes(self, collection: str, external_ids: Sequence[str]) -> dict[str, str]:
+        """Corpus id -> content hash of those given documents the collection holds (unknown ones are absent)."""
+        ids = list(dict.fromkeys(str(i) for i in external_ids))
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), MAX_IDS):
+            part = ids[start:start + MAX_IDS]
+            out.update(self._fetch("SELECT d.external_id, d.content_hash FROM documents d JOIN collections c ON "
+                                   f"c.id = d.collection_id WHERE c.name = ? AND d.external_id IN "
+                                   f"({', '.join('?' * len(part))})", (collection, *part)))
+        return out
 
     def chunk_ids(self) -> list[int]:
         """Ids of every chunk, ascending."""

@@ -110,16 +110,17 @@ class StoreWrites(Database):
             s.execute(MentionRow.__table__.insert(), rows)
 
     def apply_changes(self, collection: str, upserts: Sequence[Document], deletes: Sequence[str], chunker: Chunker,
-                      before_commit: Callable[[list[tuple[int, str, str]], list[int]], None]) -> ImportStats:
+                      before_commit: Callable[[list[tuple[int, str, str]], list[int]], None] | None = None
+                      ) -> ImportStats:
         """Upsert and delete documents in one transaction; `before_commit(added, removed)` runs inside it.
 
         `added` holds (chunk id, document title, chunk text) of new chunks and `removed` the ids of
-        chunks that went away. If the hook raises, nothing is written, so the vector index and the
-        store stay in step.
+        chunks that went away. If the hook raises, nothing is written. Keep the hook short: the
+        transaction holds SQLite's write lock (the pipeline encodes before calling this).
         """
         stats = ImportStats()
         with self.session() as s:
-            before = set(s.scalars(select(ChunkRow.id)))
+            before = set(s.scalars(select(ChunkRow.id))) if before_commit is not None else set()
             cid = self.collection_id(s, collection, create=bool(upserts))
             for doc in upserts:
                 self._upsert_one(s, cid, doc, chunker, stats)
@@ -127,6 +128,8 @@ class StoreWrites(Database):
                 doc_ids = self._document_ids(s, cid, deletes)
                 self._delete(s, doc_ids)
                 stats.deleted = len(doc_ids)
+            if before_commit is None:
+                return stats
             s.flush()
             after = set(s.scalars(select(ChunkRow.id)))
             new = sorted(after - before)
