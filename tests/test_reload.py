@@ -97,3 +97,26 @@ def test_stale_tmp_files_of_dead_writers_go_at_the_next_write(tmp_path):
     live.write_bytes(b"y")
     save_json(target, {"a": 1})
     assert not stale.exists() and live.exists() and target.is_file()
+
+
+def test_web_in_process_sees_a_changed_index_and_deletes(tmp_path):
+    """`web serve` without searchd: the in-process client reloads a changed index directory, as searchd does."""
+    from indexer.pipeline import change
+    from web import create_app
+    from web.client import InProcessClient
+
+    settings = fixture_settings(tmp_path)
+    build_sample_index(settings, SAMPLE).close()
+    client = InProcessClient(settings, loader=keyword_loader)
+    page = create_app(settings, search=client).test_client()
+    title = "Zolpidem somnambulism claim"
+    assert title not in page.get("/?q=zolpidem+asleep&mode=dense").get_data(as_text=True)
+    first = client.service()
+    add_new(settings)
+    for mode in ("dense", "hybrid"):
+        assert title in page.get(f"/?q=zolpidem+asleep&mode={mode}").get_data(as_text=True), mode
+    assert client.service() is not first and first.index.ntotal == 0, "the old service closed with its last call"
+    change(settings, KeywordEmbedder(), "sample", [], ["new-1"], sample_chunker)
+    for mode in ("dense", "hybrid", "keyword"):
+        assert title not in page.get(f"/?q=zolpidem+asleep&mode={mode}").get_data(as_text=True), mode
+    client.close()

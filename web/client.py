@@ -13,12 +13,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Protocol
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from werkzeug.datastructures import MultiDict
 
 from indexer.errors import ConfigError, DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
+from searchd.live import LiveService, Loader
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 
@@ -41,59 +43,83 @@ class SearchClient(Protocol):
 
 
 class InProcessClient:
-    """Runs SearchService in this process; loads the index on first use and retries until one exists."""
+    """Runs SearchService in this process; loads the index on first use and retries until one exists.
 
-    def __init__(self, settings: Settings, service: SearchService | None = None):
-        """`service`: an already loaded SearchService to use (the caller closes it) instead of loading one."""
+    A client that loads the index itself keeps it live (searchd/live.py), as `searchd serve`
+    does: each call holds the current service until it returns, and a changed manifest.json
+    swaps in the new index without dropping calls in flight.
+    """
+
+    def __init__(self, settings: Settings, service: SearchService | None = None, loader: Loader | None = None):
+        """`service`: an already loaded SearchService to use as it is (the caller closes it) instead of loading one.
+
+        `loader(settings, previous)`: how to load the index (default SearchService.load, reusing the embedder).
+        """
         self.settings = settings
-        self._service = service
-        self._owned: SearchService | None = None
+        self._given = service
+        self._loader = loader
+        self._live: LiveService | None = None
         self._lock = threading.Lock()
 
     def service(self) -> SearchService:
-        """The loaded SearchService, loading it now if needed."""
-        if self._service is None:
-            with self._lock:
-                if self._service is None:
-                    self._service = self._owned = self._load()
-        return self._service
+        """The current SearchService, loading the index now if needed (and reloading it if it changed)."""
+        with self._lease() as service:
+            return service
+
+    @contextmanager
+    def _lease(self) -> Iterator[SearchService]:
+        if self._given is not None:
+            yield self._given
+            return
+        live = self._live_service()
+        service = live.acquire()
+        if service is None:
+            raise SearchUnavailable("the search service is shutting down")
+        try:
+            yield service
+        finally:
+            live.release(service)
+
+    def _live_service(self) -> LiveService:
+        with self._lock:
+            if self._live is None:
+                index_dir = self.settings.index.dir
+                if not (index_dir / "manifest.json").is_file():
+                    raise SearchUnavailable(f"no index at {str(index_dir)!r}; build one with `indexer build`")
+                live = LiveService(self.settings, self._loader) if self._loader is not None else LiveService(self.settings)
+                try:
+                    live.load()
+                except MedlexError as exc:
+                    raise SearchUnavailable(f"the index at {str(index_dir)!r} could not be loaded: {exc}") from exc
+                self._live = live
+            return self._live
 
     def close(self) -> None:
-        """Close the service this client loaded; one given to it is left to its owner."""
+        """Close the index this client loaded; a service given to it is left to its owner."""
         with self._lock:
-            owned, self._owned = self._owned, None
-            if owned is not None:
-                self._service = None
-        if owned is not None:
-            owned.close()
-
-    def _load(self) -> SearchService:
-        index_dir = self.settings.index.dir
-        if not (index_dir / "manifest.json").is_file():
-            raise SearchUnavailable(f"no index at {str(index_dir)!r}; build one with `indexer build`")
-        from searchd.service import SearchService  # torch and faiss load only once there is an index
-        try:
-            return SearchService.load(self.settings)
-        except MedlexError as exc:
-            raise SearchUnavailable(f"the index at {str(index_dir)!r} could not be loaded: {exc}") from exc
+            live, self._live = self._live, None
+        if live is not None:
+            live.close()
 
     def search(self, params: MultiDict) -> SearchResult:
         """Parse the request parameters as searchd does and run the query."""
-        service = self.service()
-        return _translated(lambda: service.search(service.parse(params)))
+        with self._lease() as service:
+            return _translated(lambda: service.search(service.parse(params)))
 
     def document(self, doc_id: int) -> DocumentView:
         """One document with its entity highlights."""
-        return _translated(lambda: self.service().document(doc_id))
+        with self._lease() as service:
+            return _translated(lambda: service.document(doc_id))
 
     def similar(self, doc_id: int, k: int) -> list[Hit]:
         """Documents nearest to this one."""
-        return _translated(lambda: self.service().similar(doc_id, k))
+        with self._lease() as service:
+            return _translated(lambda: service.similar(doc_id, k))
 
     def stats(self) -> dict[str, Any]:
         """Index statistics, with the collection names for the collection selector."""
-        service = self.service()
-        return {**service.stats(), "collection_names": service.store.collections()}
+        with self._lease() as service:
+            return {**service.stats(), "collection_names": service.store.collections()}
 
 
 def _translated(call):
