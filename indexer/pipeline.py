@@ -366,7 +366,10 @@ def _encode_changed(store: DocumentStore, embedder: Embedder, collection: str, u
     chunks = {id(doc): chunker(doc) for doc in upserts if known.get(doc.id) != content_hash(doc)}
     texts = list(dict.fromkeys(embed_text(doc.title, c.text, settings)
                                for doc in upserts if id(doc) in chunks for c in chunks[id(doc)]))
-    encoded = encode_texts(embedder, texts, settings.index.build_batch)
+    from tqdm import tqdm
+
+    with tqdm(total=len(texts), desc="encode chunks", unit="chunk", dynamic_ncols=True) as bar:
+        encoded = encode_texts(embedder, texts, settings.index.build_batch, bar)
     return chunks, dict(zip(texts, encoded))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Callable, Iterator
 from indexer.errors import MedlexError
 
 LOCK = "writer.lock"
-_held: dict[Path, int] = {}  # index dirs this process holds, with the depth of nested holds
+_held: dict[tuple[Path, int], int] = {}  # (index dir, thread) holding it -> depth of nested holds
 
 
 class IndexBusy(MedlexError):
@@ -33,12 +34,13 @@ def _say(message: str) -> None:
 @contextmanager
 def writer_lock(index_dir: Path, command: str, wait: bool = True,
                 say: Callable[[str], None] = _say) -> Iterator[None]:
-    """Hold the index directory's writer lock for the block (nested holds in one process are free).
+    """Hold the index directory's writer lock for the block (a nested hold by the same thread is free).
 
     `command` (e.g. 'indexer add --collection x ...') is recorded for the next writer's message.
     A directory that does not exist yet is created (an import makes it).
     """
-    key = Path(index_dir).resolve()
+    index_dir = Path(index_dir).resolve()
+    key = (index_dir, threading.get_ident())
     if key in _held:
         _held[key] += 1
         try:
@@ -46,10 +48,10 @@ def writer_lock(index_dir: Path, command: str, wait: bool = True,
         finally:
             _held[key] -= 1
         return
-    key.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(index_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)  # one open file per hold: flock locks it apart
     try:
-        _acquire(fd, key, wait, say)
+        _acquire(fd, index_dir, wait, say)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n{command[:300]}\n".encode("utf-8", "replace"), 0)
         _held[key] = 1
