@@ -368,7 +368,7 @@ def _encode_changed(store: DocumentStore, embedder: Embedder, collection: str, u
                                for doc in upserts if id(doc) in chunks for c in chunks[id(doc)]))
     from tqdm import tqdm
 
-    with tqdm(total=len(texts), desc="encode chunks", unit="chunk", dynamic_ncols=True) as bar:
+    with tqdm(total=len(texts), desc="encode chunks", unit="chunk", dynamic_ncols=True, disable=not texts) as bar:
         encoded = encode_texts(embedder, texts, settings.index.build_batch, bar)
     return chunks, dict(zip(texts, encoded))
 
