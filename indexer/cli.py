@@ -255,7 +255,7 @@ def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> Non
             raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
         click.echo(f"warning: no document {unknown[0]!r} in collection {collection!r}"
                    f"{f' (nor {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, and the index is out of step "
-                   f"with the store ({behind}): an earlier run stopped midway; bringing the index in step", err=True)
+                   f"with the store: an earlier run stopped midway; bringing the index in step", err=True)
     _change(settings, collection, [], [i for i in ids if i in known])
 
 

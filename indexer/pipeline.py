@@ -348,8 +348,8 @@ def _open_for_change(settings: Settings, embedder: Embedder) -> tuple[DocumentSt
             raise
         from tqdm import tqdm
 
-        tqdm.write(f"note: {exc}; an earlier writer stopped midway, so the index is brought in step first",
-                   file=sys.stderr)
+        why = str(exc).split("; run `")[0]
+        tqdm.write(f"note: an earlier writer stopped midway ({why}); bringing the index in step first", file=sys.stderr)
         with DocumentStore(d / STORE, create=False) as store:
             sync(settings, store, embedder)
         return open_index(settings)

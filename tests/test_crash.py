@@ -126,5 +126,12 @@ def test_import_and_build_killed_at_timed_moments(crash):
         crash.check()
     crash.cli("build")
     crash.check_finished(ids, tagged=True)
-    assert crash.kills == sum(landed) >= 3, f"only {sum(landed)} of 5 timed kills landed before the command ended"
-    print(f"timed kills that landed: {sum(landed)} of 5")
+    more = write_corpus(crash.root / "more", generated_records("more", 240))
+    add = ("add", "--format", "beir", "--collection", "c", str(more))
+    for delay in (0.1, 0.6, 1.5):
+        landed.append(crash.run_killed_after("encode chunks", delay, *add))
+        crash.check()
+    crash.cli(*add)
+    crash.check_finished(ids | {f"more-{i}" for i in range(240)})
+    assert crash.kills == sum(landed) >= 5, f"only {sum(landed)} of 8 timed kills landed before the command ended"
+    print(f"timed kills that landed: {sum(landed)} of 8")
