@@ -40,9 +40,21 @@ def served(tmp_path):
         if thread.name == "searchd-load":
             thread.join(60)
     server = create_server(app, host="127.0.0.1", port=0, threads=8)
-    threading.Thread(target=server.run, daemon=True).start()
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except OSError:  # close() pulls the socket from under the select loop
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     yield settings, f"http://127.0.0.1:{server.effective_port}"
+    stopping.set()
     server.close()
+    thread.join(10)
     app.extensions["searchd"].close()
 
 
