@@ -253,9 +253,10 @@ def delete_cmd(settings: Settings, collection: str, ids: tuple[str, ...]) -> Non
         behind = _out_of_step(settings)
         if not behind:
             raise StoreError(f"delete: no document {unknown[0]!r} in collection {collection!r}")
-        click.echo(f"warning: no document {unknown[0]!r} in collection {collection!r}"
-                   f"{f' (nor {len(unknown) - 1} more)' if len(unknown) > 1 else ''}, and the index is out of step "
-                   f"with the store: an earlier run stopped midway; bringing the index in step", err=True)
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        click.echo(f"warning: no document {unknown[0]!r}{more} in collection {collection!r}, and the index is out "
+                   f"of step with the store: an earlier run stopped midway (a delete that removed them?); "
+                   f"bringing the index in step", err=True)
     _change(settings, collection, [], [i for i in ids if i in known])
 
 
