@@ -187,3 +187,37 @@ def test_cli_build_add_update_delete(settings, sample_dir, monkeypatch, tmp_path
     service = reopen(settings)
     assert service.store.counts()["documents"] == 12 and service.index.ntotal == service.store.counts()["chunks"]
     assert np.isin(service.index.ids(), service.store.chunk_ids()).all()
+
+
+class LockProbingEmbedder(KeywordEmbedder):
+    """Checks, each time it encodes, that no connection holds the store's write lock (BEGIN IMMEDIATE, no wait)."""
+
+    def __init__(self, store_path):
+        super().__init__()
+        self.store_path, self.texts = store_path, []
+
+    def embed_documents(self, texts):
+        import sqlite3
+
+        probe = sqlite3.connect(self.store_path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # raises 'database is locked' while a writer's transaction is open
+            probe.execute("ROLLBACK")
+        finally:
+            probe.close()
+        self.texts += list(texts)
+        return super().embed_documents(texts)
+
+
+def test_change_encodes_outside_the_store_transaction_and_each_new_chunk_once(settings, sample_dir):
+    build_sample_index(settings, sample_dir)
+    emb = LockProbingEmbedder(settings.index.dir / pipeline.STORE)
+    docs = [Document(f"new-{i}", f"Title {i}", " ".join(f"Lithium level {i}.{j} was toxic." for j in range(30)), {}) for i in range(3)]
+    pipeline.change(settings, emb, "sample", docs, ["bva-001"], sample_chunker)
+    added = sum(len(sample_chunker(d)) for d in docs)
+    assert len(emb.texts) == len(set(emb.texts)) == added
+    again = LockProbingEmbedder(settings.index.dir / pipeline.STORE)
+    assert pipeline.change(settings, again, "sample", docs, [], sample_chunker).unchanged == 3
+    assert again.texts == [], "unchanged documents are not encoded again"
+    service = reopen(settings)
+    assert sorted(service.index.ids().tolist()) == service.store.chunk_ids()
