@@ -144,6 +144,27 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
                f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s){tagged}")
 
 
+@main.command("reshard")
+@config_options
+@click.argument("shards", type=int)
+def reshard_cmd(settings: Settings, shards: int) -> None:
+    """Split vectors.faiss afresh into SHARDS chunk-id ranges for searchd (1: search vectors.faiss alone)."""
+    import dataclasses
+
+    from indexer.shards import reshard
+
+    configured = settings.index.shards
+    settings = settings.replace(index=dataclasses.replace(settings.index, shards=shards))
+    manifest = reshard(settings)
+    for i, shard in enumerate(manifest.get("shards", [])):
+        click.echo(f"shard {i}: {shard['vectors']} vectors from chunk id {shard['first_id']} ({shard['file']})")
+    click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors in {max(shards, 1)} "
+               f"{'shards' if shards > 1 else 'file (vectors.faiss)'} ({manifest['reshard_seconds']:.1f} s)")
+    if configured != shards:
+        click.echo(f"note: index.shards is {configured} in the configuration, so the next `indexer build` or "
+                   f"add/update/delete writes {configured}; set index.shards = {shards} to keep this split", err=True)
+
+
 def _label_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no mentions"
 

@@ -68,6 +68,7 @@ class IndexSettings:
     build_batch: int = setting(64, "chunks encoded per batch")
     checkpoint_every: int = setting(2048, "chunks between resumable build checkpoints")
     embed_title: bool = setting(True, 'encode chunks as "Title. chunk text" (the document title gives each chunk context)')
+    shards: int = setting(1, "FAISS files searchd searches in parallel, split by chunk-id range (1 = vectors.faiss alone)")
 
 
 @dataclass(frozen=True)
