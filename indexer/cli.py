@@ -121,13 +121,20 @@ def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fi
 @click.option("--rebuild", is_flag=True, help="Re-encode every chunk instead of syncing the existing index.")
 @click.option("--tag/--no-tag", default=True, show_default=True,
               help="Tag documents without gold mentions with the tagger found on the [models] path.")
-def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bool) -> None:
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: tag and encode as a Ray Data job with the [cluster] settings (pip install -e .[cluster]).")
+def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bool, engine: str) -> None:
     """Tag untagged documents and encode the store's chunks into vectors.faiss (incremental and resumable)."""
     from indexer.embedder import load_embedder
     from indexer.errors import StoreError
     from indexer.ner import load_tagger
     from indexer.pipeline import sync
 
+    if engine == "ray":  # before the models load: a missing extra or a bad [cluster] setting fails fast
+        from indexer.cluster import check_cluster, import_ray
+
+        import_ray()
+        check_cluster(settings)
     store = open_store(settings, create=False)
     if collection is not None and collection not in store.collections():
         raise StoreError(f"unknown collection {collection!r}; known: {', '.join(store.collections()) or 'none'}")
@@ -135,6 +142,8 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
     if tag and tagger is None:
         click.echo("no tagger found on the models search path (`indexer models` lists it): documents keep their "
                    "gold mentions only; train one with `indexer train-models`", err=True)
+    if engine == "ray":
+        from indexer.cluster import sync_on_ray as sync
     manifest = sync(settings, store, load_embedder(settings, prepare=True), rebuild=rebuild, tagger=tagger)
     rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
     tagged = f"; tagged {manifest['tagged_last_build']} documents ({_label_counts(manifest['mentions_last_build'])})" \
