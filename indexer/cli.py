@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -172,6 +173,27 @@ def reshard_cmd(settings: Settings, shards: int) -> None:
     if configured != shards:
         click.echo(f"note: index.shards is {configured} in the configuration, so the next `indexer build` or "
                    f"add/update/delete writes {configured}; set index.shards = {shards} to keep this split", err=True)
+
+
+@main.command("bench-build")
+@config_options
+@click.option("--engines", default="local,ray:1,ray:2", show_default=True,
+              help="Engines to time, in order: local and ray:WORKERS (Ray runs are compared with the first, local).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/bench-build"),
+              show_default=True, help="Where each engine's copy of the store is built.")
+def bench_build_cmd(settings: Settings, engines: str, workdir: Path) -> None:
+    """Build copies of the imported store with each engine; print chunks/s and agreement with the local build."""
+    from indexer.build_bench import format_build_table, parse_engines, run_build_bench
+
+    plan = parse_engines(engines)
+    if any(name == "ray" for name, _ in plan):
+        from indexer.cluster import import_ray
+
+        import_ray()
+    rows = run_build_bench(settings, plan, workdir, echo=click.echo)
+    click.echo(f"\n{settings.index.dir} built by each engine; {os.cpu_count()} CPUs, "
+               f"cluster.cpus_per_worker={settings.cluster.cpus_per_worker}\n")
+    click.echo(format_build_table(rows))
 
 
 def _label_counts(counts: dict[str, int]) -> str:

@@ -108,6 +108,10 @@ class _Worker:
     def __init__(self, settings: Settings, tag: bool):
         from indexer.embedder import load_embedder
 
+        threads = max(1, int(settings.cluster.cpus_per_worker))  # an onnx/openvino session per actor: its own CPUs, not all
+        settings = settings.replace(
+            embedder=dataclasses.replace(settings.embedder, threads=settings.embedder.threads or threads),
+            ner=dataclasses.replace(settings.ner, threads=settings.ner.threads or threads))
         self.settings = settings
         self.embedder = load_embedder(settings)
         self.tagger = None
