@@ -35,7 +35,8 @@ def parse_engines(spec: str) -> list[tuple[str, int]]:
     return out
 
 
-def run_build_bench(settings: Settings, engines: list[tuple[str, int]], workdir: Path, echo=print) -> list[dict[str, Any]]:
+def run_build_bench(settings: Settings, engines: list[tuple[str, int]], workdir: Path, tag: bool = True,
+                    echo=print) -> list[dict[str, Any]]:
     """One row per engine: seconds, chunks/s, documents tagged, and agreement with the local build."""
     from indexer.cluster import sync_on_ray
     from indexer.embedder import load_embedder
@@ -46,7 +47,7 @@ def run_build_bench(settings: Settings, engines: list[tuple[str, int]], workdir:
     source = settings.index.dir / STORE
     if not source.is_file():
         raise ConfigError(f"no store in {str(settings.index.dir)!r} to build; run `indexer import` first")
-    embedder, tagger = load_embedder(settings, prepare=True), load_tagger(settings)
+    embedder, tagger = load_embedder(settings, prepare=True), load_tagger(settings) if tag else None
     rows, reference = [], None
     for name, workers in engines:
         label = "local" if name == "local" else f"ray, {workers} worker{'s' if workers > 1 else ''}"

@@ -181,7 +181,8 @@ def reshard_cmd(settings: Settings, shards: int) -> None:
               help="Engines to time, in order: local and ray:WORKERS (Ray runs are compared with the first, local).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/bench-build"),
               show_default=True, help="Where each engine's copy of the store is built.")
-def bench_build_cmd(settings: Settings, engines: str, workdir: Path) -> None:
+@click.option("--tag/--no-tag", default=True, show_default=True, help="Tag the documents too (--no-tag: encoding only).")
+def bench_build_cmd(settings: Settings, engines: str, workdir: Path, tag: bool) -> None:
     """Build copies of the imported store with each engine; print chunks/s and agreement with the local build."""
     from indexer.build_bench import format_build_table, parse_engines, run_build_bench
 
@@ -190,7 +191,7 @@ def bench_build_cmd(settings: Settings, engines: str, workdir: Path) -> None:
         from indexer.cluster import import_ray
 
         import_ray()
-    rows = run_build_bench(settings, plan, workdir, echo=click.echo)
+    rows = run_build_bench(settings, plan, workdir, tag, echo=click.echo)
     click.echo(f"\n{settings.index.dir} built by each engine; {os.cpu_count()} CPUs, "
                f"cluster.cpus_per_worker={settings.cluster.cpus_per_worker}\n")
     click.echo(format_build_table(rows))
