@@ -160,8 +160,11 @@ def sync_on_ray(settings: Settings, store: DocumentStore, embedder: Embedder, re
     partial_meta = {"embedder": identity, "index_type": index.description, "configured_type": settings.index.type,
                     "embed_title": settings.index.embed_title, "rebuild": rebuild}
     found: Counter = Counter()
+    startup = 0.0
     if len(untagged) or len(missing):
+        mark = time.perf_counter()
         ray, started_here = start(settings)
+        startup = time.perf_counter() - mark
         try:
             found = _run_job(ray, settings, store, index, untagged, missing, tagger, partial_meta)
         finally:
@@ -169,7 +172,8 @@ def sync_on_ray(settings: Settings, store: DocumentStore, embedder: Embedder, re
                 ray.shutdown()
     manifest = p.manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
     manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=len(untagged),
-                    mentions_last_build=dict(found), engine="ray", workers=c.workers)
+                    mentions_last_build=dict(found), engine="ray", workers=c.workers,
+                    ray_start_seconds=round(startup, 3))
     p.publish_shards(settings, index, manifest, p.read_json(d / p.MANIFEST))
     p.commit(d, index, manifest)
     p.prune_shards(d, manifest)
