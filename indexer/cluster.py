@@ -63,9 +63,11 @@ def start(settings: Settings):
         return ray, False
     c = settings.cluster
     local = not c.address
+    # a local cluster's workers import medlex as this process does (its PYTHONPATH); a remote one has its own install
+    env = {k: os.environ[k] for k in ("PYTHONPATH", "MEDLEX_DATA_DIR") if k in os.environ} if local else {}
     ray.init(address=c.address or None, num_cpus=(c.local_cpus or None) if local else None,
              include_dashboard=False, logging_level="warning", log_to_driver=True,
-             runtime_env={"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "MEDLEX_DATA_DIR") if k in os.environ}})
+             runtime_env={"env_vars": env} if env else None)
     have = ray.cluster_resources()
     need_cpu, need_gpu = c.workers * c.cpus_per_worker, c.workers * c.gpus_per_worker
     if have.get("CPU", 0) < need_cpu or have.get("GPU", 0) < need_gpu:
