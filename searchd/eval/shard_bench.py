@@ -25,6 +25,15 @@ def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x
 
 
+def _resident() -> int:
+    """Resident bytes of this process (Linux /proc), 0 elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
 def run_shard_bench(settings: IndexSettings, counts: list[int], n: int = 200_000, dim: int = 384,
                     n_queries: int = 200, k: int = 10, clients: int = 4, echo=print) -> list[tuple]:
     """Rows (shards, filter, p50 ms, p95 ms, queries/s with `clients` threads, same top k) of the shard benchmark."""
@@ -33,8 +42,14 @@ def run_shard_bench(settings: IndexSettings, counts: list[int], n: int = 200_000
 
     rng = np.random.default_rng(0)
     ids = np.sort(rng.choice(10 * n, n, replace=False)).astype(np.int64)
+    vectors = _unit(rng, n, dim)
+    before = _resident()
     record = FaissIndex.create(dim, "flat", settings, n)
-    record.add(_unit(rng, n, dim), ids)
+    record.add(vectors, ids)
+    grown = _resident() - before  # the index's own copy: the input vectors are still held
+    del vectors
+    echo(f"  resident memory of the flat index: {grown / 1e6:.1f} MB, {grown / n:.0f} bytes per vector "
+         f"({dim * 4} of them the vector)")
     queries = _unit(np.random.default_rng(1), n_queries, dim)
     masks = {name: None if share is None else np.random.default_rng(2).random(n) < share for name, share in FILTERS}
     truth: dict[str, list[np.ndarray]] = {}
