@@ -120,3 +120,12 @@ def test_bad_cluster_settings_and_a_missing_extra_are_clear_errors(settings, mon
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ConfigError, match=r"pip install -e \.\[cluster\]"):
         cluster.import_ray()
+
+
+def test_bench_engines_parse():
+    from indexer.build_bench import parse_engines
+
+    assert parse_engines("local,ray:1, ray:2") == [("local", 0), ("ray", 1), ("ray", 2)]
+    for bad in ("ray", "ray:0", "spark:2", "local:1"):
+        with pytest.raises(ConfigError, match="is not 'local' or 'ray:WORKERS'"):
+            parse_engines(bad)

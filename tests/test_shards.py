@@ -15,6 +15,7 @@ from indexer.errors import ConfigError, IndexMismatchError
 from indexer.settings import IndexSettings
 from indexer.shards import ShardedIndex, merge_top_k, open_search_index, plan_bounds, reshard, split
 from indexer.vector_index import FaissIndex
+from searchd.cli import main as searchd_main
 from searchd.query import Query
 from searchd.service import SearchService
 
@@ -203,3 +204,15 @@ def test_cli_reshard(settings, sample_dir):
     assert "set index.shards = 3" in result.output
     result = CliRunner().invoke(main, ["reshard", "0", *base])
     assert result.exit_code == 1 and "index.shards must be" in result.output
+
+
+def test_shard_benchmark_rows_agree_with_one_shard():
+    from searchd.eval.shard_bench import format_shard_table, run_shard_bench
+
+    rows = run_shard_bench(IndexSettings(), [1, 2, 4], n=3000, dim=16, n_queries=8, clients=2, echo=lambda _: None)
+    assert [(r[0], r[1]) for r in rows[:3]] == [(1, "none"), (1, "10% allowed"), (1, "1% allowed")]
+    assert len(rows) == 9 and all(r[5] for r in rows) and all(r[2] <= r[3] and r[4] > 0 for r in rows)
+    table = format_shard_table(rows, 3000, 16, 8, 2)
+    assert "| 4 | 1% allowed |" in table and "load average" in table and "NO" not in table
+    result = CliRunner().invoke(searchd_main, ["bench", "--shards", "1,x"])
+    assert result.exit_code == 1 and "not a list of shard counts" in result.output
