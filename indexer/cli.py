@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -165,13 +166,20 @@ def _read_documents(settings: Settings, fmt: str, path: Path, skip_bad: bool, fi
 @click.option("--rebuild", is_flag=True, help="Re-encode every chunk instead of syncing the existing index.")
 @click.option("--tag/--no-tag", default=True, show_default=True,
               help="Tag documents without gold mentions with the tagger found on the [models] path.")
-def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bool) -> None:
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: tag and encode as a Ray Data job with the [cluster] settings (pip install -e .[cluster]).")
+def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bool, engine: str) -> None:
     """Tag untagged documents and encode the store's chunks into vectors.faiss (incremental and resumable)."""
     from indexer.embedder import load_embedder
     from indexer.errors import StoreError
     from indexer.ner import load_tagger
     from indexer.pipeline import sync
 
+    if engine == "ray":  # before the models load: a missing extra or a bad [cluster] setting fails fast
+        from indexer.cluster import check_cluster, import_ray
+
+        import_ray()
+        check_cluster(settings)
     store = open_store(settings, create=False)
     if collection is not None and collection not in store.collections():
         raise StoreError(f"unknown collection {collection!r}; known: {', '.join(store.collections()) or 'none'}")
@@ -179,6 +187,8 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
     if tag and tagger is None:
         click.echo("no tagger found on the models search path (`indexer models` lists it): documents keep their "
                    "gold mentions only; train one with `indexer train-models`", err=True)
+    if engine == "ray":
+        from indexer.cluster import sync_on_ray as sync
     manifest = sync(settings, store, load_embedder(settings, prepare=True), rebuild=rebuild, tagger=tagger)
     rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
     tagged = f"; tagged {manifest['tagged_last_build']} documents ({_label_counts(manifest['mentions_last_build'])})" \
@@ -186,6 +196,49 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
     click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors ({manifest['index_type']}, dim "
                f"{manifest['dim']}) for {manifest['documents']} documents; encoded {manifest['encoded_last_build']} "
                f"chunks in {manifest['build_seconds']:.1f} s ({rate:.0f} chunks/s){tagged}")
+
+
+@main.command("reshard")
+@config_options
+@click.argument("shards", type=int)
+def reshard_cmd(settings: Settings, shards: int) -> None:
+    """Split vectors.faiss afresh into SHARDS chunk-id ranges for searchd (1: search vectors.faiss alone)."""
+    import dataclasses
+
+    from indexer.shards import reshard
+
+    configured = settings.index.shards
+    settings = settings.replace(index=dataclasses.replace(settings.index, shards=shards))
+    manifest = reshard(settings)
+    for i, shard in enumerate(manifest.get("shards", [])):
+        click.echo(f"shard {i}: {shard['vectors']} vectors from chunk id {shard['first_id']} ({shard['file']})")
+    click.echo(f"{settings.index.dir}: {manifest['live_vectors']} vectors in {max(shards, 1)} "
+               f"{'shards' if shards > 1 else 'file (vectors.faiss)'} ({manifest['reshard_seconds']:.1f} s)")
+    if configured != shards:
+        click.echo(f"note: index.shards is {configured} in the configuration, so the next `indexer build` or "
+                   f"add/update/delete writes {configured}; set index.shards = {shards} to keep this split", err=True)
+
+
+@main.command("bench-build")
+@config_options
+@click.option("--engines", default="local,ray:1,ray:2", show_default=True,
+              help="Engines to time, in order: local and ray:WORKERS (Ray runs are compared with the first, local).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/bench-build"),
+              show_default=True, help="Where each engine's copy of the store is built.")
+@click.option("--tag/--no-tag", default=True, show_default=True, help="Tag the documents too (--no-tag: encoding only).")
+def bench_build_cmd(settings: Settings, engines: str, workdir: Path, tag: bool) -> None:
+    """Build copies of the imported store with each engine; print chunks/s and agreement with the local build."""
+    from indexer.build_bench import format_build_table, parse_engines, run_build_bench
+
+    plan = parse_engines(engines)
+    if any(name == "ray" for name, _ in plan):
+        from indexer.cluster import import_ray
+
+        import_ray()
+    rows = run_build_bench(settings, plan, workdir, tag, echo=click.echo)
+    click.echo(f"\n{settings.index.dir} built by each engine; {os.cpu_count()} CPUs, "
+               f"cluster.cpus_per_worker={settings.cluster.cpus_per_worker}\n")
+    click.echo(format_build_table(rows))
 
 
 def _label_counts(counts: dict[str, int]) -> str:

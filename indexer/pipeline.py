@@ -246,7 +246,9 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     manifest = manifest_for(index, store, identity, settings, time.perf_counter() - started, len(missing))
     manifest.update(tagger=tagger.checksum if tagger is not None else None, tagged_last_build=tagged,
                     mentions_last_build=found)
+    publish_shards(settings, index, manifest, read_json(d / MANIFEST))
     commit(d, index, manifest)
+    prune_shards(d, manifest)
     for name in (PARTIAL, PARTIAL_META):
         (d / name).unlink(missing_ok=True)
     return manifest
@@ -268,6 +270,23 @@ def _encode_missing(store: DocumentStore, embedder: Embedder, index: FaissIndex,
                 os.replace(write_aside(d / PARTIAL, index.save), d / PARTIAL)
                 save_json(d / PARTIAL_META, {**partial_meta, "tombstones": index.tombstones.tolist()})
                 reached("build.checkpoint")
+
+
+def publish_shards(settings: Settings, index: FaissIndex, manifest: dict[str, Any],
+                   previous: dict[str, Any] | None) -> None:
+    """With index.shards > 1, write the shard files searchd loads and list them in `manifest` (indexer/shards.py)."""
+    from indexer.shards import write_shards
+
+    for key in ("shards", "shard_generation"):
+        manifest.pop(key, None)
+    manifest.update(write_shards(settings, index, previous))
+
+
+def prune_shards(d: Path, manifest: dict[str, Any]) -> None:
+    """After the manifest is committed: remove the shard files it no longer lists."""
+    from indexer.shards import prune
+
+    prune(d, manifest)
 
 
 def commit(d: Path, index: FaissIndex, manifest: dict[str, Any]) -> None:
@@ -326,7 +345,9 @@ def change(settings: Settings, embedder: Embedder, collection: str, upserts: Seq
                         documents=counts["documents"], chunks=counts["chunks"], mentions=counts["mentions"],
                         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         update_seconds=round(time.perf_counter() - started, 3))
+        publish_shards(settings, index, manifest, dict(manifest))
         commit(d, index, manifest)
+        prune_shards(d, manifest)
         return stats
     finally:
         store.close()

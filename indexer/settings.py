@@ -68,6 +68,7 @@ class IndexSettings:
     build_batch: int = setting(64, "chunks encoded per batch")
     checkpoint_every: int = setting(2048, "chunks between resumable build checkpoints")
     embed_title: bool = setting(True, 'encode chunks as "Title. chunk text" (the document title gives each chunk context)')
+    shards: int = setting(1, "FAISS files searchd searches in parallel, split by chunk-id range (1 = vectors.faiss alone)")
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,19 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """`indexer build --engine ray`: encoding and tagging as a Ray Data job (the optional [cluster] extra)."""
+
+    address: str = setting("", 'Ray cluster to join ("auto", "ray://host:10001"); empty starts a local cluster')
+    local_cpus: int = setting(0, "CPUs a local cluster may use (0 = every core)")
+    workers: int = setting(2, "actors, each holding the embedder and the tagger once")
+    cpus_per_worker: float = setting(1.0, "CPUs reserved per actor (its torch threads)")
+    gpus_per_worker: float = setting(0.0, "GPUs per actor (fractions share one)")
+    batch_size: int = setting(64, "rows (chunks or documents) per map_batches call")
+    block_size: int = setting(1024, "rows the job reads from the store per read task")
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     models: ModelsSettings = field(default_factory=ModelsSettings)
@@ -260,6 +274,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     web: WebSettings = field(default_factory=WebSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     root: Path = Path(".")  # directory of the config file; not a TOML key
 
     def data_path(self, relative: str | Path = "") -> Path:

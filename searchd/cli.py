@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from indexer.cli import MedlexGroup, config_options
+from indexer.errors import QueryError
 from indexer.settings import Settings
 
 
@@ -75,9 +76,25 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
                    "(--chunks vectors, --queries queries, dimension 256).")
 @click.option("--inference", type=click.Choice(["with", "only", "skip"]), default="with", show_default=True,
               help="The inference table (every backend x precision of embedder and tagger): with the rest, only, or skip.")
+@click.option("--shards", "shard_counts", default=None, metavar="N,N,...",
+              help="Only the sharded exact search benchmark: --chunks random unit vectors x 384 split into each "
+                   "number of shards (e.g. 1,2,4); latency and threaded throughput.")
+@click.option("--clients", default=4, show_default=True, help="Client threads of the --shards throughput column.")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
-              filter_harness: bool, inference: str) -> None:
+              filter_harness: bool, inference: str, shard_counts: str | None, clients: int) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
+    if shard_counts is not None:
+        from searchd.eval.shard_bench import format_shard_table, run_shard_bench
+
+        try:
+            counts = [int(c) for c in shard_counts.split(",")]
+        except ValueError:
+            counts = [0]
+        if not counts or min(counts) < 1:
+            raise QueryError(f"--shards {shard_counts!r} is not a list of shard counts of at least 1, e.g. 1,2,4")
+        rows = run_shard_bench(settings.index, counts, chunks, n_queries=queries, clients=clients, echo=click.echo)
+        click.echo(format_shard_table(rows, chunks, 384, queries, clients))
+        return
     if filter_harness:
         from searchd.eval.harness import format_table, run_harness
 

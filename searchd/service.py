@@ -83,11 +83,12 @@ class SearchService:
         `embedder`: the configured one, already loaded (a reload reuses the running service's).
         """
         from indexer.embedder import load_embedder
-        from indexer.pipeline import check_embedder, open_index
+        from indexer.pipeline import check_embedder
+        from indexer.shards import open_search_index
 
         from indexer.models import resolve_device
 
-        store, index, manifest = open_index(settings)
+        store, index, manifest = open_search_index(settings)  # the shards when the manifest lists them
         try:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
