@@ -42,8 +42,12 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
 
 
 def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
-                  need: int, deadline: float | None) -> list[tuple[int, int, float]]:
-    """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them."""
+                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+    """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
+
+    `weights`: FTS5 column weights (title, text). Whatever they are, one phrase adds at most
+    idf * (k1 + 1) to a chunk (BM25 saturates in the weighted term frequency), so the bound holds.
+    """
     match = query.fts()
     if match is None or need <= 0:
         return []
@@ -60,7 +64,7 @@ def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery
         rest = order[essential:]
         bound = sum(phrase_cap(counts[i], total) for i in rest) * (1 + 1e-9)
         chosen = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() + exclude
-        chunks, scores = store.keyword_scored(match if not rest else chosen, match, deadline)
+        chunks, scores = store.keyword_scored(match if not rest else chosen, match, weights, deadline)
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
             return docs[:need]

@@ -21,7 +21,7 @@ from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import bm25, fusion
-from searchd.keyword import KeywordQuery, fts_query, parse
+from searchd.keyword import KeywordQuery, parse, stop_list
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
@@ -133,7 +133,7 @@ class SearchService:
         deadline = time.monotonic() + s.time_limit_ms / 1000
         snap = self.snapshot()
         flt = self.doc_filter(query, snap)
-        match = fts_query(query.q)
+        match = self.keyword_query(query.q).fts()
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
@@ -223,7 +223,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), None)
+            mask &= self._keyword_documents(snap, self.keyword_query(query.q).fts(), None)
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -254,12 +254,13 @@ class SearchService:
         nearly every document, so "every keyword match" would count the whole corpus again.
         """
         s = self.settings.search
-        words = parse(query.q)
+        words = self.keyword_query(query.q)
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
             matched = self._keyword_documents(snap, match, deadline) & mask
-            ranking = bm25.top_documents(self.store, snap, words, allowed, min(need, int(matched.sum())), deadline)
+            ranking = bm25.top_documents(self.store, snap, words, allowed, min(need, int(matched.sum())), deadline,
+                                         self._bm25_weights())
             timings["keyword"] = _ms(mark)
             return ranking, matched
         window = max(s.result_window, 1)
@@ -340,7 +341,15 @@ class SearchService:
         """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
         if allowed is not None:  # a narrow filter may allow fewer matching documents than `need`
             need = min(need, int((self._keyword_documents(snap, words.fts(), deadline) & allowed).sum()))
-        return bm25.top_documents(self.store, snap, words, allowed, need, deadline)
+        return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self._bm25_weights())
+
+    def keyword_query(self, q: str) -> KeywordQuery:
+        """The words and phrases keyword search looks for in `q` (search.stop_words dropped)."""
+        return parse(q, stop_list(self.settings.search.stop_words))
+
+    def _bm25_weights(self) -> tuple[float, float]:
+        """FTS5 column weights of (title, text), from search.bm25_title_weight and bm25_text_weight."""
+        return self.settings.search.bm25_title_weight, self.settings.search.bm25_text_weight
 
     # ---- hits and facets -----------------------------------------------------------------
     def _hits(self, page: Sequence[tuple[int, int, float]], match: str | None, offset: int) -> list[Hit]:

@@ -50,11 +50,13 @@ def test_rare_words_are_scored_first_and_common_ones_only_when_needed(service, m
     """The first pass scores only chunks with the rarest word; more join only while unscored chunks could win."""
     passes = []
     real = service.store.keyword_scored
-    monkeypatch.setattr(service.store, "keyword_scored", lambda e, m, d=None: passes.append(e) or real(e, m, d))
+    monkeypatch.setattr(service.store, "keyword_scored", lambda e, m, w=(1.0, 1.0), d=None: passes.append(e) or real(e, m, w, d))
     words = parse("patient court veteran prazosin")
     top = bm25.top_documents(service.store, service.snapshot(), words, None, 1, None)
-    assert passes[0] == '"prazosin"'
-    assert passes[1:] == ['("prazosin" OR "court")', '("patient" OR "court" OR "veteran" OR "prazosin")'][:len(passes) - 1]
+    counts = service.store.phrase_counts([f'"{w}"' for w in words.include])
+    rarest = [words.include[i] for i in sorted(range(len(counts)), key=lambda i: (counts[i], i))]
+    assert rarest[0] == "prazosin" and passes[0] == '"prazosin"'
+    assert passes[1:] == [f'("prazosin" OR "{rarest[1]}")', '("patient" OR "court" OR "veteran" OR "prazosin")'][:len(passes) - 1]
     assert top[0][0] == brute(service, "patient court veteran prazosin", None)[0][0]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.store.database import Database
-from indexer.store.schema import ChunkRow, CollectionRow, DocumentRow, MentionRow
+from indexer.store.schema import FTS_COLUMNS, ChunkRow, CollectionRow, DocumentRow, MentionRow
 from indexer.store.snapshot import StoreSnapshot
 
 
@@ -149,27 +149,34 @@ class StoreReads(Database):
         return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
                 for p in phrases]
 
-    def keyword_scored(self, essential: str, match: str, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def keyword_scored(self, essential: str, match: str, weights: Sequence[float] = (1.0, 1.0),
+                       deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, BM25 of `match`, higher is better) of the chunks matching both expressions.
 
-        FTS5 scores only the rows a statement returns, so restricting to `essential` (a few rare terms)
-        leaves most matches unscored. BM25 sums over the phrases of the expression, so the score of
-        `match` alone is that of "essential AND match" less that of "essential" (rounded to 1e-9,
-        which keeps equal scores equal).
+        `weights`: one per FTS column (title, text), FTS5's bm25() column weights. FTS5 scores only
+        the rows a statement returns, so restricting to `essential` (a few rare terms) leaves most
+        matches unscored. BM25 sums over the phrases of the expression, so the score of `match` alone
+        is that of "essential AND match" less that of "essential" (rounded to 1e-9, which keeps equal
+        scores equal).
         """
-        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rowid"
+        if len(weights) != len(FTS_COLUMNS):
+            raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
+        marks = ", ".join("?" * len(weights))
+        sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rowid"
+        w = tuple(float(x) for x in weights)
         if essential == match:
-            both = np.asarray(self._fetch(sql, (match,), deadline), dtype=np.float64).reshape(-1, 2)
+            both = np.asarray(self._fetch(sql, (*w, match), deadline), dtype=np.float64).reshape(-1, 2)
             return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
-        both = np.asarray(self._fetch(sql, (f"({essential}) AND ({match})",), deadline), dtype=np.float64).reshape(-1, 2)
-        alone = np.asarray(self._fetch(sql, (essential,), deadline), dtype=np.float64).reshape(-1, 2)
+        both = np.asarray(self._fetch(sql, (*w, f"({essential}) AND ({match})"), deadline),
+                          dtype=np.float64).reshape(-1, 2)
+        alone = np.asarray(self._fetch(sql, (*w, essential), deadline), dtype=np.float64).reshape(-1, 2)
         ids = both[:, 0].astype(np.int64)
         extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
         return ids, np.round(both[:, 1] - extra, 9)
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
-        rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 0, char(1), char(2)) FROM chunks_fts "
+        rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 1, char(1), char(2)) FROM chunks_fts "
                                  "WHERE chunks_fts MATCH ? AND rowid IN ({ids})", chunk_ids, before=(match,))
         return {rowid: _marker_spans(marked) for rowid, marked in rows}
 
