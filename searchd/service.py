@@ -280,7 +280,7 @@ class SearchService:
             mark = time.perf_counter()
             lexical = keyword.result()[:window]
             timings["keyword_wait"] = _ms(mark)
-            ranking = fusion.rrf([dense, lexical], [s.dense_weight, s.keyword_weight], s.rrf_k)
+            ranking = fusion.fuse([dense, lexical], [s.dense_weight, s.keyword_weight], s.fusion, s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
     def _query_vector(self, q: str) -> np.ndarray:
