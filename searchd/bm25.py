@@ -2,17 +2,24 @@
 
 Words are OR-ed (searchd/keyword.py), so a query with one common word matches most of the corpus,
 and FTS5 computes BM25 for every row it returns: at 100,000 chunks that was 0.3-2 s per query.
-BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1) to any chunk
-(FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)), at least 1e-6). So the MaxScore rule
-applies: score only the chunks that contain one of the rarest phrases (the essential ones), each
-with its full score; a chunk with none of them scores below `bound`, the sum of the other phrases'
-caps. Once the `need`-th document found scores above that bound, no unscored chunk can enter the
-top `need` and the ranking is exact; else the next rarer phrases join the essential set, up to all
-of them (the plain query). Which documents match is unchanged: that is the unscored match set.
+Which chunks match costs little by comparison: each phrase's chunk ids come back unscored, and
+their union less the excluded phrases' is exactly the set FTS5's OR / NOT expression matches
+(the total and the facets of keyword mode count it). Scoring is then bounded in two ways:
+
+- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`).
+- MaxScore. BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1)
+  to any chunk, whatever the column weights (FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)),
+  at least 1e-6). So score only the candidates that contain one of the rarest phrases (the
+  essential ones), each with its full score; a chunk with none of them scores below `bound`, the
+  sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
+  unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
+  join the essential set, up to all of them.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 
@@ -21,6 +28,15 @@ from searchd.keyword import KeywordQuery
 
 K1 = 1.2  # FTS5's bm25() constants
 IDF_FLOOR = 1e-6
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class KeywordRanking:
+    """The top documents of a keyword query, and every chunk it matches (within the filter when one was given)."""
+
+    documents: list[tuple[int, int, float]]  # (document, best chunk, score), best first
+    matched: np.ndarray  # chunk ids, ascending
 
 
 def phrase_cap(count: int, total: int) -> float:
@@ -41,31 +57,50 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
-def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
-                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    return reduce(np.union1d, arrays, EMPTY)
+
+
+def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
+         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> KeywordRanking:
     """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
 
-    `weights`: FTS5 column weights (title, text). Whatever they are, one phrase adds at most
-    idf * (k1 + 1) to a chunk (BM25 saturates in the weighted term frequency), so the bound holds.
+    `weights`: FTS5 column weights (title, text). `need` larger than the matching documents returns them all.
     """
     match = query.fts()
-    if match is None or need <= 0:
-        return []
-    phrases = [KeywordQuery((t,), ()).fts() for t in query.include]
-    exclude = match[len(KeywordQuery(query.include, ()).fts()):]  # the " NOT ..." tail, kept on every pass
-    counts = store.phrase_counts(phrases, deadline)
+    if match is None:
+        return KeywordRanking([], EMPTY)
+    phrases = [KeywordQuery((t,), ()).fts() for t in (*query.include, *query.exclude)]
+    rows = store.phrase_rows(phrases, deadline)
+    include, exclude = rows[:len(query.include)], rows[len(query.include):]
+    matched = np.setdiff1d(_union(include), _union(exclude), assume_unique=True)
+    doc_rows = snap.chunk_doc_rows(matched)
+    keep = doc_rows >= 0 if mask is None else (doc_rows >= 0) & np.append(mask, False)[doc_rows]
+    matched = matched[keep]
+    # a narrow filter may allow fewer matching documents than `need`: then the first pass can stop early
+    need = min(need, len(np.unique(doc_rows[keep])))
+    if need <= 0:
+        return KeywordRanking([], matched)
+    counts = [len(r) for r in include]  # FTS5's idf counts a phrase's rows whatever the NOT part excludes
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
-    order = sorted((i for i in range(len(phrases)) if counts[i] > 0), key=lambda i: (counts[i], i))
-    if not order:
-        return []
+    order = sorted((i for i in range(len(include)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
     essential = 1
     while True:
         rest = order[essential:]
         bound = sum(phrase_cap(counts[i], total) for i in rest) * (1 + 1e-9)
-        chosen = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() + exclude
-        chunks, scores = store.keyword_scored(match if not rest else chosen, match, weights, deadline)
+        candidates = np.intersect1d(_union([include[i] for i in order[:essential]]), matched, assume_unique=True) \
+            if rest else matched
+        # no restriction needed when every matching chunk is a candidate (no filter, last pass)
+        among = None if mask is None and len(candidates) == len(matched) else candidates
+        chunks, scores = store.keyword_scored(match, among, weights, deadline)
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
-            return docs[:need]
+            return KeywordRanking(docs[:need], matched)
         essential = min(2 * essential, len(order))
+
+
+def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
+                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+    """The `need` best documents of `rank`, without the match set."""
+    return rank(store, snap, query, mask, need, deadline, weights).documents

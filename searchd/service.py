@@ -258,11 +258,9 @@ class SearchService:
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
-            matched = self._keyword_documents(snap, match, deadline) & mask
-            ranking = bm25.top_documents(self.store, snap, words, allowed, min(need, int(matched.sum())), deadline,
-                                         self._bm25_weights())
+            found = bm25.rank(self.store, snap, words, allowed, need, deadline, self._bm25_weights())
             timings["keyword"] = _ms(mark)
-            return ranking, matched
+            return found.documents, mask & self._documents_of(snap, found.matched)
         window = max(s.result_window, 1)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
         keyword = self._pool.submit(self._keyword, snap, words, allowed, window, deadline) \
@@ -300,10 +298,15 @@ class SearchService:
 
     def _keyword_documents(self, snap: StoreSnapshot, match: str | None, deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
+        return self._documents_of(snap, self.store.keyword_chunks(match, deadline)) if match is not None \
+            else np.zeros(len(snap.doc_ids), dtype=bool)
+
+    @staticmethod
+    def _documents_of(snap: StoreSnapshot, chunk_ids: np.ndarray) -> np.ndarray:
+        """Mask of the documents of some chunks (chunks no longer in the store are ignored)."""
         found = np.zeros(len(snap.doc_ids), dtype=bool)
-        if match is not None:
-            rows = snap.chunk_doc_rows(self.store.keyword_chunks(match, deadline))
-            found[rows[rows >= 0]] = True
+        rows = snap.chunk_doc_rows(chunk_ids)
+        found[rows[rows >= 0]] = True
         return found
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], snap: StoreSnapshot, need: int,
@@ -339,8 +342,6 @@ class SearchService:
     def _keyword(self, snap: StoreSnapshot, words: KeywordQuery, allowed: np.ndarray | None, need: int,
                  deadline: float) -> list[tuple[int, int, float]]:
         """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
-        if allowed is not None:  # a narrow filter may allow fewer matching documents than `need`
-            need = min(need, int((self._keyword_documents(snap, words.fts(), deadline) & allowed).sum()))
         return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self._bm25_weights())
 
     def keyword_query(self, q: str) -> KeywordQuery:

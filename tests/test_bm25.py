@@ -34,14 +34,16 @@ def brute(service, q: str, allowed: set[int] | None) -> list[tuple[int, int, flo
 
 
 @pytest.mark.parametrize("q", QUERIES)
-@pytest.mark.parametrize("filtered", [False, True])
+@pytest.mark.parametrize("filtered", [False, True, "one"])
 def test_top_documents_equal_scoring_every_match(service, q, filtered):
     snap = service.snapshot()
-    mask = (np.arange(len(snap.doc_ids)) % 2 == 0) if filtered else None
+    mask = None if not filtered else (np.arange(len(snap.doc_ids)) % (2 if filtered is True else len(snap.doc_ids)) == 0)
     allowed = set(snap.doc_ids[mask].tolist()) if filtered else None
     want = brute(service, q, allowed)
     for need in range(1, len(want) + 2):
-        got = bm25.top_documents(service.store, snap, parse(q), mask, need, None)
+        found = bm25.rank(service.store, snap, parse(q), mask, need, None)
+        got = found.documents
+        assert set(snap.chunk_documents(found.matched).values()) == {d for d, _, _ in want}  # the match set
         assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:need]]
         np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:need]], rtol=1e-9, atol=1e-9)
 
@@ -50,14 +52,31 @@ def test_rare_words_are_scored_first_and_common_ones_only_when_needed(service, m
     """The first pass scores only chunks with the rarest word; more join only while unscored chunks could win."""
     passes = []
     real = service.store.keyword_scored
-    monkeypatch.setattr(service.store, "keyword_scored", lambda e, m, w=(1.0, 1.0), d=None: passes.append(e) or real(e, m, w, d))
+    monkeypatch.setattr(service.store, "keyword_scored",
+                        lambda m, a=None, w=(1.0, 1.0), d=None: passes.append(a) or real(m, a, w, d))
     words = parse("patient court veteran prazosin")
+    rows = dict(zip(words.include, service.store.phrase_rows([f'"{w}"' for w in words.include])))
+    rarest = sorted(words.include, key=lambda w: (len(rows[w]), words.include.index(w)))
     top = bm25.top_documents(service.store, service.snapshot(), words, None, 1, None)
-    counts = service.store.phrase_counts([f'"{w}"' for w in words.include])
-    rarest = [words.include[i] for i in sorted(range(len(counts)), key=lambda i: (counts[i], i))]
-    assert rarest[0] == "prazosin" and passes[0] == '"prazosin"'
-    assert passes[1:] == [f'("prazosin" OR "{rarest[1]}")', '("patient" OR "court" OR "veteran" OR "prazosin")'][:len(passes) - 1]
-    assert top[0][0] == brute(service, "patient court veteran prazosin", None)[0][0]
+    assert rarest[0] == "prazosin" and passes[0].tolist() == rows["prazosin"].tolist()
+    if len(passes) > 1:  # the next pass adds the next rarest word's chunks; the last scores every match (None)
+        assert passes[1] is None or passes[1].tolist() == np.union1d(rows["prazosin"], rows[rarest[1]]).tolist()
+    assert len(passes) < len(words.include) and top[0][0] == brute(service, "patient court veteran prazosin", None)[0][0]
+
+
+def test_a_filter_scores_only_matching_chunks_of_allowed_documents(service, monkeypatch):
+    """Under a filter, no chunk of a document the filter excludes is ever scored."""
+    passes = []
+    real = service.store.keyword_scored
+    monkeypatch.setattr(service.store, "keyword_scored",
+                        lambda m, a=None, w=(1.0, 1.0), d=None: passes.append(a) or real(m, a, w, d))
+    snap = service.snapshot()
+    mask = np.arange(len(snap.doc_ids)) % 3 == 0
+    allowed = set(snap.doc_ids[mask].tolist())
+    got = bm25.top_documents(service.store, snap, parse("the court and the doctor"), mask, 3, None)
+    assert [d for d, _, _ in got] == [d for d, _, _ in brute(service, "the court and the doctor", allowed)[:3]]
+    scored = np.concatenate(passes)
+    assert set(snap.chunk_documents(scored).values()) <= allowed
 
 
 def test_keyword_mode_finds_every_match_and_counts_exactly(service):

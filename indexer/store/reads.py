@@ -144,35 +144,42 @@ class StoreReads(Database):
                              deadline)[0][0]
         return np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
 
-    def phrase_counts(self, phrases: Sequence[str], deadline: float | None = None) -> list[int]:
-        """Number of chunks containing each FTS5 phrase (a quoted string): BM25's document frequency."""
-        return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
-                for p in phrases]
+    def phrase_rows(self, phrases: Sequence[str], deadline: float | None = None) -> list[np.ndarray]:
+        """Ids (ascending) of the chunks containing each FTS5 phrase (a quoted string), unscored.
 
-    def keyword_scored(self, essential: str, match: str, weights: Sequence[float] = (1.0, 1.0),
+        Their lengths are BM25's document frequencies, and unions and differences of them are the
+        chunks an OR / NOT expression of the phrases matches, at no scoring cost.
+        """
+        out = []
+        for p in phrases:
+            joined = self._fetch("SELECT group_concat(rowid) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,),
+                                 deadline)[0][0]
+            ids = np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
+            out.append(ids if np.all(ids[1:] > ids[:-1]) else np.unique(ids))
+        return out
+
+    def keyword_scored(self, match: str, among: np.ndarray | None = None, weights: Sequence[float] = (1.0, 1.0),
                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, BM25 of `match`, higher is better) of the chunks matching both expressions.
+        """(chunk ids ascending, BM25 of `match`, higher is better) of the matching chunks, only those in `among`.
 
-        `weights`: one per FTS column (title, text), FTS5's bm25() column weights. FTS5 scores only
-        the rows a statement returns, so restricting to `essential` (a few rare terms) leaves most
-        matches unscored. BM25 sums over the phrases of the expression, so the score of `match` alone
-        is that of "essential AND match" less that of "essential" (rounded to 1e-9, which keeps equal
-        scores equal).
+        `weights`: one per FTS column (title, text), FTS5's bm25() column weights. FTS5 computes
+        bm25() only for the rows a statement returns, and `+rowid IN (...)` filters rows before the
+        select list is evaluated (the `+` keeps SQLite from handing the list to FTS5 as one lookup per
+        id, each of which would recount every phrase), so a chunk left out costs no scoring. Scores
+        are rounded to 1e-9, which keeps equal scores equal.
         """
         if len(weights) != len(FTS_COLUMNS):
             raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
         marks = ", ".join("?" * len(weights))
-        sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rowid"
-        w = tuple(float(x) for x in weights)
-        if essential == match:
-            both = np.asarray(self._fetch(sql, (*w, match), deadline), dtype=np.float64).reshape(-1, 2)
-            return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
-        both = np.asarray(self._fetch(sql, (*w, f"({essential}) AND ({match})"), deadline),
-                          dtype=np.float64).reshape(-1, 2)
-        alone = np.asarray(self._fetch(sql, (*w, essential), deadline), dtype=np.float64).reshape(-1, 2)
-        ids = both[:, 0].astype(np.int64)
-        extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
-        return ids, np.round(both[:, 1] - extra, 9)
+        sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        params: tuple = (*(float(x) for x in weights), match)
+        if among is not None:
+            if len(among) == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0)
+            sql += " AND +rowid IN (SELECT value FROM json_each(?))"
+            params += ("[" + ",".join(map(str, np.asarray(among, dtype=np.int64).tolist())) + "]",)
+        both = np.asarray(self._fetch(sql + " ORDER BY rowid", params, deadline), dtype=np.float64).reshape(-1, 2)
+        return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""

@@ -57,7 +57,7 @@ def retrieve(service: Any, queries: dict[str, str], candidates: int) -> dict[str
         qv = service.embedder.embed_queries([text])[0]
         scores, ids = service.index.search(qv, candidates)
         match = service.keyword_query(text).fts()
-        lexical = service.store.keyword_scored(match, match, service._bm25_weights()) if match else \
+        lexical = service.store.keyword_scored(match, None, service._bm25_weights()) if match else \
             (np.zeros(0, dtype=np.int64), np.zeros(0))
         out[qid] = ((np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64)), lexical)
     return out
@@ -73,24 +73,31 @@ def study(service: Any, data: Any, settings: Settings) -> list[dict[str, Any]]:
     window = max(settings.search.result_window, 1)
     runs = retrieve(service, data.queries, settings.search.candidates)
 
-    def ranked(chunks: Chunks, rule: str) -> list[tuple[int, int, float]]:
-        ids, scores = chunks
-        first = np.fromiter((i in first_ids for i in ids.tolist()), dtype=bool, count=len(ids))
-        return _aggregate(ids, scores, snap.chunk_doc_rows(ids), first, rule)
+    memo: dict[tuple[str, int, str], list[tuple[int, int, float]]] = {}
 
-    def run(make: Callable[[tuple[Chunks, Chunks]], list[tuple[int, int, float]]]) -> dict[str, list[str]]:
-        return {qid: [ext_of_row[d] for d, _, _ in make(runs[qid])][:settings.eval.depth] for qid in data.queries}
+    def ranked(qid: str, side: int, rule: str) -> list[tuple[int, int, float]]:
+        """Documents of one retriever (0 dense, 1 BM25) for a query, by one chunk-to-document rule."""
+        if (qid, side, rule) not in memo:
+            ids, scores = runs[qid][side]
+            first = np.fromiter((i in first_ids for i in ids.tolist()), dtype=bool, count=len(ids))
+            memo[qid, side, rule] = _aggregate(ids, scores, snap.chunk_doc_rows(ids), first, rule)
+        return memo[qid, side, rule]
+
+    def run(make: Callable[[str], list[tuple[int, int, float]]]) -> dict[str, list[str]]:
+        return {qid: [ext_of_row[d] for d, _, _ in make(qid)][:settings.eval.depth] for qid in data.queries}
+
+    def fused(qid: str, rule: str, weights: tuple[float, float], agg: str = "max") -> list[tuple[int, int, float]]:
+        return fusion.fuse([ranked(qid, 0, agg)[:window], ranked(qid, 1, agg)[:window]], weights, rule,
+                           settings.search.rrf_k)
 
     variants: dict[str, dict[str, list[str]]] = {}
     for rule in AGGREGATIONS:
-        variants[f"dense {rule}"] = run(lambda r, rule=rule: ranked(r[0], rule))
-        variants[f"bm25 {rule}"] = run(lambda r, rule=rule: ranked(r[1], rule))
+        variants[f"dense {rule}"] = run(lambda q, rule=rule: ranked(q, 0, rule))
+        variants[f"bm25 {rule}"] = run(lambda q, rule=rule: ranked(q, 1, rule))
     for name, rule, weights in FUSION_VARIANTS:
-        variants[f"hybrid {name}"] = run(lambda r, rule=rule, w=weights: fusion.fuse(
-            [ranked(r[0], "max")[:window], ranked(r[1], "max")[:window]], w, rule, settings.search.rrf_k))
+        variants[f"hybrid {name}"] = run(lambda q, rule=rule, w=weights: fused(q, rule, w))
     for agg in ("sum2", "first"):
-        variants[f"hybrid rrf 1:1, {agg}"] = run(lambda r, agg=agg: fusion.fuse(
-            [ranked(r[0], agg)[:window], ranked(r[1], agg)[:window]], (1.0, 1.0), "rrf", settings.search.rrf_k))
+        variants[f"hybrid rrf 1:1, {agg}"] = run(lambda q, agg=agg: fused(q, "rrf", (1.0, 1.0), agg))
     cut = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
     scored = {name: score_run(r, data.qrels, cut).per_query for name, r in variants.items()}
     ev = settings.eval
