@@ -6,11 +6,12 @@ Which chunks match costs little by comparison: each phrase's chunk ids come back
 their union less the excluded phrases' is exactly the set FTS5's OR / NOT expression matches
 (the total and the facets of keyword mode count it). Scoring is then bounded in two ways:
 
-- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`).
+- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`),
+  all at once when there are at most DIRECT of them.
 - MaxScore. BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1)
   to any chunk, whatever the column weights (FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)),
   at least 1e-6). So score only the candidates that contain one of the rarest phrases (the
-  essential ones), each with its full score; a chunk with none of them scores below `bound`, the
+  essential ones, `within=`: FTS5 then walks only their rows), each with its full score; a chunk with none of them scores below `bound`, the
   sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
@@ -29,6 +30,7 @@ from searchd.keyword import KeywordQuery
 K1 = 1.2  # FTS5's bm25() constants
 IDF_FLOOR = 1e-6
 EMPTY = np.zeros(0, dtype=np.int64)
+DIRECT = 2000  # allowed matching chunks scored in one statement, without MaxScore passes
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,13 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
     order = sorted((i for i in range(len(include)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
-    essential = 1
+    # few allowed matches (a narrow filter): score them all at once, FTS5 walking only their id range
+    essential = len(order) if mask is not None and len(matched) <= DIRECT else 1
     while True:
         rest = order[essential:]
         bound = sum(phrase_cap(counts[i], total) for i in rest) * (1 + 1e-9)
-        candidates = np.intersect1d(_union([include[i] for i in order[:essential]]), matched, assume_unique=True) \
-            if rest else matched
-        # no restriction needed when every matching chunk is a candidate (no filter, last pass)
-        among = None if mask is None and len(candidates) == len(matched) else candidates
-        chunks, scores = store.keyword_scored(match, among, weights, deadline)
+        within = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() if rest else None
+        chunks, scores = store.keyword_scored(match, matched if mask is not None else None, weights, deadline, within)
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
             return KeywordRanking(docs[:need], matched)

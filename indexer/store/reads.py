@@ -159,27 +159,41 @@ class StoreReads(Database):
         return out
 
     def keyword_scored(self, match: str, among: np.ndarray | None = None, weights: Sequence[float] = (1.0, 1.0),
-                       deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids ascending, BM25 of `match`, higher is better) of the matching chunks, only those in `among`.
+                       deadline: float | None = None, within: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids ascending, BM25 of `match`, higher is better) of the matching chunks, only those in `among`
+        and, with `within` (an expression whose phrases are some of `match`'s), only those matching it too.
 
         `weights`: one per FTS column (title, text), FTS5's bm25() column weights. FTS5 computes
-        bm25() only for the rows a statement returns, and `+rowid IN (...)` filters rows before the
-        select list is evaluated (the `+` keeps SQLite from handing the list to FTS5 as one lookup per
-        id, each of which would recount every phrase), so a chunk left out costs no scoring. Scores
-        are rounded to 1e-9, which keeps equal scores equal.
+        bm25() only for the rows a statement returns. `within` bounds the rows FTS5 walks: it
+        seeks through "within AND match" driven by within's rare phrases, and BM25 sums over phrases,
+        so the score of `match` is that of "within AND match" less that of "within" alone.
+        `among` filters rows before the select list is evaluated (`+rowid IN (...)`: the `+` keeps
+        SQLite from handing the list to FTS5 as one lookup per id, each of which would recount every
+        phrase), and `rowid BETWEEN` its first and last id lets FTS5 skip the rest of every doclist.
+        Scores are rounded to 1e-9, which keeps equal scores equal.
         """
         if len(weights) != len(FTS_COLUMNS):
             raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
+        if among is not None and len(among) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         marks = ", ".join("?" * len(weights))
         sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ?"
-        params: tuple = (*(float(x) for x in weights), match)
+        tail: tuple = ()
         if among is not None:
-            if len(among) == 0:
-                return np.zeros(0, dtype=np.int64), np.zeros(0)
-            sql += " AND +rowid IN (SELECT value FROM json_each(?))"
-            params += ("[" + ",".join(map(str, np.asarray(among, dtype=np.int64).tolist())) + "]",)
-        both = np.asarray(self._fetch(sql + " ORDER BY rowid", params, deadline), dtype=np.float64).reshape(-1, 2)
-        return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
+            ids = np.asarray(among, dtype=np.int64)
+            sql += " AND rowid BETWEEN ? AND ? AND +rowid IN (SELECT value FROM json_each(?))"
+            tail = (int(ids.min()), int(ids.max()), "[" + ",".join(map(str, ids.tolist())) + "]")
+        sql += " ORDER BY rowid"
+        w = tuple(float(x) for x in weights)
+        if within is None:
+            both = np.asarray(self._fetch(sql, (*w, match, *tail), deadline), dtype=np.float64).reshape(-1, 2)
+            return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
+        both = np.asarray(self._fetch(sql, (*w, f"({within}) AND ({match})", *tail), deadline),
+                          dtype=np.float64).reshape(-1, 2)
+        alone = np.asarray(self._fetch(sql, (*w, within, *tail), deadline), dtype=np.float64).reshape(-1, 2)
+        ids = both[:, 0].astype(np.int64)
+        extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
+        return ids, np.round(both[:, 1] - extra, 9)
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
