@@ -196,7 +196,7 @@ class SearchSettings:
     rrf_k: int = setting(60, "reciprocal rank fusion constant")
     dense_weight: float = setting(1.0, "fusion weight of the dense ranking")
     keyword_weight: float = setting(1.0, "fusion weight of the keyword ranking")
-    bm25_title_weight: float = setting(1.0, "BM25 weight of a document title's words (FTS5 column weight)")
+    bm25_title_weight: float = setting(2.0, "BM25 weight of a document title's words (FTS5 column weight)")
     bm25_text_weight: float = setting(1.0, "BM25 weight of a chunk's text words (FTS5 column weight)")
     stop_words: str = setting("medlex", "words a keyword query drops (kept in quoted phrases): medlex | lucene | none")
     candidates: int = setting(200, "chunks fetched per retriever before fusion and collapsing")

@@ -2,12 +2,11 @@
 
 Words are OR-ed (searchd/keyword.py), so a query with one common word matches most of the corpus,
 and FTS5 computes BM25 for every row it returns: at 100,000 chunks that was 0.3-2 s per query.
-Which chunks match costs little by comparison: each phrase's chunk ids come back unscored, and
-their union less the excluded phrases' is exactly the set FTS5's OR / NOT expression matches
-(the total and the facets of keyword mode count it). Scoring is then bounded in two ways:
+Which chunks match costs little by comparison: FTS5 returns their ids unscored, and that set is
+what keyword mode finds (its total and facets count it). Scoring is then bounded in two ways:
 
-- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`),
-  all at once when there are at most DIRECT of them.
+- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`,
+  up to AMONG of them), all at once when there are at most DIRECT.
 - MaxScore. BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1)
   to any chunk, whatever the column weights (FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)),
   at least 1e-6). So score only the candidates that contain one of the rarest phrases (the
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import reduce
 
 import numpy as np
 
@@ -31,6 +29,7 @@ K1 = 1.2  # FTS5's bm25() constants
 IDF_FLOOR = 1e-6
 EMPTY = np.zeros(0, dtype=np.int64)
 DIRECT = 2000  # allowed matching chunks scored in one statement, without MaxScore passes
+AMONG = 20000  # at most this many allowed matching chunks restrict the scoring statements
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,6 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
-def _union(arrays: list[np.ndarray]) -> np.ndarray:
-    return reduce(np.union1d, arrays, EMPTY)
-
-
 def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
          deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> KeywordRanking:
     """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
@@ -72,28 +67,28 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     match = query.fts()
     if match is None:
         return KeywordRanking([], EMPTY)
-    phrases = [KeywordQuery((t,), ()).fts() for t in (*query.include, *query.exclude)]
-    rows = store.phrase_rows(phrases, deadline)
-    include, exclude = rows[:len(query.include)], rows[len(query.include):]
-    matched = np.setdiff1d(_union(include), _union(exclude), assume_unique=True)
+    matched = store.keyword_chunks(match, deadline)  # unscored: FTS5 merges the OR / NOT itself
     doc_rows = snap.chunk_doc_rows(matched)
     keep = doc_rows >= 0 if mask is None else (doc_rows >= 0) & np.append(mask, False)[doc_rows]
-    matched = matched[keep]
+    if mask is not None:
+        matched = matched[keep]
     # a narrow filter may allow fewer matching documents than `need`: then the first pass can stop early
-    need = min(need, len(np.unique(doc_rows[keep])))
+    need = min(need, int(np.count_nonzero(np.bincount(doc_rows[keep], minlength=1))))
     if need <= 0:
         return KeywordRanking([], matched)
-    counts = [len(r) for r in include]  # FTS5's idf counts a phrase's rows whatever the NOT part excludes
+    counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
-    order = sorted((i for i in range(len(include)) if counts[i] > 0), key=lambda i: (counts[i], i))
+    order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
     # few allowed matches (a narrow filter): score them all at once, FTS5 walking only their id range
     essential = len(order) if mask is not None and len(matched) <= DIRECT else 1
+    # a wide filter leaves most matches allowed: shipping their ids to SQLite would cost more than it saves
+    among = matched if mask is not None and len(matched) <= AMONG else None
     while True:
         rest = order[essential:]
         bound = sum(phrase_cap(counts[i], total) for i in rest) * (1 + 1e-9)
         within = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() if rest else None
-        chunks, scores = store.keyword_scored(match, matched if mask is not None else None, weights, deadline, within)
+        chunks, scores = store.keyword_scored(match, among, weights, deadline, within)
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
             return KeywordRanking(docs[:need], matched)

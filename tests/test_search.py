@@ -360,8 +360,10 @@ def test_keyword_mode_ranks_every_match(service):
     """Keyword mode scores all matches in one pass: the ranking is by best chunk BM25, the total all matches."""
     result = service.search(Query("veteran stressor", "keyword", k=100))
     best: dict[int, float] = {}
-    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor")):
+    s = service.settings.search  # the title column weighs bm25_title_weight (2 by default), the text 1
+    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts, :t, :x) FROM chunks_fts f JOIN chunks c "
+                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor"),
+                                        t=s.bm25_title_weight, x=s.bm25_text_weight):
         best[doc] = max(score, best.get(doc, score))
     rows = list(best.items())
     want = sorted(rows, key=lambda r: (-r[1], r[0]))

@@ -144,19 +144,10 @@ class StoreReads(Database):
                              deadline)[0][0]
         return np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
 
-    def phrase_rows(self, phrases: Sequence[str], deadline: float | None = None) -> list[np.ndarray]:
-        """Ids (ascending) of the chunks containing each FTS5 phrase (a quoted string), unscored.
-
-        Their lengths are BM25's document frequencies, and unions and differences of them are the
-        chunks an OR / NOT expression of the phrases matches, at no scoring cost.
-        """
-        out = []
-        for p in phrases:
-            joined = self._fetch("SELECT group_concat(rowid) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,),
-                                 deadline)[0][0]
-            ids = np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
-            out.append(ids if np.all(ids[1:] > ids[:-1]) else np.unique(ids))
-        return out
+    def phrase_counts(self, phrases: Sequence[str], deadline: float | None = None) -> list[int]:
+        """Number of chunks containing each FTS5 phrase (a quoted string): BM25's document frequency."""
+        return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
+                for p in phrases]
 
     def keyword_scored(self, match: str, among: np.ndarray | None = None, weights: Sequence[float] = (1.0, 1.0),
                        deadline: float | None = None, within: str | None = None) -> tuple[np.ndarray, np.ndarray]:
