@@ -57,7 +57,7 @@ def retrieve(service: Any, queries: dict[str, str], candidates: int) -> dict[str
         qv = service.embedder.embed_queries([text])[0]
         scores, ids = service.index.search(qv, candidates)
         match = service.keyword_query(text).fts()
-        lexical = service.store.keyword_scored(match, None, service._bm25_weights()) if match else \
+        lexical = service.store.keyword_scored(match, None, service.bm25_weights()) if match else \
             (np.zeros(0, dtype=np.int64), np.zeros(0))
         out[qid] = ((np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64)), lexical)
     return out
