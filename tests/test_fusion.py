@@ -44,3 +44,25 @@ def test_constant_and_empty_rankings_do_not_divide_by_zero():
 def test_unknown_rule_names_the_valid_ones():
     with pytest.raises(ConfigError, match="'minmax', 'rrf', 'zscore'"):
         fusion.fuse([DENSE], [1.0], "borda")
+
+
+def test_document_scores_from_chunks_by_hand():
+    """fusion-study's chunk-to-document rules on hand-made chunks of three documents."""
+    import numpy as np
+
+    from searchd.eval.fusion_study import _aggregate
+
+    ids = np.array([1, 2, 3, 4, 5, 6])  # chunks 1-3 of document row 0, 4-5 of row 1, 6 of row 2
+    scores = np.array([0.5, 0.4, 0.3, 0.6, 0.1, 0.45])
+    rows = np.array([0, 0, 0, 1, 1, 2])
+    first = np.array([True, False, False, True, False, True])
+    # max: row 1 .6 (chunk 4), row 0 .5, row 2 .45
+    assert _aggregate(ids, scores, rows, first, "max") == [(1, 4, 0.6), (0, 1, 0.5), (2, 6, 0.45)]
+    # sum of the best 2: row 0 .9, row 1 .7, row 2 .45; sum3: row 0 1.2
+    assert [(d, round(s, 9)) for d, _, s in _aggregate(ids, scores, rows, first, "sum2")] == [(0, 0.9), (1, 0.7), (2, 0.45)]
+    assert round(_aggregate(ids, scores, rows, first, "sum3")[0][2], 9) == 1.2
+    # first chunk x1.1: row 1 .66, row 0 .55, row 2 .495; a negative first chunk is divided instead
+    assert [(d, round(s, 9)) for d, _, s in _aggregate(ids, scores, rows, first, "first")] == [(1, 0.66), (0, 0.55), (2, 0.495)]
+    # -1.05 / 1.1 = -0.955 beats -1.0: the boost lifts a negative first chunk too (max alone ranks row 1 first)
+    assert _aggregate(np.array([7, 8]), np.array([-1.05, -1.0]), np.array([0, 1]), np.array([True, False]), "first")[0][0] == 0
+    assert _aggregate(np.array([7, 8]), np.array([-1.05, -1.0]), np.array([0, 1]), np.array([True, False]), "max")[0][0] == 1
