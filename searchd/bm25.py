@@ -10,8 +10,8 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
 - MaxScore. BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1)
   to any chunk, whatever the column weights (FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)),
   at least 1e-6). So score only the candidates that contain one of the rarest phrases (the
-  essential ones, `within=`: FTS5 then walks only their rows), each with its full score; a chunk with none of them scores below `bound`, the
-  sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
+  essential ones, `within=`: FTS5 then walks only their rows), each with its full score; a
+  chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
 """
