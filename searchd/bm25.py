@@ -2,17 +2,23 @@
 
 Words are OR-ed (searchd/keyword.py), so a query with one common word matches most of the corpus,
 and FTS5 computes BM25 for every row it returns: at 100,000 chunks that was 0.3-2 s per query.
-BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1) to any chunk
-(FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)), at least 1e-6). So the MaxScore rule
-applies: score only the chunks that contain one of the rarest phrases (the essential ones), each
-with its full score; a chunk with none of them scores below `bound`, the sum of the other phrases'
-caps. Once the `need`-th document found scores above that bound, no unscored chunk can enter the
-top `need` and the ranking is exact; else the next rarer phrases join the essential set, up to all
-of them (the plain query). Which documents match is unchanged: that is the unscored match set.
+Which chunks match costs little by comparison: FTS5 returns their ids unscored, and that set is
+what keyword mode finds (its total and facets count it). Scoring is then bounded in two ways:
+
+- A filter: only matching chunks of allowed documents are scored (`keyword_scored(..., among=)`,
+  up to AMONG of them), all at once when there are at most DIRECT.
+- MaxScore. BM25 is a sum over the query's phrases, and one phrase adds less than idf * (k1 + 1)
+  to any chunk, whatever the column weights (FTS5: k1 = 1.2, idf = log((N - n + 0.5) / (n + 0.5)),
+  at least 1e-6). So score only the candidates that contain one of the rarest phrases (the
+  essential ones, `within=`: FTS5 then walks only their rows), each with its full score; a
+  chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
+  unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
+  join the essential set, up to all of them.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +27,17 @@ from searchd.keyword import KeywordQuery
 
 K1 = 1.2  # FTS5's bm25() constants
 IDF_FLOOR = 1e-6
+EMPTY = np.zeros(0, dtype=np.int64)
+DIRECT = 2000  # allowed matching chunks scored in one statement, without MaxScore passes
+AMONG = 20000  # at most this many allowed matching chunks restrict the scoring statements
+
+
+@dataclass(frozen=True)
+class KeywordRanking:
+    """The top documents of a keyword query, and every chunk it matches (within the filter when one was given)."""
+
+    documents: list[tuple[int, int, float]]  # (document, best chunk, score), best first
+    matched: np.ndarray  # chunk ids, ascending
 
 
 def phrase_cap(count: int, total: int) -> float:
@@ -41,27 +58,44 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
-def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
-                  need: int, deadline: float | None) -> list[tuple[int, int, float]]:
-    """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them."""
+def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
+         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> KeywordRanking:
+    """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
+
+    `weights`: FTS5 column weights (title, text). `need` larger than the matching documents returns them all.
+    """
     match = query.fts()
-    if match is None or need <= 0:
-        return []
-    phrases = [KeywordQuery((t,), ()).fts() for t in query.include]
-    exclude = match[len(KeywordQuery(query.include, ()).fts()):]  # the " NOT ..." tail, kept on every pass
-    counts = store.phrase_counts(phrases, deadline)
+    if match is None:
+        return KeywordRanking([], EMPTY)
+    matched = store.keyword_chunks(match, deadline)  # unscored: FTS5 merges the OR / NOT itself
+    doc_rows = snap.chunk_doc_rows(matched)
+    keep = doc_rows >= 0 if mask is None else (doc_rows >= 0) & np.append(mask, False)[doc_rows]
+    if mask is not None:
+        matched = matched[keep]
+    # a narrow filter may allow fewer matching documents than `need`: then the first pass can stop early
+    need = min(need, int(np.count_nonzero(np.bincount(doc_rows[keep], minlength=1))))
+    if need <= 0:
+        return KeywordRanking([], matched)
+    counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
-    order = sorted((i for i in range(len(phrases)) if counts[i] > 0), key=lambda i: (counts[i], i))
-    if not order:
-        return []
+    order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
-    essential = 1
+    # few allowed matches (a narrow filter): score them all at once, FTS5 walking only their id range
+    essential = len(order) if mask is not None and len(matched) <= DIRECT else 1
+    # a wide filter leaves most matches allowed: shipping their ids to SQLite would cost more than it saves
+    among = matched if mask is not None and len(matched) <= AMONG else None
     while True:
         rest = order[essential:]
         bound = sum(phrase_cap(counts[i], total) for i in rest) * (1 + 1e-9)
-        chosen = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() + exclude
-        chunks, scores = store.keyword_scored(match if not rest else chosen, match, deadline)
+        within = KeywordQuery(tuple(query.include[i] for i in order[:essential]), ()).fts() if rest else None
+        chunks, scores = store.keyword_scored(match, among, weights, deadline, within)
         docs = best_documents(chunks, scores, snap, mask)
         if not rest or (len(docs) >= need and docs[need - 1][2] > bound):
-            return docs[:need]
+            return KeywordRanking(docs[:need], matched)
         essential = min(2 * essential, len(order))
+
+
+def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
+                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+    """The `need` best documents of `rank`, without the match set."""
+    return rank(store, snap, query, mask, need, deadline, weights).documents

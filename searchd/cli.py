@@ -153,6 +153,39 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+@main.command("compare-runs")
+@config_options
+@click.argument("a")
+@click.argument("b")
+@click.option("--metric", "metrics", multiple=True, help="Metric to test; repeatable (default: eval.significance_metrics).")
+def compare_runs_cmd(settings: Settings, a: str, b: str, metrics: tuple[str, ...]) -> None:
+    """Paired tests of REPORT_DIR:SYSTEM A against B, two `searchd eval` reports over the same queries."""
+    from searchd.eval.crossrun import compare_runs, markdown
+
+    def side(text: str) -> tuple[Path, str]:
+        folder, sep, system = text.rpartition(":")
+        if not sep or not folder or not system:
+            raise click.BadParameter(f"{text!r} must look like REPORT_DIR:SYSTEM")
+        return Path(folder), system
+
+    ev = settings.eval
+    click.echo(markdown(compare_runs(side(a), side(b), metrics or ev.significance_metrics, ev.permutations,
+                                     ev.sample_seed)))
+
+
+@main.command("fusion-study")
+@config_options
+@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR directory.")
+@click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
+@click.option("--fold", type=click.Choice(["dev", "train"]), default=None, help="Only the seeded dev (or train) fold.")
+@click.option("--max-queries", type=int, default=None, help="Run a seeded sample of this many queries.")
+def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None) -> None:
+    """Fusion rules and chunk-to-document scores side by side on one eval set (one retrieval per query)."""
+    from searchd.eval.fusion_study import run_study
+
+    click.echo(run_study(_data_path(settings, dataset), split, settings, fold, max_queries))
+
+
 @main.command("window-study")
 @config_options
 @click.option("--window", "windows", type=int, multiple=True, help="Windows to try (default: 10 20 50 100 200 500).")

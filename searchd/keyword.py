@@ -12,6 +12,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from indexer.errors import ConfigError, choices
+
 MAX_TERMS = 32  # longer queries keep their first terms; BM25 gains nothing from more
 # Function words match most chunks, so OR-ing them in makes FTS5 score nearly the whole corpus
 # (measured: 170 ms of a 190 ms keyword query at 100,000 chunks) while their BM25 weight is near
@@ -24,6 +26,12 @@ only or other our ours ourselves out over own same she should so some such than 
 themselves then there these they this those through to too under until up very was we were what when where which
 while who whom why will with would you your yours yourself yourselves
 """.split())
+# Lucene's default English stop set (EnglishAnalyzer), the list behind Pyserini's BEIR BM25 runs
+LUCENE_STOP_WORDS = frozenset("""
+a an and are as at be but by for if in into is it no not of on or such that the their then there these they this
+to was will with
+""".split())
+STOP_LISTS = {"medlex": STOP_WORDS, "lucene": LUCENE_STOP_WORDS, "none": frozenset()}
 _PIECE = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -49,6 +57,13 @@ class KeywordQuery:
         return [w for t in self.include for w in t.split()]
 
 
+def stop_list(name: str) -> frozenset[str]:
+    """The stop list a setting names (search.stop_words); a ConfigError names the valid ones."""
+    if name not in STOP_LISTS:
+        raise ConfigError(f"unknown stop list {name!r} (search.stop_words); valid: {choices(STOP_LISTS)}")
+    return STOP_LISTS[name]
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
@@ -59,8 +74,8 @@ def _words(text: str) -> list[str]:
     return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text)) if w.strip("_")]
 
 
-def parse(text: str) -> KeywordQuery:
-    """Parse user text into words and phrases to include or exclude; never raises."""
+def parse(text: str, stop_words: frozenset[str] = STOP_WORDS) -> KeywordQuery:
+    """Parse user text into words and phrases to include or exclude (dropping `stop_words`); never raises."""
     include: list[str] = []
     exclude: list[str] = []
     for m in _PIECE.finditer(text or ""):
@@ -74,10 +89,10 @@ def parse(text: str) -> KeywordQuery:
         for item in items:
             if item.lower() not in (t.lower() for t in target):
                 target.append(item)
-    content = [t for t in include if t.lower() not in STOP_WORDS or " " in t]
+    content = [t for t in include if t.lower() not in stop_words or " " in t]
     return KeywordQuery(tuple((content or include)[:MAX_TERMS]), tuple(exclude[:MAX_TERMS]))
 
 
-def fts_query(text: str) -> str | None:
+def fts_query(text: str, stop_words: frozenset[str] = STOP_WORDS) -> str | None:
     """The FTS5 expression for user text, or None when it has no searchable words."""
-    return parse(text).fts()
+    return parse(text, stop_words).fts()

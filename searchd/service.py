@@ -21,7 +21,7 @@ from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import bm25, fusion
-from searchd.keyword import KeywordQuery, fts_query, parse
+from searchd.keyword import KeywordQuery, parse, stop_list
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
@@ -134,7 +134,7 @@ class SearchService:
         deadline = time.monotonic() + s.time_limit_ms / 1000
         snap = self.snapshot()
         flt = self.doc_filter(query, snap)
-        match = fts_query(query.q)
+        match = self.keyword_query(query.q).fts()
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
@@ -224,7 +224,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), None)
+            mask &= self._keyword_documents(snap, self.keyword_query(query.q).fts(), None)
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -255,14 +255,13 @@ class SearchService:
         nearly every document, so "every keyword match" would count the whole corpus again.
         """
         s = self.settings.search
-        words = parse(query.q)
+        words = self.keyword_query(query.q)
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
-            matched = self._keyword_documents(snap, match, deadline) & mask
-            ranking = bm25.top_documents(self.store, snap, words, allowed, min(need, int(matched.sum())), deadline)
+            found = bm25.rank(self.store, snap, words, allowed, need, deadline, self.bm25_weights())
             timings["keyword"] = _ms(mark)
-            return ranking, matched
+            return found.documents, mask & self._documents_of(snap, found.matched)
         window = max(s.result_window, 1)
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
         keyword = self._pool.submit(self._keyword, snap, words, allowed, window, deadline) \
@@ -280,7 +279,7 @@ class SearchService:
             mark = time.perf_counter()
             lexical = keyword.result()[:window]
             timings["keyword_wait"] = _ms(mark)
-            ranking = fusion.rrf([dense, lexical], [s.dense_weight, s.keyword_weight], s.rrf_k)
+            ranking = fusion.fuse([dense, lexical], [s.dense_weight, s.keyword_weight], s.fusion, s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
     def _query_vector(self, q: str) -> np.ndarray:
@@ -300,10 +299,15 @@ class SearchService:
 
     def _keyword_documents(self, snap: StoreSnapshot, match: str | None, deadline: float | None) -> np.ndarray:
         """Mask of the documents with a chunk matching the keyword query (none without searchable words)."""
+        return self._documents_of(snap, self.store.keyword_chunks(match, deadline)) if match is not None \
+            else np.zeros(len(snap.doc_ids), dtype=bool)
+
+    @staticmethod
+    def _documents_of(snap: StoreSnapshot, chunk_ids: np.ndarray) -> np.ndarray:
+        """Mask of the documents of some chunks (chunks no longer in the store are ignored)."""
         found = np.zeros(len(snap.doc_ids), dtype=bool)
-        if match is not None:
-            rows = snap.chunk_doc_rows(self.store.keyword_chunks(match, deadline))
-            found[rows[rows >= 0]] = True
+        rows = snap.chunk_doc_rows(chunk_ids)
+        found[rows[rows >= 0]] = True
         return found
 
     def _grow(self, fetch: Callable[[int], tuple[np.ndarray, np.ndarray]], snap: StoreSnapshot, need: int,
@@ -339,9 +343,15 @@ class SearchService:
     def _keyword(self, snap: StoreSnapshot, words: KeywordQuery, allowed: np.ndarray | None, need: int,
                  deadline: float) -> list[tuple[int, int, float]]:
         """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
-        if allowed is not None:  # a narrow filter may allow fewer matching documents than `need`
-            need = min(need, int((self._keyword_documents(snap, words.fts(), deadline) & allowed).sum()))
-        return bm25.top_documents(self.store, snap, words, allowed, need, deadline)
+        return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self.bm25_weights())
+
+    def keyword_query(self, q: str) -> KeywordQuery:
+        """The words and phrases keyword search looks for in `q` (search.stop_words dropped)."""
+        return parse(q, stop_list(self.settings.search.stop_words))
+
+    def bm25_weights(self) -> tuple[float, float]:
+        """FTS5 column weights of (title, text), from search.bm25_title_weight and bm25_text_weight."""
+        return self.settings.search.bm25_title_weight, self.settings.search.bm25_text_weight
 
     # ---- hits and facets -----------------------------------------------------------------
     def _hits(self, page: Sequence[tuple[int, int, float]], match: str | None, offset: int) -> list[Hit]:

@@ -20,11 +20,11 @@ def service(settings, sample_dir):
     return build_sample_index(settings, sample_dir)
 
 
-def brute(service, q: str, allowed: set[int] | None) -> list[tuple[int, int, float]]:
+def brute(service, q: str, allowed: set[int] | None, weights=(1.0, 1.0)) -> list[tuple[int, int, float]]:
     """Every matching chunk scored by FTS5 in one statement, best chunk per document, ties by chunk id."""
     con = sqlite3.connect(service.settings.index.dir / "store.sqlite")
-    rows = con.execute("SELECT f.rowid, c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-                       "ON c.id = f.rowid WHERE chunks_fts MATCH ?", (parse(q).fts(),)).fetchall()
+    rows = con.execute("SELECT f.rowid, c.document_id, -bm25(chunks_fts, ?, ?) FROM chunks_fts f JOIN chunks c "
+                       "ON c.id = f.rowid WHERE chunks_fts MATCH ?", (*weights, parse(q).fts())).fetchall()
     con.close()
     best: dict[int, tuple[int, int, float]] = {}
     for chunk, doc, score in sorted(rows, key=lambda r: (-round(r[2], 9), r[0])):
@@ -34,28 +34,61 @@ def brute(service, q: str, allowed: set[int] | None) -> list[tuple[int, int, flo
 
 
 @pytest.mark.parametrize("q", QUERIES)
-@pytest.mark.parametrize("filtered", [False, True])
+@pytest.mark.parametrize("filtered", [False, True, "one"])
 def test_top_documents_equal_scoring_every_match(service, q, filtered):
     snap = service.snapshot()
-    mask = (np.arange(len(snap.doc_ids)) % 2 == 0) if filtered else None
+    mask = None if not filtered else (np.arange(len(snap.doc_ids)) % (2 if filtered is True else len(snap.doc_ids)) == 0)
     allowed = set(snap.doc_ids[mask].tolist()) if filtered else None
     want = brute(service, q, allowed)
     for need in range(1, len(want) + 2):
-        got = bm25.top_documents(service.store, snap, parse(q), mask, need, None)
+        found = bm25.rank(service.store, snap, parse(q), mask, need, None)
+        got = found.documents
+        assert set(snap.chunk_documents(found.matched).values()) == {d for d, _, _ in want}  # the match set
         assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:need]]
         np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:need]], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("weights", [(2.0, 1.0), (0.0, 1.0), (5.0, 0.5)])
+@pytest.mark.parametrize("q", ["veteran PTSD stressor", "warfarin bleeding -intracranial", "patient court"])
+def test_column_weights_rank_as_fts5_weighted_bm25_does(service, q, weights):
+    snap = service.snapshot()
+    mask = np.arange(len(snap.doc_ids)) % 2 == 1
+    for m, allowed in ((None, None), (mask, set(snap.doc_ids[mask].tolist()))):
+        want = brute(service, q, allowed, weights)
+        got = bm25.top_documents(service.store, snap, parse(q), m, 5, None, weights)
+        assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:5]]
+        np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:5]], rtol=1e-9, atol=1e-9)
 
 
 def test_rare_words_are_scored_first_and_common_ones_only_when_needed(service, monkeypatch):
     """The first pass scores only chunks with the rarest word; more join only while unscored chunks could win."""
     passes = []
     real = service.store.keyword_scored
-    monkeypatch.setattr(service.store, "keyword_scored", lambda e, m, d=None: passes.append(e) or real(e, m, d))
+    monkeypatch.setattr(service.store, "keyword_scored",
+                        lambda m, a=None, w=(1.0, 1.0), d=None, e=None: passes.append((a, e)) or real(m, a, w, d, e))
     words = parse("patient court veteran prazosin")
+    counts = dict(zip(words.include, service.store.phrase_counts([f'"{w}"' for w in words.include])))
+    rarest = sorted(words.include, key=lambda w: (counts[w], words.include.index(w)))
     top = bm25.top_documents(service.store, service.snapshot(), words, None, 1, None)
-    assert passes[0] == '"prazosin"'
-    assert passes[1:] == ['("prazosin" OR "court")', '("patient" OR "court" OR "veteran" OR "prazosin")'][:len(passes) - 1]
-    assert top[0][0] == brute(service, "patient court veteran prazosin", None)[0][0]
+    assert rarest[0] == "prazosin" and passes[0] == (None, '"prazosin"')
+    if len(passes) > 1:  # the next pass adds the next rarest word; the last scores every match (within None)
+        assert passes[1][1] in (f'("prazosin" OR "{rarest[1]}")', None)
+    assert len(passes) < len(words.include) and top[0][0] == brute(service, "patient court veteran prazosin", None)[0][0]
+
+
+def test_a_filter_scores_only_matching_chunks_of_allowed_documents(service, monkeypatch):
+    """Under a filter, no chunk of a document the filter excludes is ever scored."""
+    passes = []
+    real = service.store.keyword_scored
+    monkeypatch.setattr(service.store, "keyword_scored",
+                        lambda m, a=None, w=(1.0, 1.0), d=None, e=None: passes.append((a, e)) or real(m, a, w, d, e))
+    snap = service.snapshot()
+    mask = np.arange(len(snap.doc_ids)) % 3 == 0
+    allowed = set(snap.doc_ids[mask].tolist())
+    got = bm25.top_documents(service.store, snap, parse("the court and the doctor"), mask, 3, None)
+    assert [d for d, _, _ in got] == [d for d, _, _ in brute(service, "the court and the doctor", allowed)[:3]]
+    scored = np.concatenate([among for among, _ in passes])
+    assert set(snap.chunk_documents(scored).values()) <= allowed
 
 
 def test_keyword_mode_finds_every_match_and_counts_exactly(service):

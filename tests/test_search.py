@@ -2,6 +2,8 @@
 parsing under hostile input, hybrid fusion, paging, facets vs SQL, snippets, documents, similar."""
 from __future__ import annotations
 
+import dataclasses
+
 import random
 import sqlite3
 
@@ -216,6 +218,8 @@ def test_store_deadline_interrupts_a_long_query(service):
 
 def test_hybrid_is_rrf_of_dense_and_keyword(service):
     q = "warfarin bleeding malpractice"
+    service.settings = service.settings.replace(search=dataclasses.replace(
+        service.settings.search, fusion="rrf", dense_weight=1.0, keyword_weight=1.0))
     dense = service.search(Query(q, "dense", k=12)).hits
     keyword = service.search(Query(q, "keyword", k=12)).hits
     hybrid = service.search(Query(q, "hybrid", k=12)).hits
@@ -226,6 +230,30 @@ def test_hybrid_is_rrf_of_dense_and_keyword(service):
     assert [h.external_id for h in hybrid][:3] == sorted(expected, key=lambda e: -expected[e])[:3]
     for h in hybrid:
         assert h.score == pytest.approx(expected[h.external_id])
+
+
+def test_hybrid_by_default_sums_weighted_z_scores(service):
+    """search.fusion = zscore, dense_weight 3: each list's scores standardised, a missing document at its minimum."""
+    q = "warfarin bleeding malpractice"
+    s = service.settings.search
+    assert (s.fusion, s.dense_weight, s.keyword_weight) == ("zscore", 3.0, 1.0)
+    window = s.result_window
+    dense = service.search(Query(q, "dense", k=window)).hits
+    keyword = service.search(Query(q, "keyword", k=window)).hits
+    expected: dict[str, float] = {}
+    parts = []
+    for ranking, weight in ((dense, 3.0), (keyword, 1.0)):
+        x = np.array([h.score for h in ranking])
+        z = (x - x.mean()) / x.std()
+        parts.append(({h.external_id: weight * v for h, v in zip(ranking, z)}, weight * z.min()))
+    for found, _ in parts:
+        for doc in found:
+            expected[doc] = sum(f.get(doc, floor) for f, floor in parts)
+    hybrid = service.search(Query(q, "hybrid", k=len(expected))).hits
+    assert {h.external_id for h in hybrid} == set(expected)
+    for h in hybrid:
+        assert h.score == pytest.approx(expected[h.external_id])
+    assert [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
 
 
 def test_rrf_and_collapse_by_hand():
@@ -360,8 +388,10 @@ def test_keyword_mode_ranks_every_match(service):
     """Keyword mode scores all matches in one pass: the ranking is by best chunk BM25, the total all matches."""
     result = service.search(Query("veteran stressor", "keyword", k=100))
     best: dict[int, float] = {}
-    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts) FROM chunks_fts f JOIN chunks c "
-                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor")):
+    s = service.settings.search  # the title column weighs bm25_title_weight (2 by default), the text 1
+    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts, :t, :x) FROM chunks_fts f JOIN chunks c "
+                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor"),
+                                        t=s.bm25_title_weight, x=s.bm25_text_weight):
         best[doc] = max(score, best.get(doc, score))
     rows = list(best.items())
     want = sorted(rows, key=lambda r: (-r[1], r[0]))

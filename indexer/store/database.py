@@ -7,6 +7,7 @@ interrupts it once the deadline passes and the caller gets a StoreTimeout.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.errors import StoreError
-from indexer.store.schema import FTS_DDL, Base, CollectionRow, make_engine
+from indexer.store.schema import FTS_DDL, FTS_LAYOUT, FTS_REBUILD, OLD_FTS, Base, CollectionRow, make_engine
 
 # SQLite builds before 3.32 cap a statement at 999 bound parameters; 900 ids leave room for a few more
 MAX_IDS = 900
@@ -38,8 +39,13 @@ class Database:
         self.engine = make_engine(self.path)
         Base.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
-            for ddl in FTS_DDL:
+            layout = conn.exec_driver_sql(FTS_LAYOUT).scalar()
+            stale = layout is not None and "title" not in layout  # a store from before the title column
+            for ddl in (OLD_FTS if stale else []) + FTS_DDL:
                 conn.exec_driver_sql(ddl)
+            if stale:
+                print(f"rebuilding the keyword index of {self.path} with document titles (once)", file=sys.stderr)
+                conn.exec_driver_sql(FTS_REBUILD)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

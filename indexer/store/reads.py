@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.store.database import MAX_IDS, Database
-from indexer.store.schema import ChunkRow, CollectionRow, DocumentRow, MentionRow
+from indexer.store.schema import FTS_COLUMNS, ChunkRow, CollectionRow, DocumentRow, MentionRow
 from indexer.store.snapshot import StoreSnapshot
 
 
@@ -160,27 +160,46 @@ class StoreReads(Database):
         return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
                 for p in phrases]
 
-    def keyword_scored(self, essential: str, match: str, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, BM25 of `match`, higher is better) of the chunks matching both expressions.
+    def keyword_scored(self, match: str, among: np.ndarray | None = None, weights: Sequence[float] = (1.0, 1.0),
+                       deadline: float | None = None, within: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids ascending, BM25 of `match`, higher is better) of the matching chunks, only those in `among`
+        and, with `within` (an expression whose phrases are some of `match`'s), only those matching it too.
 
-        FTS5 scores only the rows a statement returns, so restricting to `essential` (a few rare terms)
-        leaves most matches unscored. BM25 sums over the phrases of the expression, so the score of
-        `match` alone is that of "essential AND match" less that of "essential" (rounded to 1e-9,
-        which keeps equal scores equal).
+        `weights`: one per FTS column (title, text), FTS5's bm25() column weights. FTS5 computes
+        bm25() only for the rows a statement returns. `within` bounds the rows FTS5 walks: it
+        seeks through "within AND match" driven by within's rare phrases, and BM25 sums over phrases,
+        so the score of `match` is that of "within AND match" less that of "within" alone.
+        `among` filters rows before the select list is evaluated (`+rowid IN (...)`: the `+` keeps
+        SQLite from handing the list to FTS5 as one lookup per id, each of which would recount every
+        phrase), and `rowid BETWEEN` its first and last id lets FTS5 skip the rest of every doclist.
+        Scores are rounded to 1e-9, which keeps equal scores equal.
         """
-        sql = "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rowid"
-        if essential == match:
-            both = np.asarray(self._fetch(sql, (match,), deadline), dtype=np.float64).reshape(-1, 2)
+        if len(weights) != len(FTS_COLUMNS):
+            raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
+        if among is not None and len(among) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        marks = ", ".join("?" * len(weights))
+        sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ?"
+        tail: tuple = ()
+        if among is not None:
+            ids = np.asarray(among, dtype=np.int64)
+            sql += " AND rowid BETWEEN ? AND ? AND +rowid IN (SELECT value FROM json_each(?))"
+            tail = (int(ids.min()), int(ids.max()), "[" + ",".join(map(str, ids.tolist())) + "]")
+        sql += " ORDER BY rowid"
+        w = tuple(float(x) for x in weights)
+        if within is None:
+            both = np.asarray(self._fetch(sql, (*w, match, *tail), deadline), dtype=np.float64).reshape(-1, 2)
             return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
-        both = np.asarray(self._fetch(sql, (f"({essential}) AND ({match})",), deadline), dtype=np.float64).reshape(-1, 2)
-        alone = np.asarray(self._fetch(sql, (essential,), deadline), dtype=np.float64).reshape(-1, 2)
+        both = np.asarray(self._fetch(sql, (*w, f"({within}) AND ({match})", *tail), deadline),
+                          dtype=np.float64).reshape(-1, 2)
+        alone = np.asarray(self._fetch(sql, (*w, within, *tail), deadline), dtype=np.float64).reshape(-1, 2)
         ids = both[:, 0].astype(np.int64)
         extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
         return ids, np.round(both[:, 1] - extra, 9)
 
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
-        rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 0, char(1), char(2)) FROM chunks_fts "
+        rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 1, char(1), char(2)) FROM chunks_fts "
                                  "WHERE chunks_fts MATCH ? AND rowid IN ({ids})", chunk_ids, before=(match,))
         return {rowid: _marker_spans(marked) for rowid, marked in rows}
 

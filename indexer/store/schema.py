@@ -2,8 +2,8 @@
 
 Chunk ids are int64 AUTOINCREMENT keys that are never reused, so they double as FAISS ids: a
 deleted chunk's id can never come back meaning something else. The FTS5 table `chunks_fts` is
-an external-content index over chunks.text kept in step by triggers, so BM25 keyword search
-always sees exactly the stored chunks. Only modules of this package use these names.
+an external-content index over each chunk's text and its document's title, kept in step by
+triggers, so BM25 keyword search always sees exactly the stored chunks. Only modules of this package use these names.
 """
 from __future__ import annotations
 
@@ -90,19 +90,44 @@ class TaggingRow(Base):
     tagger: Mapped[str] = mapped_column(String(200))  # the tagger's checksum
 
 
+FTS_COLUMNS = ("title", "text")  # chunks_fts columns, in order: bm25() takes one weight per column
+# The FTS5 table indexes each chunk with its document's title as a column of its own, so keyword
+# search matches title words and BM25 weighs them apart (search.bm25_title_weight). Its external
+# content is a view joining the two, and the triggers read the title while the document row still
+# exists: chunks are deleted before their document (writes.py, and documents_bd for any other
+# delete), and a changed title re-indexes the document's chunks (documents_au).
 FTS_DDL = [
     # filters may name an entity by its readable name (case-insensitive)
     "CREATE INDEX IF NOT EXISTS ix_mentions_name ON mentions(label, lower(norm_name))",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id', "
-    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE VIEW IF NOT EXISTS chunks_fts_content AS SELECT c.id AS id, d.title AS title, c.text AS text "
+    "FROM chunks c JOIN documents d ON d.id = c.document_id",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text, content='chunks_fts_content', "
+    "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN "
-    "INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END",
+    "INSERT INTO chunks_fts(rowid, title, text) VALUES (new.id, "
+    "(SELECT title FROM documents WHERE id = new.document_id), new.text); END",
     "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN "
-    "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+    "INSERT INTO chunks_fts(chunks_fts, rowid, title, text) VALUES ('delete', old.id, "
+    "(SELECT title FROM documents WHERE id = old.document_id), old.text); END",
     "CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN "
-    "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); "
-    "INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END",
+    "INSERT INTO chunks_fts(chunks_fts, rowid, title, text) VALUES ('delete', old.id, "
+    "(SELECT title FROM documents WHERE id = old.document_id), old.text); "
+    "INSERT INTO chunks_fts(rowid, title, text) VALUES (new.id, "
+    "(SELECT title FROM documents WHERE id = new.document_id), new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS documents_bd BEFORE DELETE ON documents BEGIN "
+    "DELETE FROM chunks WHERE document_id = old.id; END",
+    "CREATE TRIGGER IF NOT EXISTS documents_au AFTER UPDATE OF title ON documents "
+    "WHEN old.title IS NOT new.title BEGIN "
+    "INSERT INTO chunks_fts(chunks_fts, rowid, title, text) SELECT 'delete', id, old.title, text "
+    "FROM chunks WHERE document_id = old.id; "
+    "INSERT INTO chunks_fts(rowid, title, text) SELECT id, new.title, text FROM chunks "
+    "WHERE document_id = new.id; END",
 ]
+# What a store made before the title column has: dropped and rebuilt from the stored chunks on open
+OLD_FTS = ["DROP TRIGGER IF EXISTS chunks_ai", "DROP TRIGGER IF EXISTS chunks_ad", "DROP TRIGGER IF EXISTS chunks_au",
+           "DROP TABLE IF EXISTS chunks_fts"]
+FTS_REBUILD = "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')"
+FTS_LAYOUT = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks_fts'"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

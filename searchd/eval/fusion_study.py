@@ -1,0 +1,138 @@
+"""`searchd fusion-study`: fusion rules and chunk-to-document scores, side by side on one eval set.
+
+Each query is retrieved once: the dense top `search.candidates` chunks and every chunk BM25 scores
+(the same index, embedder and FTS5 weights `searchd eval` uses). Every variant then ranks from
+those lists in memory, so a dozen rules cost one retrieval. Variants: document score from its
+chunks (max, the sum of its best 2 or 3, the best chunk with the first chunk boosted by 10%), per
+retriever; and the fusion of the two windows of `search.result_window` documents by each rule of
+searchd/fusion.py at a few weights. Each is tested against dense and BM25 (max) with the paired
+tests of report.py. The service's own hybrid is `rrf` with weights 1:1 and `max`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from indexer.settings import Settings
+from searchd import fusion
+from searchd.eval.metrics import Cutoffs, score_run
+from searchd.eval.report import compare
+
+Chunks = tuple[np.ndarray, np.ndarray]  # chunk ids, scores
+
+
+def _aggregate(ids: np.ndarray, scores: np.ndarray, doc_rows: np.ndarray, first: np.ndarray,
+               rule: str) -> list[tuple[int, int, float]]:
+    """(document row, best chunk, document score) best first; `first`: whether each chunk opens its document."""
+    keep = doc_rows >= 0
+    ids, scores, doc_rows, first = ids[keep], scores[keep], doc_rows[keep], first[keep]
+    if rule == "first":
+        scores = np.where(first, scores * np.where(scores > 0, 1.1, 1 / 1.1), scores)
+    order = np.lexsort((ids, -scores))
+    per_doc: dict[int, list[tuple[float, int]]] = {}
+    for i in order.tolist():
+        per_doc.setdefault(int(doc_rows[i]), []).append((float(scores[i]), int(ids[i])))
+    top = {"max": 1, "first": 1, "sum2": 2, "sum3": 3}[rule]
+    out = [(d, v[0][1], sum(s for s, _ in v[:top])) for d, v in per_doc.items()]
+    out.sort(key=lambda r: (-r[2], r[1]))
+    return out
+
+
+AGGREGATIONS = ("max", "sum2", "sum3", "first")
+FUSION_VARIANTS: list[tuple[str, str, tuple[float, float]]] = [
+    ("rrf 1:1", "rrf", (1.0, 1.0)), ("rrf 2:1", "rrf", (2.0, 1.0)), ("rrf 1:2", "rrf", (1.0, 2.0)),
+    ("minmax 1:1", "minmax", (1.0, 1.0)), ("minmax 2:1", "minmax", (2.0, 1.0)), ("minmax 3:1", "minmax", (3.0, 1.0)),
+    ("zscore 1:1", "zscore", (1.0, 1.0)), ("zscore 2:1", "zscore", (2.0, 1.0)), ("zscore 3:1", "zscore", (3.0, 1.0)),
+]
+
+
+def retrieve(service: Any, queries: dict[str, str], candidates: int) -> dict[str, tuple[Chunks, Chunks]]:
+    """Per query: the dense top `candidates` chunks and every BM25-scored chunk."""
+    from tqdm import tqdm
+
+    out = {}
+    for qid, text in tqdm(queries.items(), desc="retrieve", unit="query", dynamic_ncols=True):
+        qv = service.embedder.embed_queries([text])[0]
+        scores, ids = service.index.search(qv, candidates)
+        match = service.keyword_query(text).fts()
+        lexical = service.store.keyword_scored(match, None, service.bm25_weights()) if match else \
+            (np.zeros(0, dtype=np.int64), np.zeros(0))
+        out[qid] = ((np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64)), lexical)
+    return out
+
+
+def study(service: Any, data: Any, settings: Settings) -> list[dict[str, Any]]:
+    """Rows of (variant, mean NDCG@10, MAP@100, p against dense and BM25) for one eval set."""
+    snap = service.snapshot()
+    ext = {i: info.external_id for i, info in service.store.doc_infos(snap.doc_ids.tolist()).items()}
+    ext_of_row = [ext.get(int(d), "") for d in snap.doc_ids]
+    _, opening = np.unique(snap.chunk_doc, return_index=True)  # chunk ids ascend, so each document's first
+    first_ids = set(snap.chunk_ids[opening].tolist())
+    window = max(settings.search.result_window, 1)
+    runs = retrieve(service, data.queries, settings.search.candidates)
+
+    memo: dict[tuple[str, int, str], list[tuple[int, int, float]]] = {}
+
+    def ranked(qid: str, side: int, rule: str) -> list[tuple[int, int, float]]:
+        """Documents of one retriever (0 dense, 1 BM25) for a query, by one chunk-to-document rule."""
+        if (qid, side, rule) not in memo:
+            ids, scores = runs[qid][side]
+            first = np.fromiter((i in first_ids for i in ids.tolist()), dtype=bool, count=len(ids))
+            memo[qid, side, rule] = _aggregate(ids, scores, snap.chunk_doc_rows(ids), first, rule)
+        return memo[qid, side, rule]
+
+    def run(make: Callable[[str], list[tuple[int, int, float]]]) -> dict[str, list[str]]:
+        return {qid: [ext_of_row[d] for d, _, _ in make(qid)][:settings.eval.depth] for qid in data.queries}
+
+    def fused(qid: str, rule: str, weights: tuple[float, float], agg: str = "max") -> list[tuple[int, int, float]]:
+        return fusion.fuse([ranked(qid, 0, agg)[:window], ranked(qid, 1, agg)[:window]], weights, rule,
+                           settings.search.rrf_k)
+
+    variants: dict[str, dict[str, list[str]]] = {}
+    for rule in AGGREGATIONS:
+        variants[f"dense {rule}"] = run(lambda q, rule=rule: ranked(q, 0, rule))
+        variants[f"bm25 {rule}"] = run(lambda q, rule=rule: ranked(q, 1, rule))
+    for name, rule, weights in FUSION_VARIANTS:
+        variants[f"hybrid {name}"] = run(lambda q, rule=rule, w=weights: fused(q, rule, w))
+    for agg in ("sum2", "first"):
+        variants[f"hybrid rrf 1:1, {agg}"] = run(lambda q, agg=agg: fused(q, "rrf", (1.0, 1.0), agg))
+    cut = Cutoffs(accuracy=tuple(settings.eval.k_values), precision_recall=tuple(settings.eval.k_values))
+    scored = {name: score_run(r, data.qrels, cut).per_query for name, r in variants.items()}
+    ev = settings.eval
+    rows = []
+    for name, per_query in scored.items():
+        ndcg = {q: s["ndcg@10"] for q, s in per_query.items()}
+        row = {"variant": name, "ndcg@10": float(np.mean(list(ndcg.values()))),
+               "map@100": float(np.mean([s["map@100"] for s in per_query.values()]))}
+        for base in ("dense max", "bm25 max"):
+            c = compare(name, ndcg, base, {q: s["ndcg@10"] for q, s in scored[base].items()}, "ndcg@10",
+                        ev.permutations, ev.sample_seed)
+            row[f"vs {base}"] = (c.mean_a - c.mean_b, c.wins, c.losses, c.p_randomisation)
+        rows.append(row)
+    return rows
+
+
+def markdown(name: str, rows: list[dict[str, Any]]) -> str:
+    """The study's table: one row per variant."""
+    lines = [f"### {name}", "", "| variant | NDCG@10 | MAP@100 | vs dense (diff, W/L, p) | vs bm25 (diff, W/L, p) |",
+             "|---|---:|---:|---|---|"]
+    for r in rows:
+        cells = [f"{d:+.4f}, {w}/{l}, p={p:.3g}" for d, w, l, p in (r["vs dense max"], r["vs bm25 max"])]
+        lines.append(f"| {r['variant']} | {r['ndcg@10']:.4f} | {r['map@100']:.4f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def run_study(dataset: Path, split: str, settings: Settings, fold: str | None, max_queries: int | None) -> str:
+    """Load the eval set and its index (built or reused as `searchd eval` does) and return the table."""
+    from searchd.eval.evaluate import Services, embedder_dirs, load_eval_data
+
+    data = load_eval_data(dataset, split, settings, fold, max_queries)
+    services = Services(dataset, data.name, settings)
+    try:
+        service = services.get(embedder_dirs(settings)["configured"])
+        return markdown(f"{data.name} ({split}{', fold ' + fold if fold else ''}, {len(data.queries)} queries)",
+                        study(service, data, settings))
+    finally:
+        services.close()
