@@ -20,8 +20,8 @@ from indexer.embedder import Embedder
 from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
-from searchd import bm25, fusion
-from searchd.keyword import KeywordQuery, fts_query, parse
+from searchd import bm25, fusion, long_query
+from searchd.keyword import KeywordQuery, parse
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
@@ -74,6 +74,8 @@ class SearchService:
         self._row_docs: tuple[tuple, np.ndarray] | None = None  # (snapshot, index version) -> doc row per index row
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._terms: OrderedDict[tuple, KeywordQuery] = OrderedDict()  # long queries' picked terms, by (snapshot, text)
+        self._chunker: Callable[[str], list[str]] | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
@@ -133,7 +135,7 @@ class SearchService:
         deadline = time.monotonic() + s.time_limit_ms / 1000
         snap = self.snapshot()
         flt = self.doc_filter(query, snap)
-        match = fts_query(query.q)
+        match = self._keyword_query(query.q, snap).fts()
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
@@ -223,7 +225,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, fts_query(query.q), None)
+            mask &= self._keyword_documents(snap, self._keyword_query(query.q, snap).fts(), None)
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -254,7 +256,7 @@ class SearchService:
         nearly every document, so "every keyword match" would count the whole corpus again.
         """
         s = self.settings.search
-        words = parse(query.q)
+        words = self._keyword_query(query.q, snap)
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
@@ -271,8 +273,7 @@ class SearchService:
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
         rows = None if flt.is_empty() else np.append(mask, False)[self._index_rows(snap)]  # -1 rows: not allowed
-        dense = [] if rows is not None and not rows.any() else \
-            self._grow(lambda n: self._timed(timings, lambda: self.index.search_rows(qv, n, rows)), snap, window)
+        dense = [] if rows is not None and not rows.any() else self._dense(qv, rows, snap, window, timings)
         timings["dense"] = _ms(mark)
         ranking = dense
         if keyword is not None:
@@ -282,14 +283,58 @@ class SearchService:
             ranking = fusion.rrf([dense, lexical], [s.dense_weight, s.keyword_weight], s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
+    def _dense(self, qv: np.ndarray, rows: np.ndarray | None, snap: StoreSnapshot, window: int,
+               timings: dict[str, float]) -> list[tuple[int, int, float]]:
+        """Dense document ranking of a query vector, or RRF of one ranking per row of a long query's matrix."""
+        vectors = qv.reshape(1, -1) if qv.ndim == 1 else qv
+        rankings = [self._grow(lambda n, v=v: self._timed(timings, lambda: self.index.search_rows(v, n, rows)),
+                               snap, window) for v in vectors]
+        if len(rankings) == 1:
+            return rankings[0]
+        return fusion.rrf(rankings, [1.0] * len(rankings), self.settings.search.rrf_k)[:window]
+
+    def _keyword_query(self, q: str, snap: StoreSnapshot) -> KeywordQuery:
+        """Parsed keyword query; a long query keeps its search.long_query_terms highest tf-idf words instead."""
+        s = self.settings.search
+        if len(q) <= s.long_query_chars:
+            return parse(q)
+        key = (snap.version, q)
+        with self._lock:
+            if key in self._terms:
+                self._terms.move_to_end(key)
+                return self._terms[key]
+        counts = lambda words: self.store.phrase_counts([KeywordQuery((w,), ()).fts() for w in words])
+        terms = long_query.key_terms(q, counts, len(snap.chunk_ids), s.long_query_terms)
+        with self._lock:
+            self._terms[key] = terms
+            while len(self._terms) > max(s.query_cache, 1):
+                self._terms.popitem(last=False)
+        return terms
+
+    def _encode_query(self, q: str) -> np.ndarray:
+        """One unit vector; a long query's chunks encoded, then pooled (mean) or stacked (rrf, one row each)."""
+        s = self.settings.search
+        if len(q) <= s.long_query_chars:
+            return self.embedder.embed_queries([q])[0]
+        pooling = long_query.check_pooling(s.long_query_pooling)
+        if self._chunker is None:  # the documents' chunker: the embedder's tokenizer, chunk.max_tokens windows
+            from indexer.documents import chunk_text, offsets_for_model
+            from indexer.models import resolve_embedder_dir
+
+            offsets, c = offsets_for_model(str(resolve_embedder_dir(self.settings))), self.settings.chunk
+            self._chunker = lambda text: [ch.text for ch in chunk_text(text, offsets, c.max_tokens, c.overlap_tokens)]
+        pieces = long_query.spread(self._chunker(q), s.long_query_chunks) or [q]
+        vectors = self.embedder.embed_queries(pieces)
+        return long_query.pool(vectors) if pooling == "mean" else np.asarray(vectors, dtype=np.float32)
+
     def _query_vector(self, q: str) -> np.ndarray:
-        """The query's vector, from a small LRU cache so that paging does not re-encode."""
+        """The query's vector (a long query's, see _encode_query), from a small LRU cache so that paging does not re-encode."""
         size = self.settings.search.query_cache
         with self._lock:
             if q in self._vectors:
                 self._vectors.move_to_end(q)
                 return self._vectors[q]
-        vector = self.embedder.embed_queries([q])[0]
+        vector = self._encode_query(q)
         if size > 0:
             with self._lock:
                 self._vectors[q] = vector
