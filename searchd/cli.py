@@ -177,10 +177,11 @@ def window_study_cmd(settings: Settings, windows: tuple[int, ...]) -> None:
 @click.option("--fold", type=click.Choice(["dev", "train", "all"]), default="dev", show_default=True,
               help="medquad: which seeded fold of source pages, the embedder's held-out draw "
                    "(train_embedder.dev_fraction, train_embedder.seed).")
+@click.option("--limit", type=int, default=None, help="bva-long, nm-long: read only the first N documents.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: eval.evalsets_dir/<name>).")
 def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split: str, fold: str,
-                     out: Path | None) -> None:
+                     limit: int | None, out: Path | None) -> None:
     """Write a BEIR eval set from paired data: PubTator title->abstract, MedQuAD question->answer, and long
     queries: a BVA decision's discussion of the evidence (bva-long) or a New Mexico opinion's statement of
     facts (nm-long) -> the rest of that decision, the passage removed from it."""
@@ -190,7 +191,7 @@ def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split
     if kind.endswith("-long"):
         from searchd.eval.long_sets import long_query_set
 
-        data = long_query_set("bva" if kind == "bva-long" else "nm-appeals", path, name)
+        data = long_query_set("bva" if kind == "bva-long" else "nm-appeals", path, name, limit=limit)
     elif kind == "pubtator":
         data = evalsets.from_pubtator(path, name, settings.train_ner.label_map)
     else:

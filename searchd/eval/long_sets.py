@@ -58,15 +58,15 @@ SPANS: dict[str, Callable[[str, int], tuple[int, int] | None]] = {"bva": bva_spa
 
 
 def long_query_set(fmt: str, path: Path, name: str, min_chars: int = MIN_CHARS,
-                   max_chars: int = MAX_CHARS) -> EvalSet:
-    """Facts -> rest-of-decision pairs of one legal corpus, with the corpus as distractors."""
+                   max_chars: int = MAX_CHARS, limit: int | None = None) -> EvalSet:
+    """Facts -> rest-of-decision pairs of one legal corpus (its first `limit` documents), the rest as distractors."""
     from indexer.importing import CorpusReader
 
     if fmt not in SPANS:
         raise ReaderError(f"long-query sets are made from {', '.join(SPANS)}, not {fmt!r}", str(path))
     prefix = FORMATS[fmt][0]
     out = EvalSet(name)
-    for doc in CorpusReader(fmt, path):
+    for doc in CorpusReader(fmt, path, limit=limit):
         doc_id, text = f"{prefix}:{doc.id}", doc.text
         span = SPANS[fmt](text, max_chars)
         if span and span[1] - span[0] >= min_chars:
