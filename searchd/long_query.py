@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import unicodedata
-from typing import Callable, Sequence
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from indexer.errors import ConfigError, choices
 from searchd.keyword import STOP_WORDS, KeywordQuery
 
+if TYPE_CHECKING:
+    from indexer.settings import Settings
+    from indexer.store import DocumentStore, StoreSnapshot
+
 POOLING = ("mean", "rrf")
 MAX_CANDIDATES = 400  # distinct words whose frequency is looked up; a 20,000-character query has about 1,500
+DF_CACHE = 200_000  # words whose chunk frequency a service remembers (per store version)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -72,3 +79,58 @@ def key_terms(text: str, frequencies: Callable[[list[str]], list[int]], total: i
               if 0 < df]
     scored.sort(key=lambda t: (-t[0], t[1]))
     return KeywordQuery(tuple(w for _, _, w in scored[:max(k, 1)]), ())
+
+
+class LongQueries:
+    """A service's long-query path: keyword terms picked by tf-idf and chunked query vectors, with their caches."""
+
+    def __init__(self, store: DocumentStore, embedder: Any, settings: Settings):
+        self.store, self.embedder, self.settings = store, embedder, settings
+        self._lock = threading.Lock()
+        self._terms: OrderedDict[tuple, KeywordQuery] = OrderedDict()  # (store version, text) -> picked terms
+        self._df: tuple[tuple | None, dict[str, int]] = (None, {})  # (store version, word -> chunks holding it)
+        self._chunker: Callable[[str], list[str]] | None = None
+
+    def keyword_query(self, text: str, snap: StoreSnapshot) -> KeywordQuery:
+        """The search.long_query_terms words of `text` with the highest tf-idf, as a keyword query."""
+        s = self.settings.search
+        key = (snap.version, text)
+        with self._lock:
+            if key in self._terms:
+                self._terms.move_to_end(key)
+                return self._terms[key]
+        terms = key_terms(text, lambda words: self.chunk_counts(words, snap), len(snap.chunk_ids), s.long_query_terms)
+        with self._lock:
+            self._terms[key] = terms
+            while len(self._terms) > max(s.query_cache, 1):
+                self._terms.popitem(last=False)
+        return terms
+
+    def chunk_counts(self, words: list[str], snap: StoreSnapshot) -> list[int]:
+        """Chunks holding each word (BM25's document frequency), remembered per store version: words recur across queries."""
+        with self._lock:
+            if self._df[0] != snap.version or len(self._df[1]) > DF_CACHE:
+                self._df = (snap.version, {})
+            known = dict(self._df[1])
+        missing = [w for w in words if w not in known]
+        found = dict(zip(missing, self.store.phrase_counts([KeywordQuery((w,), ()).fts() for w in missing])))
+        with self._lock:
+            if self._df[0] == snap.version:
+                self._df[1].update(found)
+        return [known.get(w, found.get(w, 0)) for w in words]
+
+    def pieces(self, text: str) -> list[str]:
+        """The query's chunks by the documents' chunker (the embedder's tokenizer, chunk.max_tokens windows), spread."""
+        if self._chunker is None:
+            from indexer.documents import chunk_text, offsets_for_model
+            from indexer.models import resolve_embedder_dir
+
+            offsets, c = offsets_for_model(str(resolve_embedder_dir(self.settings))), self.settings.chunk
+            self._chunker = lambda t: [ch.text for ch in chunk_text(t, offsets, c.max_tokens, c.overlap_tokens)]
+        return spread(self._chunker(text), self.settings.search.long_query_chunks) or [text]
+
+    def vector(self, text: str) -> np.ndarray:
+        """One pooled unit vector (mean), or one row per chunk (rrf: the service searches each and fuses)."""
+        pooling = check_pooling(self.settings.search.long_query_pooling)
+        vectors = self.embedder.embed_queries(self.pieces(text))
+        return pool(vectors) if pooling == "mean" else np.asarray(vectors, dtype=np.float32)

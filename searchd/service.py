@@ -74,8 +74,7 @@ class SearchService:
         self._row_docs: tuple[tuple, np.ndarray] | None = None  # (snapshot, index version) -> doc row per index row
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._terms: OrderedDict[tuple, KeywordQuery] = OrderedDict()  # long queries' picked terms, by (snapshot, text)
-        self._chunker: Callable[[str], list[str]] | None = None
+        self._long = long_query.LongQueries(store, embedder, settings)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
@@ -295,46 +294,17 @@ class SearchService:
 
     def _keyword_query(self, q: str, snap: StoreSnapshot) -> KeywordQuery:
         """Parsed keyword query; a long query keeps its search.long_query_terms highest tf-idf words instead."""
-        s = self.settings.search
-        if len(q) <= s.long_query_chars:
-            return parse(q)
-        key = (snap.version, q)
-        with self._lock:
-            if key in self._terms:
-                self._terms.move_to_end(key)
-                return self._terms[key]
-        counts = lambda words: self.store.phrase_counts([KeywordQuery((w,), ()).fts() for w in words])
-        terms = long_query.key_terms(q, counts, len(snap.chunk_ids), s.long_query_terms)
-        with self._lock:
-            self._terms[key] = terms
-            while len(self._terms) > max(s.query_cache, 1):
-                self._terms.popitem(last=False)
-        return terms
-
-    def _encode_query(self, q: str) -> np.ndarray:
-        """One unit vector; a long query's chunks encoded, then pooled (mean) or stacked (rrf, one row each)."""
-        s = self.settings.search
-        if len(q) <= s.long_query_chars:
-            return self.embedder.embed_queries([q])[0]
-        pooling = long_query.check_pooling(s.long_query_pooling)
-        if self._chunker is None:  # the documents' chunker: the embedder's tokenizer, chunk.max_tokens windows
-            from indexer.documents import chunk_text, offsets_for_model
-            from indexer.models import resolve_embedder_dir
-
-            offsets, c = offsets_for_model(str(resolve_embedder_dir(self.settings))), self.settings.chunk
-            self._chunker = lambda text: [ch.text for ch in chunk_text(text, offsets, c.max_tokens, c.overlap_tokens)]
-        pieces = long_query.spread(self._chunker(q), s.long_query_chunks) or [q]
-        vectors = self.embedder.embed_queries(pieces)
-        return long_query.pool(vectors) if pooling == "mean" else np.asarray(vectors, dtype=np.float32)
+        return self._long.keyword_query(q, snap) if len(q) > self.settings.search.long_query_chars else parse(q)
 
     def _query_vector(self, q: str) -> np.ndarray:
-        """The query's vector (a long query's, see _encode_query), from a small LRU cache so that paging does not re-encode."""
+        """The query's vector (a long query's: see long_query.LongQueries), from a small LRU cache so that paging does not re-encode."""
         size = self.settings.search.query_cache
         with self._lock:
             if q in self._vectors:
                 self._vectors.move_to_end(q)
                 return self._vectors[q]
-        vector = self._encode_query(q)
+        vector = self._long.vector(q) if len(q) > self.settings.search.long_query_chars else \
+            self.embedder.embed_queries([q])[0]
         if size > 0:
             with self._lock:
                 self._vectors[q] = vector
