@@ -1,7 +1,8 @@
 """Long-query (query by document) eval sets: the facts of a case as the query, the rest of its decision the answer.
 
 - BVA decisions (`bva`): the query is the start of the Board's discussion of the evidence, the
-  text under REASONS AND BASES FOR FINDINGS AND CONCLUSION (or, in a remand, under INTRODUCTION).
+  text under REASONS AND BASES FOR FINDINGS AND CONCLUSION (or, in a remand, under INTRODUCTION),
+  up to the ORDER or REMAND heading.
 - New Mexico opinions (`nm-appeals`): the query is the statement of facts (the FACTS or
   BACKGROUND section, up to DISCUSSION).
 
@@ -23,9 +24,10 @@ from searchd.eval.evalsets import EvalSet
 
 MIN_CHARS, MAX_CHARS = 1500, 5000
 _BVA = re.compile(r"^(?:REASONS AND BASES FOR FINDINGS? AND CONCLUSIONS?|INTRODUCTION)[ \t]*$", re.MULTILINE)
+_BVA_END = re.compile(r"^(?:ORDER|REMAND)[ \t]*$", re.MULTILINE)
 _NM_FACTS = re.compile(r"(?:[IVX]+\.\s*)?(?:STATEMENT OF (?:THE )?FACTS|FACTUAL AND PROCEDURAL BACKGROUND|FACTS AND "
                        r"PROCEDURAL (?:HISTORY|BACKGROUND)|PROCEDURAL AND FACTUAL BACKGROUND|FACTUAL BACKGROUND|"
-                       r"BACKGROUND|FACTS)\s*(?=\{\d+\})")
+                       r"BACKGROUND|FACTS)\s*\{\d+\}\s*")  # the heading and the paragraph mark after it
 _NM_END = re.compile(r"(?:[IVX]+\.\s*)?(?:DISCUSSION|ANALYSIS|STANDARD OF REVIEW)\s*(?=\{\d+\})")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|\{|$)")
 FORMATS = {"bva": ("bva", "bva-decisions/summarization/single_issue_PTSD_sample"),
@@ -42,7 +44,10 @@ def _cut(text: str, start: int, end: int, max_chars: int) -> tuple[int, int]:
 def bva_span(text: str, max_chars: int = MAX_CHARS) -> tuple[int, int] | None:
     """The query passage of a BVA decision: the start of its reasons (or remand introduction)."""
     m = _BVA.search(text)
-    return _cut(text, m.end(), len(text), max_chars) if m else None
+    if not m:
+        return None
+    end = _BVA_END.search(text, m.end())  # the ORDER (or REMAND) that follows is the answer's, never the query's
+    return _cut(text, m.end(), end.start() if end else len(text), max_chars)
 
 
 def nm_span(text: str, max_chars: int = MAX_CHARS) -> tuple[int, int] | None:
