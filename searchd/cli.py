@@ -136,6 +136,30 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
     click.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+@main.command("compare-runs")
+@config_options
+@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=DIR:SYSTEM",
+              help="A system of a `searchd eval` report folder, e.g. long=var/eval/bva-long-mean:bm25; repeatable.")
+def compare_runs_cmd(settings: Settings, runs: tuple[str, ...]) -> None:
+    """Paired randomisation and Wilcoxon tests between systems of different eval runs, on their shared queries."""
+    from indexer.errors import ConfigError
+    from searchd.eval.compare_runs import compare_runs
+
+    parsed = {}
+    for item in runs:
+        label, _, rest = item.partition("=")
+        folder, _, system = rest.rpartition(":")
+        if not label or not folder or not system:
+            raise ConfigError(f"--run {item!r} must look like LABEL=DIR:SYSTEM")
+        parsed[label] = (Path(folder), system)
+    ev = settings.eval
+    click.echo("| metric | A | B | mean A | mean B | A wins | B wins | ties | p (randomisation) | p (Wilcoxon) |")
+    click.echo("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in compare_runs(parsed, list(ev.significance_metrics), ev.permutations, ev.sample_seed):
+        click.echo(f"| {c.metric} | {c.a} | {c.b} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.wins} | {c.losses} | "
+                   f"{c.ties} | {c.p_randomisation:.4f} | {'-' if c.p_wilcoxon is None else format(c.p_wilcoxon, '.4f')} |")
+
+
 @main.command("pool")
 @config_options
 @click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
