@@ -193,7 +193,7 @@ class SearchSettings:
     max_offset: int = setting(1000, "deepest offset accepted")
     max_query_chars: int = setting(20000, "longer queries are rejected")
     long_query_chars: int = setting(1000, "a longer query is a long query: encoded in chunks, keyword terms picked by tf-idf")
-    long_query_chunks: int = setting(16, "long query: at most this many chunks encoded (evenly spaced when there are more)")
+    long_query_chunks: int = setting(8, "long query: at most this many chunks encoded (evenly spaced when there are more)")
     long_query_pooling: str = setting("mean", "long query vectors: mean (one pooled vector) | rrf (a search per chunk, fused)")
     long_query_terms: int = setting(32, "long query: keyword terms kept, the highest tf-idf by the store's chunk frequencies")
     rrf_k: int = setting(60, "reciprocal rank fusion constant")
