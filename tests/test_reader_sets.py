@@ -118,3 +118,17 @@ def test_the_query_passage_is_removed_from_its_own_document(tmp_path):
     assert "Service connection for PTSD is denied" in target["text"] and len(data.corpus) == 2
     with pytest.raises(ReaderError, match="long-query sets are made from"):
         long_sets.long_query_set("beir", folder, "x")
+
+
+def test_pool_lists_each_systems_unjudged_top_hits(data_settings, tmp_path):
+    from searchd.eval.pool import pool, write_pool
+
+    folder = write_set(tmp_path / "set", queries=json.dumps({"_id": "q1", "text": "PTSD stressor veteran"}) + "\n")
+    beir = reader_sets.materialise(folder, "dev", data_settings)
+    s = data_settings.replace(eval=dataclasses.replace(data_settings.eval, index_dir=tmp_path / "eval-index"))
+    candidates = pool(beir, "dev", s, ["bm25"], depth=3)  # keyword only: the store is built, nothing encoded
+    assert 0 < len(candidates) <= 3 and all(c["query_id"] == "q1" for c in candidates)
+    assert "s:bva-001" not in {c["doc"] for c in candidates}  # already judged in qrels/dev.tsv
+    assert all(c["ranks"]["bm25"] >= 1 and c["passages"] and c["title"] is not None for c in candidates)
+    lines = write_pool(candidates, tmp_path / "out").read_text().splitlines()
+    assert [json.loads(line)["doc"] for line in lines] == [c["doc"] for c in candidates]
