@@ -188,8 +188,10 @@ def build_cmd(settings: Settings, collection: str | None, rebuild: bool, tag: bo
         click.echo("no tagger found on the models search path (`indexer models` lists it): documents keep their "
                    "gold mentions only; train one with `indexer train-models`", err=True)
     if engine == "ray":
-        from indexer.cluster import sync_on_ray as sync
-    manifest = sync(settings, store, load_embedder(settings, prepare=True), rebuild=rebuild, tagger=tagger)
+        from indexer.cluster import sync_on_ray as run_build
+    else:
+        run_build = sync
+    manifest = run_build(settings, store, load_embedder(settings, prepare=True), rebuild=rebuild, tagger=tagger)
     rate = manifest["encoded_last_build"] / max(manifest["build_seconds"], 1e-9)
     tagged = f"; tagged {manifest['tagged_last_build']} documents ({_label_counts(manifest['mentions_last_build'])})" \
         if tagger is not None else ""

@@ -143,7 +143,7 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
     from searchd.eval.report import markdown, write_report
     from searchd.eval.evaluate import evaluate
 
-    dataset = _data_path(settings, dataset)
+    dataset = _eval_dataset(settings, dataset, split)
     report, runs = evaluate(dataset, split, settings, list(systems or settings.eval.systems), fold, max_queries)
     name = f"{report['dataset']['name']}-{split}" + (f"-{fold}" if fold else "")
     out = out or settings.eval.output_dir / name
@@ -155,22 +155,46 @@ def eval_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, sy
 
 @main.command("compare-runs")
 @config_options
-@click.argument("a")
-@click.argument("b")
-@click.option("--metric", "metrics", multiple=True, help="Metric to test; repeatable (default: eval.significance_metrics).")
-def compare_runs_cmd(settings: Settings, a: str, b: str, metrics: tuple[str, ...]) -> None:
-    """Paired tests of REPORT_DIR:SYSTEM A against B, two `searchd eval` reports over the same queries."""
-    from searchd.eval.crossrun import compare_runs, markdown
+@click.option("--run", "runs", multiple=True, required=True, metavar="LABEL=DIR:SYSTEM",
+              help="A system of a `searchd eval` report folder, e.g. long=var/eval/bva-long-mean:bm25; repeatable.")
+def compare_runs_cmd(settings: Settings, runs: tuple[str, ...]) -> None:
+    """Paired randomisation and Wilcoxon tests between systems of different eval runs, on their shared queries."""
+    from indexer.errors import ConfigError
+    from searchd.eval.compare_runs import compare_runs
 
-    def side(text: str) -> tuple[Path, str]:
-        folder, sep, system = text.rpartition(":")
-        if not sep or not folder or not system:
-            raise click.BadParameter(f"{text!r} must look like REPORT_DIR:SYSTEM")
-        return Path(folder), system
-
+    parsed = {}
+    for item in runs:
+        label, _, rest = item.partition("=")
+        folder, _, system = rest.rpartition(":")
+        if not label or not folder or not system:
+            raise ConfigError(f"--run {item!r} must look like LABEL=DIR:SYSTEM")
+        parsed[label] = (Path(folder), system)
     ev = settings.eval
-    click.echo(markdown(compare_runs(side(a), side(b), metrics or ev.significance_metrics, ev.permutations,
-                                     ev.sample_seed)))
+    click.echo("| metric | A | B | mean A | mean B | A wins | B wins | ties | p (randomisation) | p (Wilcoxon) |")
+    click.echo("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in compare_runs(parsed, list(ev.significance_metrics), ev.permutations, ev.sample_seed):
+        click.echo(f"| {c.metric} | {c.a} | {c.b} | {c.mean_a:.4f} | {c.mean_b:.4f} | {c.wins} | {c.losses} | "
+                   f"{c.ties} | {c.p_randomisation:.4f} | {'-' if c.p_wilcoxon is None else format(c.p_wilcoxon, '.4f')} |")
+
+
+@main.command("pool")
+@config_options
+@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Eval set: a BEIR directory or a reader set (corpora.json, queries.jsonl, qrels/).")
+@click.option("--split", default="dev", show_default=True, help="Candidates already in qrels/<split>.tsv are left out.")
+@click.option("--system", "systems", multiple=True, help="System to pool from; repeatable (default: eval.systems).")
+@click.option("--depth", type=int, default=20, show_default=True, help="Top documents taken from each system.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for pool.jsonl (default: eval.output_dir/<dataset>-pool).")
+def pool_cmd(settings: Settings, dataset: Path, split: str, systems: tuple[str, ...], depth: int,
+             out: Path | None) -> None:
+    """Write the unjudged candidates of every query, pooled from the systems' top hits, for judging."""
+    from searchd.eval.pool import pool, write_pool
+
+    dataset = _eval_dataset(settings, dataset, split, check=False)
+    candidates = pool(dataset, split, settings, list(systems or settings.eval.systems), depth)
+    path = write_pool(candidates, out or settings.eval.output_dir / f"{dataset.name}-pool")
+    click.echo(f"{path}: {len(candidates)} unjudged candidates for {len({c['query_id'] for c in candidates})} queries")
 
 
 @main.command("fusion-study")
@@ -200,22 +224,29 @@ def window_study_cmd(settings: Settings, windows: tuple[int, ...]) -> None:
 
 @main.command("make-evalset")
 @config_options
-@click.argument("kind", type=click.Choice(["pubtator", "medquad"]))
+@click.argument("kind", type=click.Choice(["pubtator", "medquad", "bva-long", "nm-long"]))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name of the set (its folder under eval.evalsets_dir).")
 @click.option("--split", default="dev", show_default=True, help="Write qrels/<split>.tsv.")
 @click.option("--fold", type=click.Choice(["dev", "train", "all"]), default="dev", show_default=True,
               help="medquad: which seeded fold of source pages, the embedder's held-out draw "
                    "(train_embedder.dev_fraction, train_embedder.seed).")
+@click.option("--limit", type=int, default=None, help="bva-long, nm-long: read only the first N documents.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: eval.evalsets_dir/<name>).")
 def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split: str, fold: str,
-                     out: Path | None) -> None:
-    """Write a BEIR eval set from paired data: PubTator title->abstract, MedQuAD question->answer."""
+                     limit: int | None, out: Path | None) -> None:
+    """Write a BEIR eval set from paired data: PubTator title->abstract, MedQuAD question->answer, and long
+    queries: a BVA decision's discussion of the evidence (bva-long) or a New Mexico opinion's statement of
+    facts (nm-long) -> the rest of that decision, the passage removed from it."""
     from searchd.eval import evalsets
 
     path = _data_path(settings, path)
-    if kind == "pubtator":
+    if kind.endswith("-long"):
+        from searchd.eval.long_sets import long_query_set
+
+        data = long_query_set("bva" if kind == "bva-long" else "nm-appeals", path, name, limit=limit)
+    elif kind == "pubtator":
         data = evalsets.from_pubtator(path, name, settings.train_ner.label_map)
     else:
         data = evalsets.from_medquad(path, name, fold, settings.train_embedder.dev_fraction,
@@ -224,6 +255,14 @@ def make_evalset_cmd(settings: Settings, kind: str, path: Path, name: str, split
     counts = evalsets.write_beir(data, out, split)
     click.echo(f"{out}: {counts['documents']} documents, {counts['queries']} queries, "
                f"{counts['judgments']} judgments in qrels/{split}.tsv")
+
+
+def _eval_dataset(settings: Settings, dataset: Path, split: str, check: bool = True) -> Path:
+    """The BEIR folder to evaluate: the dataset itself, or a reader set's corpus read from the data directory."""
+    from searchd.eval.reader_sets import is_reader_set, materialise
+
+    dataset = _data_path(settings, dataset)
+    return materialise(dataset, split, settings, check) if is_reader_set(dataset) else dataset
 
 
 def _data_path(settings: Settings, path: Path) -> Path:

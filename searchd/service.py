@@ -20,7 +20,7 @@ from indexer.embedder import Embedder
 from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
-from searchd import bm25, fusion
+from searchd import bm25, fusion, long_query
 from searchd.keyword import KeywordQuery, parse, stop_list
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
@@ -74,6 +74,7 @@ class SearchService:
         self._row_docs: tuple[tuple, np.ndarray] | None = None  # (snapshot, index version) -> doc row per index row
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._long = long_query.LongQueries(store, embedder, settings)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
@@ -134,7 +135,7 @@ class SearchService:
         deadline = time.monotonic() + s.time_limit_ms / 1000
         snap = self.snapshot()
         flt = self.doc_filter(query, snap)
-        match = self.keyword_query(query.q).fts()
+        match = self.keyword_query(query.q, snap).fts()
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
@@ -224,7 +225,7 @@ class SearchService:
         flt = self.doc_filter(query, snap)
         mask = snap.mask(flt)
         if keyword:
-            mask &= self._keyword_documents(snap, self.keyword_query(query.q).fts(), None)
+            mask &= self._keyword_documents(snap, self.keyword_query(query.q, snap).fts(), None)
         return self._facets(snap, mask, time.monotonic() + self.settings.search.time_limit_ms / 1000)
 
     def active_filters(self, query: Query, snap: StoreSnapshot | None = None) -> list[ActiveFilter]:
@@ -255,7 +256,7 @@ class SearchService:
         nearly every document, so "every keyword match" would count the whole corpus again.
         """
         s = self.settings.search
-        words = self.keyword_query(query.q)
+        words = self.keyword_query(query.q, snap)
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
@@ -271,8 +272,7 @@ class SearchService:
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
         rows = None if flt.is_empty() else np.append(mask, False)[self._index_rows(snap)]  # -1 rows: not allowed
-        dense = [] if rows is not None and not rows.any() else \
-            self._grow(lambda n: self._timed(timings, lambda: self.index.search_rows(qv, n, rows)), snap, window)
+        dense = [] if rows is not None and not rows.any() else self._dense(qv, rows, snap, window, timings)
         timings["dense"] = _ms(mark)
         ranking = dense
         if keyword is not None:
@@ -282,14 +282,25 @@ class SearchService:
             ranking = fusion.fuse([dense, lexical], [s.dense_weight, s.keyword_weight], s.fusion, s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
+    def _dense(self, qv: np.ndarray, rows: np.ndarray | None, snap: StoreSnapshot, window: int,
+               timings: dict[str, float]) -> list[tuple[int, int, float]]:
+        """Dense document ranking of a query vector, or RRF of one ranking per row of a long query's matrix."""
+        vectors = qv.reshape(1, -1) if qv.ndim == 1 else qv
+        rankings = [self._grow(lambda n, v=v: self._timed(timings, lambda: self.index.search_rows(v, n, rows)),
+                               snap, window) for v in vectors]
+        if len(rankings) == 1:
+            return rankings[0]
+        return fusion.rrf(rankings, [1.0] * len(rankings), self.settings.search.rrf_k)[:window]
+
     def _query_vector(self, q: str) -> np.ndarray:
-        """The query's vector, from a small LRU cache so that paging does not re-encode."""
+        """The query's vector (a long query's: see long_query.LongQueries), from a small LRU cache so that paging does not re-encode."""
         size = self.settings.search.query_cache
         with self._lock:
             if q in self._vectors:
                 self._vectors.move_to_end(q)
                 return self._vectors[q]
-        vector = self.embedder.embed_queries([q])[0]
+        vector = self._long.vector(q) if len(q) > self.settings.search.long_query_chars else \
+            self.embedder.embed_queries([q])[0]
         if size > 0:
             with self._lock:
                 self._vectors[q] = vector
@@ -345,8 +356,11 @@ class SearchService:
         """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
         return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self.bm25_weights())
 
-    def keyword_query(self, q: str) -> KeywordQuery:
-        """The words and phrases keyword search looks for in `q` (search.stop_words dropped)."""
+    def keyword_query(self, q: str, snap: StoreSnapshot | None = None) -> KeywordQuery:
+        """The words and phrases keyword search looks for in `q` (search.stop_words dropped); a long query
+        (over search.long_query_chars) keeps its search.long_query_terms highest tf-idf words instead."""
+        if len(q) > self.settings.search.long_query_chars:
+            return self._long.keyword_query(q, snap or self.snapshot())
         return parse(q, stop_list(self.settings.search.stop_words))
 
     def bm25_weights(self) -> tuple[float, float]:

@@ -16,12 +16,15 @@ import pytest
 from markupsafe import escape
 
 from indexer.errors import DocumentNotFound, QueryError
+from indexer.settings import SearchSettings
 from tests.sample_index import SAMPLE
 from searchd.results import (ActiveFilter, DocumentView, EntityBadge, Facet, FacetValue, Highlight, Hit,
                              SearchResult, Snippet)
 from web import create_app
 from web.client import HttpClient, SearchUnavailable, document_from_json, result_from_json
 from web.highlight import label_slot, paragraphs, segments
+
+QUERY_LIMIT = SearchSettings().max_query_chars  # search.max_query_chars' default, as config.toml has it
 
 
 # ---- highlight segments (pure) --------------------------------------------------------------
@@ -250,7 +253,7 @@ def test_landing_page_shows_the_index_and_its_collections(real):
     documents = service.store.counts()["documents"]
     assert re.search(rf"<dd>{documents}</dd>\s*</div>|<dd>{documents}</dd>", page)
     assert '<option value="sample">sample</option>' in page
-    assert 'name="q"' in page and 'maxlength="1000"' in page
+    assert 'name="q"' in page and f'maxlength="{service.settings.search.max_query_chars}"' in page
 
 
 def test_search_lists_hits_with_count_time_facets_and_highlights(real):
@@ -334,7 +337,7 @@ def test_a_query_with_no_match_says_so(real):
     ("/?q=PTSD&mode=fuzzy", "mode 'fuzzy'"),
     ("/?q=PTSD&k=0", "k 0 is out of range"),
     ("/?q=PTSD&offset=-1", "offset -1"),
-    ("/?q=" + "a" * 1001, "the limit is 1000"),
+    ("/?q=" + "a" * (QUERY_LIMIT + 1), f"the limit is {QUERY_LIMIT}"),
     ("/?q=PTSD&colour=red", "'colour'"),
     ("/?q=+&disease=MESH:D013313", "is empty"),
 ])

@@ -160,6 +160,25 @@ class StoreReads(Database):
         return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
                 for p in phrases]
 
+    def term_counts(self, terms: Sequence[str], deadline: float | None = None) -> dict[str, int]:
+        """Chunks holding each FTS5 token (lower case, as the tokenizer indexes it), from the FTS5 vocabulary.
+
+        One lookup per term in an fts5vocab table over the index (a temp table of the connection:
+        the schema is unchanged), where `phrase_counts` would walk each term's whole posting list.
+        Terms the index has never seen are absent from the result.
+        """
+        if not terms:
+            return {}
+        with self.reading(deadline) as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, row)")
+            out: dict[str, int] = {}
+            for start in range(0, len(terms), 500):  # bound the statement's parameter count
+                part = list(terms[start:start + 500])
+                marks = ",".join("?" * len(part))
+                out.update(raw.execute(f"SELECT term, doc FROM temp.chunks_vocab WHERE term IN ({marks})", part).fetchall())
+            return out
+
     def keyword_scored(self, match: str, among: np.ndarray | None = None, weights: Sequence[float] = (1.0, 1.0),
                        deadline: float | None = None, within: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids ascending, BM25 of `match`, higher is better) of the matching chunks, only those in `among`

@@ -219,6 +219,7 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
         services.close()
     if data.truncated:
         notes.append(f"{data.truncated} queries were cut to search.max_query_chars={settings.search.max_query_chars}")
+    notes += _long_query_note(data, settings)
     per_query = {n: s.pop("per_query") for n, s in summaries.items()}
     ev, folds = settings.eval, settings.train_embedder
     report = {"dataset": {"name": data.name, "path": str(dataset), "split": split, "fold": fold,
@@ -252,6 +253,17 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
         label = "none (FTS5 BM25)" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
         summaries[name] = system_summary(runs[name], data, cutoffs, label)
     return runs, summaries, notes
+
+
+def _long_query_note(data: EvalData, settings: Settings) -> list[str]:
+    """How many queries took the long-query path (chunked encoding, tf-idf keyword terms), and with what settings."""
+    s = settings.search
+    n = sum(len(t) > s.long_query_chars for t in data.queries.values())
+    if not n:
+        return []
+    return [f"{n} of {len(data.queries)} queries are long (> search.long_query_chars={s.long_query_chars}): encoded in "
+            f"at most {s.long_query_chunks} chunks, pooled by {s.long_query_pooling}; "
+            f"{s.long_query_terms} keyword terms by tf-idf"]
 
 
 def _index_facts(services: Services, data: EvalData, settings: Settings) -> tuple[dict[str, Any] | None, int]:
