@@ -49,6 +49,16 @@ _ROLES = ("mother|father|wife|husband|son|daughter|brother|sister|girlfriend|boy
           "neighbou?r|cousin|aunt|uncle|grandmother|grandfather|stepfather|stepmother|fianc[eé]e?|co-?worker|"
           "roommate|child|companion|partner|spouse")
 _APPOSITIVE = re.compile(rf"\b(?:{_ROLES})s?['’]?,\s+({_CAP})(?:\s+({_CAP}))?\s*,")
+# "Nicholas Karel (Karel)": a short name defined for a person; "Lindberg testified", "Hibbert would write":
+# a capitalised word doing what people do in a record; "Respondent, John Smith, M.D.": a party's name.
+_ALIAS = re.compile(rf"\b{_CAP}\s+({_CAP})\s+\(\s*({_CAP})\s*\)")
+_PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|explained|admitted|agreed|claimed|"
+                 "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
+                 "pled|appeals|appealed|moved|filed|objected|conceded")
+_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?]\s)|(?<=\n)|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
+_PARTY = re.compile(rf"\b(?:Petitioner|Respondent|Defendant|Plaintiff|Appellant|Appellee|Claimant|Licensee)s?,?\s+"
+                    rf"({_CAP})(?:\s+[A-Z]\.)?(?:\s+({_CAP}))?,?\s+(?:M\.D\.|D\.O\.|P\.A\.|R\.N\.|Esq)")
+_DEGREE = re.compile(rf"\b({_CAP}),?\s+(?:M\.D\.|D\.O\.|P\.A\.-C|R\.N\.|Ph\.D\.)")
 _DEFINED = re.compile(r"((?:[\w'’]+[\s\-–]+){1,8})\(\s*\"?([A-Z][A-Z0-9&]{1,7})\"?\s*\)")
 _CHARGED = re.compile(r"\b(?:convicted of|charged with|counts? of|guilty of|convictions? (?:for|of)|indicted for)"
                       r"\s+(?:(?:a|an|the|one|two|three|four|several|first-degree|second-degree)\s+)?"
@@ -90,6 +100,23 @@ _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
 _CIRCUIT_BEFORE = re.compile(r"(?:Fed\.|\d(?:st|nd|rd|th))\s*$")
 # "DOCKET NO. 94-39 228", "Unit No. 12": the number sign, not nitric oxide
 _NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
+# Legal text is told from medical text by its own vocabulary (two distinct `legal_only` words) or by a
+# citation, a code, a party or a claim; no BC5CDR abstract has either (measured: docs/legal-ner-dev.md).
+_LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\bNAC\b|\bVet\.\s?App\b|"
+                          r"\b[A-Z][a-z]+\s+v\.\s+[A-Z][a-z]+|\b(?:Respondent|Petitioner|Defendant|Plaintiff|Appellant|"
+                          r"Appellee|Claimant)\b|\bthe (?:Board|Veteran|veteran|Court|RO|AOJ)\b|\bservice connection\b|"
+                          r"\bPatient [A-Z]\b")
+# In legal text only (BC5CDR spans keep them when its lexicon does): modifiers the guidelines leave out of a
+# span ("chronic cough" -> cough), heads that name no diagnosis alone ("a disorder", "blunt force injuries"),
+# and events ("sexually assaulted").
+LEGAL_DROP_MODIFIERS = {"chronic", "physical", "advanced", "severe", "mild", "moderate", "longstanding",
+                        "long-standing", "ongoing", "significant", "serious", "possible", "probable", "current"}
+GENERIC_HEADS = {"disorder", "disease", "illness", "condition", "ailment", "sickness", "malady", "injury", "impairment",
+                 "disability", "symptom", "problem"}
+INJURY_HEADS = {"injury", "wound", "trauma", "harm"}
+_EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|shooting|stabbing|beating|accident)\b", re.IGNORECASE)
+_FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
+_RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
 # Medical corpora whose vocabulary a legal-only word never appears in.
 MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
 
@@ -128,7 +155,7 @@ def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
 def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
     """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
-    counts["long_forms"], counts["words"] = Counter(), Counter()
+    counts["long_forms"], counts["words"], counts["actors"] = Counter(), Counter(), Counter()
     for text in texts:
         counts["words"].update(singular(w) for w in _WORD.findall(text.lower()))
         counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
@@ -136,6 +163,10 @@ def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
             counts["names"].update([m.group(1), m.group(2)])
         counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
         counts["names"].update(n for m in _APPOSITIVE.finditer(text) for n in m.groups() if n)
+        counts["names"].update(n for m in _ALIAS.finditer(text) for n in m.groups() if n)
+        counts["names"].update(n for m in _PARTY.finditer(text) for n in m.groups() if n)
+        counts["names"].update(m.group(1) for m in _DEGREE.finditer(text))
+        counts["actors"].update(m.group(1) for m in _ACTOR.finditer(text))
         for m in _DEFINED.finditer(text):
             words = m.group(1).split()
             long = _long_form(words, m.group(2))
@@ -168,7 +199,8 @@ def repair_spans(text: str, mentions: Sequence[Mention]) -> list[Mention]:
         gap = text[out[-1].end:m.start] if out else ""
         if out and out[-1].label == m.label and gap and gap.isspace():
             prev = out.pop()
-            m = replace(prev, end=m.end, text=text[prev.start:m.end])
+            least = min((c for c in (prev.confidence, m.confidence) if c is not None), default=None)
+            m = replace(prev, end=m.end, text=text[prev.start:m.end], confidence=least)
         tail = _POSSESSIVE_TAIL.match(m.text) if m.label == "Disease" else None
         if tail:
             m = replace(m, end=m.start + len(tail.group(1)), text=tail.group(1))
@@ -176,15 +208,55 @@ def repair_spans(text: str, mentions: Sequence[Mention]) -> list[Mention]:
     return out
 
 
+def legal_span_repair(mention: Mention, lexicon: Normalizer | None) -> Mention:
+    """A Disease span without the leading modifiers the guidelines leave out, unless the lexicon knows it whole."""
+    if mention.label != "Disease" or _known(lexicon, mention.text):
+        return mention
+    text, start = mention.text, mention.start
+    while (first := _FIRST_WORD.match(text)) and first.group(1).lower().rstrip(",") in LEGAL_DROP_MODIFIERS:
+        text, start = text[first.end():], start + first.end()
+    return mention if start == mention.start else replace(mention, start=start, text=text)
+
+
+def _not_a_legal_diagnosis(text: str, mention: Mention, folded: str, lexicon: Normalizer | None) -> bool:
+    """In legal text: a generic head alone, an injury or wound the lexicon does not know, an event, a pay grade."""
+    words = [singular(w) for w in folded.split()]
+    if not words:
+        return False
+    if len(words) == 1 and words[0] in GENERIC_HEADS:
+        return True
+    if words[-1] in INJURY_HEADS and not _known(lexicon, mention.text):
+        return True
+    if _EVENT.search(mention.text):
+        return True
+    return mention.text.endswith("-") and bool(_RANK_AFTER.match(text[mention.end:mention.end + 2]))
+
+
 class LegalFilter:
-    """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions."""
+    """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions.
+
+    `lexicon` (the tagger's) keeps the forms it knows out of the names a text introduces.
+    """
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
-                 terms: Iterable[str] = (), legal_only: Iterable[str] = ()):
+                 terms: Iterable[str] = (), legal_only: Iterable[str] = (), lexicon: Normalizer | None = None):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
         self.terms = {key(t) for t in terms}
         self.legal_only = set(legal_only)  # folded single words (`key`)
+        self.lexicon = lexicon
+
+    def is_legal(self, text: str) -> bool:
+        """Whether a text reads as legal: two distinct legal-only words, or a citation, code, party or claim."""
+        if _LEGAL_MARKS.search(text):
+            return True
+        seen = set()
+        for w in _WORD.findall(text.lower()):
+            if singular(w) in self.legal_only:
+                seen.add(singular(w))
+                if len(seen) >= 2:
+                    return True
+        return False
 
     @classmethod
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
@@ -195,6 +267,7 @@ class LegalFilter:
         legal_only = {w for w, c in counts["words"].items() if c >= term_count and w not in medical_words
                       and not _known(lexicon, w)} if medical_words else set()
         names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
+        names |= {n for n, c in counts["actors"].items() if c >= 3 * min_count and not _known(lexicon, n)}
         forms: dict[str, set[str]] = {}
         for abbr, long in counts["long_forms"]:
             forms.setdefault(abbr, set()).add(long)
@@ -239,16 +312,22 @@ class LegalFilter:
         for abbr, long in counts["long_forms"]:
             forms.setdefault(abbr, []).append(long)
         offices = {a for a, longs in forms.items() if all(_is_official(long.split(), None) for long in longs)}
-        if not counts["names"] and not offices:
+        names = {n for n in set(counts["names"]) | set(counts["actors"]) if not _known(self.lexicon, n)}
+        if not names and not offices:
             return self
-        local = LegalFilter(self.names | set(counts["names"]), self.abbreviations | offices)
+        local = LegalFilter(self.names | names, self.abbreviations | offices, lexicon=self.lexicon)
         local.crimes, local.terms, local.legal_only = self.crimes, self.terms, self.legal_only
         return local
 
     def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
-        """The mentions of a text that are not stopped, after their spans are repaired."""
+        """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
+        the legal-only span rules."""
         rules = self.with_text(text)
-        return [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
+        kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
+        if not self.is_legal(text):
+            return kept
+        kept = [legal_span_repair(m, self.lexicon) for m in kept]
+        return [m for m in kept if not _not_a_legal_diagnosis(text, m, key(m.text), self.lexicon)]
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
@@ -258,13 +337,13 @@ class LegalFilter:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path = STOPLIST_FILE) -> "LegalFilter":
+    def load(cls, path: str | Path = STOPLIST_FILE, lexicon: Normalizer | None = None) -> "LegalFilter":
         """Read stop lists written by `save` (an absent file gives the list-free rules only)."""
         path = Path(path)
         if not path.is_file():
-            return cls()
+            return cls(lexicon=lexicon)
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: data.get(k, []) for k in KINDS})
+        return cls(**{k: data.get(k, []) for k in KINDS}, lexicon=lexicon)
 
 
 LEGAL_CORPORA = (("bva", "bva-decisions/summarization/single_issue_PTSD_sample"),
