@@ -1,7 +1,8 @@
 """The hand-annotated legal NER dev set: our annotations in the repository, the passages read from the data.
 
-eval/legal-ner-dev/annotations.jsonl (splits tune and test) and heldout.jsonl (split heldout, drawn
-and annotated later by `indexer.legal_sample`, scored only after its annotations were committed) hold, per passage, where it lies in the shared data (file, or
+eval/legal-ner-dev/annotations.jsonl (splits tune and test), heldout.jsonl and heldout2.jsonl (splits
+heldout and heldout2, drawn by `indexer.legal_sample` and annotated later, each scored only after its
+annotations were committed) hold, per passage, where it lies in the shared data (file, or
 archive member and JSON field, character offset and length), a checksum of its text, its tune/test
 split and our Disease/Drug mentions with negation (offsets into the passage). No corpus text is
 committed: `indexer legal-dev-set` reads each passage from the data directory, checks its checksum
@@ -20,8 +21,9 @@ from indexer.readers.util import read_text
 
 ANNOTATION_DIR = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev"
 ANNOTATIONS = ANNOTATION_DIR / "annotations.jsonl"  # tune and test
-HELDOUT = ANNOTATION_DIR / "heldout.jsonl"  # the fresh held-out set
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT)
+HELDOUT = ANNOTATION_DIR / "heldout.jsonl"  # the fresh held-out set (round 1), then tuned on in round 2
+HELDOUT2 = ANNOTATION_DIR / "heldout2.jsonl"  # the second fresh held-out set (round 2)
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2)
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
 
 
