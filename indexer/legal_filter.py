@@ -54,8 +54,8 @@ _APPOSITIVE = re.compile(rf"\b(?:{_ROLES})s?['’]?,\s+({_CAP})(?:\s+({_CAP}))?\
 _ALIAS = re.compile(rf"\b{_CAP}\s+({_CAP})\s+\(\s*({_CAP})\s*\)")
 _PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|explained|admitted|agreed|claimed|"
                  "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
-                 "pled|appeals|appealed|moved|filed|objected|conceded")
-_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?]\s)|(?<=\n)|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
+                 "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes")
+_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
 _PARTY = re.compile(rf"\b(?:Petitioner|Respondent|Defendant|Plaintiff|Appellant|Appellee|Claimant|Licensee)s?,?\s+"
                     rf"({_CAP})(?:\s+[A-Z]\.)?(?:\s+({_CAP}))?,?\s+(?:M\.D\.|D\.O\.|P\.A\.|R\.N\.|Esq)")
 _DEGREE = re.compile(rf"\b({_CAP}),?\s+(?:M\.D\.|D\.O\.|P\.A\.-C|R\.N\.|Ph\.D\.)")
@@ -92,7 +92,9 @@ _POSSESSIVE_TAIL = re.compile(r"^(\S.*?)\s+(?:of|in|on|to)\s+(?:his|her|their|it
 _CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
 _CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
 # "NAC 630.153(1)", "NRS 630.301(4)", "1999-NMCA-135": a statute's or a reporter's name, not a drug.
-_SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.\-]\d+)+(?![\d.]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
+_SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.,\-]\d+)+(?![\d.,]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
+# "NRS 454", "NAC 639.742": a span that is itself a code's name and a section number
+_CODE_SPAN = re.compile(r"^[A-Z]{2,5}\s+\d+(?:[.,\-]\d+)*$")
 _NEUTRAL_CITE = re.compile(r"\d{4}-$")
 # "NMSA 1978, § 52-1-26", "(NRS 630)": a code's name before its year of compilation or a bare chapter
 _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
@@ -104,8 +106,9 @@ _NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
 # citation, a code, a party or a claim; no BC5CDR abstract has either (measured: docs/legal-ner-dev.md).
 _LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\bNAC\b|\bVet\.\s?App\b|"
                           r"\b[A-Z][a-z]+\s+v\.\s+[A-Z][a-z]+|\b(?:Respondent|Petitioner|Defendant|Plaintiff|Appellant|"
-                          r"Appellee|Claimant)\b|\bthe (?:Board|Veteran|veteran|Court|RO|AOJ)\b|\bservice connection\b|"
-                          r"\bPatient [A-Z]\b")
+                          r"Appellee|Claimant)\b|\b[Tt]he (?:Board|Veteran|veteran|Court|RO|AOJ)\b|\bservice connection\b|"
+                          r"\bPatients? [A-Z]\b|\bVA\b|\d\s+(?:P\.[23]d|So\.\s?[23]d|F\.[23]d|N\.M\.)|"
+                          r"\b(?:testified|testimony|juror|counsel|malpractice|WCJ)\b")
 # In legal text only (BC5CDR spans keep them when its lexicon does): modifiers the guidelines leave out of a
 # span ("chronic cough" -> cough), heads that name no diagnosis alone ("a disorder", "blunt force injuries"),
 # and events ("sexually assaulted").
@@ -114,7 +117,10 @@ LEGAL_DROP_MODIFIERS = {"chronic", "physical", "advanced", "severe", "mild", "mo
 GENERIC_HEADS = {"disorder", "disease", "illness", "condition", "ailment", "sickness", "malady", "injury", "impairment",
                  "disability", "symptom", "problem"}
 INJURY_HEADS = {"injury", "wound", "trauma", "harm"}
-_EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|shooting|stabbing|beating|accident)\b", re.IGNORECASE)
+_EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|"
+                    r"shooting|stabbing|beating|accident|falls?)\b", re.IGNORECASE)
+# "the Veteran's disorder", "Segura's fall": someone's generic condition or event, no diagnosis
+_OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
 _FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
 _RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
 # Medical corpora whose vocabulary a legal-only word never appears in.
@@ -218,18 +224,24 @@ def legal_span_repair(mention: Mention, lexicon: Normalizer | None) -> Mention:
     return mention if start == mention.start else replace(mention, start=start, text=text)
 
 
-def _not_a_legal_diagnosis(text: str, mention: Mention, folded: str, lexicon: Normalizer | None) -> bool:
-    """In legal text: a generic head alone, an injury or wound the lexicon does not know, an event, a pay grade."""
-    words = [singular(w) for w in folded.split()]
+def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | None) -> bool:
+    """In legal text: a code and section ("NRS 454") or a pay grade ("E-" of "E-1"); a Disease span that is a
+    generic head alone, maybe someone's ("the Veteran's disorder"), an injury the lexicon does not know, an
+    event or a death."""
+    surface = " ".join(mention.text.split())
+    if _CODE_SPAN.match(surface) or (surface.endswith("-") and _RANK_AFTER.match(text[mention.end:mention.end + 2])):
+        return True
+    if mention.label != "Disease":
+        return False
+    owned = _OWNED.match(surface)
+    words = [singular(w) for w in key(owned.group(1) if owned else surface).split()]
     if not words:
         return False
-    if len(words) == 1 and words[0] in GENERIC_HEADS:
+    if (len(words) == 1 and words[0] in GENERIC_HEADS) or words == ["death"]:
         return True
-    if words[-1] in INJURY_HEADS and not _known(lexicon, mention.text):
+    if words[-1] in INJURY_HEADS and not _known(lexicon, surface):
         return True
-    if _EVENT.search(mention.text):
-        return True
-    return mention.text.endswith("-") and bool(_RANK_AFTER.match(text[mention.end:mention.end + 2]))
+    return bool(_EVENT.search(surface))
 
 
 class LegalFilter:
@@ -327,7 +339,7 @@ class LegalFilter:
         if not self.is_legal(text):
             return kept
         kept = [legal_span_repair(m, self.lexicon) for m in kept]
-        return [m for m in kept if not _not_a_legal_diagnosis(text, m, key(m.text), self.lexicon)]
+        return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)]
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""

@@ -51,3 +51,43 @@ def test_span_confidence_is_the_least_sure_word():
     assert span_confidence([0.99, 0.4, 0.8, 0.97], 1, 3) == 0.4
     assert span_confidence([0.99, 0.4, 0.8, 0.97], 2, 4) == 0.8
     assert span_confidence([0.9], 0, 0) == 0.0
+
+
+def test_the_tagger_keeps_mentions_at_or_above_its_floor(tiny_bert):
+    """Every word is B-Disease with marginal e/(e+1+3e^-10) = 0.731: a floor of 0.7 keeps them, 0.75 drops them."""
+    from tests.test_ner import TAGS, tiny_tagger
+
+    tagger = tiny_tagger(tiny_bert)
+    with torch.no_grad():
+        tagger.model.emission.weight.zero_()
+        tagger.model.emission.bias.fill_(-10.0)
+        tagger.model.emission.bias[TAGS.index("O")] = 0.0
+        tagger.model.emission.bias[TAGS.index("B-Disease")] = 1.0
+        for p in tagger.model.crf.parameters():
+            p.zero_()
+    text = "fever and cough"
+    found = tagger.tag([text])[0]
+    assert [m.text for m in found] == ["fever", "and", "cough"]
+    assert all(m.confidence == pytest.approx(0.7311, abs=1e-3) for m in found)
+    tagger.min_confidence = 0.7
+    assert len(tagger.tag([text])[0]) == 3
+    tagger.min_confidence = 0.75
+    assert tagger.tag([text])[0] == []
+
+
+def test_sweep_scores_each_threshold_from_one_pass():
+    from indexer.documents import Document, Mention
+    from indexer.train.ner import parse_thresholds, sweep
+    from indexer.errors import ConfigError
+
+    text = "He had fever and took aspirin."
+    doc = Document("d", "", text, {"split": "x"}, [Mention(7, 12, "fever", "Disease")])
+    found = [[Mention(7, 12, "fever", "Disease", confidence=0.95), Mention(22, 29, "aspirin", "Disease",
+                                                                            confidence=0.6)]]
+    table = sweep([doc], found, [0.0, 0.9], by="split")
+    assert table["0"]["all"]["micro"]["precision"] == 0.5 and table["0.9"]["all"]["micro"]["precision"] == 1.0
+    assert table["0.9"]["x"]["micro"]["recall"] == 1.0
+    assert parse_thresholds("0.5, 0.8") == [0.5, 0.8]
+    for bad in ("0.5,x", "1.5", ""):
+        with pytest.raises(ConfigError, match="between 0 and 1"):
+            parse_thresholds(bad)
