@@ -1,7 +1,7 @@
 """The hand-annotated legal NER dev set: our annotations in the repository, the passages read from the data.
 
-eval/legal-ner-dev/annotations.jsonl (splits tune and test), heldout.jsonl and heldout2.jsonl (splits
-heldout and heldout2, drawn by `indexer.legal_sample` and annotated later, each scored only after its
+eval/legal-ner-dev/annotations.jsonl (splits tune and test), heldout.jsonl, heldout2.jsonl and
+heldout3.jsonl (splits heldout, heldout2, heldout3, drawn by `indexer.legal_sample` and annotated later, each scored only after its
 annotations were committed) hold, per passage, where it lies in the shared data (file, or
 archive member and JSON field, character offset and length), a checksum of its text, its tune/test
 split and our Disease/Drug mentions with negation (offsets into the passage). No corpus text is
@@ -22,8 +22,9 @@ from indexer.readers.util import read_text
 ANNOTATION_DIR = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev"
 ANNOTATIONS = ANNOTATION_DIR / "annotations.jsonl"  # tune and test
 HELDOUT = ANNOTATION_DIR / "heldout.jsonl"  # the fresh held-out set (round 1), then tuned on in round 2
-HELDOUT2 = ANNOTATION_DIR / "heldout2.jsonl"  # the second fresh held-out set (round 2)
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2)
+HELDOUT2 = ANNOTATION_DIR / "heldout2.jsonl"  # the second fresh held-out set (round 3b), tuned on in round 3c
+HELDOUT3 = ANNOTATION_DIR / "heldout3.jsonl"  # the third fresh held-out set (round 3c)
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3)
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
 
 
