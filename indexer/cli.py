@@ -296,12 +296,15 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
                          f"or pass --model")
     docs = select_documents(load_documents([path], fmt, settings.train_ner.label_map, None, skip_bad), where)[:limit]
     thresholds = parse_thresholds(sweep) if sweep else ()
-    if thresholds:
+    if thresholds:  # one pass without any floor; the sweep applies each threshold to every text
         tagger.min_confidence = 0.0
+        if tagger.mention_filter is not None:
+            tagger.mention_filter.min_confidence = 0.0
     metrics = evaluate(tagger, docs, progress=True, by=by, thresholds=thresholds)
     click.echo(format_report(metrics))
     if thresholds:
-        click.echo(f"\n(the scores above: no confidence floor; ner.min_confidence is {settings.ner.min_confidence:g})")
+        click.echo(f"\n(the scores above: no confidence floor; ner.min_confidence is {settings.ner.min_confidence:g}, "
+                   f"ner.legal_min_confidence {settings.ner.legal_min_confidence:g})")
         click.echo("\n".join(format_sweep(metrics["sweep"])))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

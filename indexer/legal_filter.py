@@ -38,7 +38,7 @@ from indexer.documents import Mention
 from indexer.normalize import Normalizer, is_abbreviation, key, singular
 
 STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
-KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only")
+KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only", "phrases")
 
 _CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 _CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
@@ -102,6 +102,7 @@ _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
 _CIRCUIT_BEFORE = re.compile(r"(?:Fed\.|\d(?:st|nd|rd|th))\s*$")
 # "DOCKET NO. 94-39 228", "Unit No. 12": the number sign, not nitric oxide
 _NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
+_NUMBERED_BEFORE = re.compile(r"\b(?:Case|Docket|Unit|File|Claim|Account|Exhibit|Order|Bill|Rule)\s*$")
 # Legal text is told from medical text by its own vocabulary (two distinct `legal_only` words) or by a
 # citation, a code, a party or a claim; no BC5CDR abstract has either (measured: docs/legal-ner-dev.md).
 _LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\bNAC\b|\bVet\.\s?App\b|"
@@ -158,12 +159,16 @@ def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
         not any(_known(lexicon, w) for w, lw in zip(long_words, lower) if lw not in _FUNCTION and len(w) > 3)
 
 
-def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
-    """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts."""
+def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[str, Counter]:
+    """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts, and of
+    the two-word phrases with a `focus` word (a word of the tagger's lexicon)."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
     counts["long_forms"], counts["words"], counts["actors"] = Counter(), Counter(), Counter()
     for text in texts:
-        counts["words"].update(singular(w) for w in _WORD.findall(text.lower()))
+        words = [singular(w) for w in _WORD.findall(text.lower())]
+        counts["words"].update(words)
+        if focus:
+            counts["phrases"].update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in focus or b in focus)
         counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
         for m in _CITATION.finditer(text):
             counts["names"].update([m.group(1), m.group(2)])
@@ -247,16 +252,19 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
 class LegalFilter:
     """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions.
 
-    `lexicon` (the tagger's) keeps the forms it knows out of the names a text introduces.
+    `lexicon` (the tagger's) keeps the forms it knows out of the names a text introduces; in legal text,
+    mentions whose confidence (`indexer.ner_confidence`) is under `min_confidence` are dropped.
     """
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
-                 terms: Iterable[str] = (), legal_only: Iterable[str] = (), lexicon: Normalizer | None = None):
+                 terms: Iterable[str] = (), legal_only: Iterable[str] = (), phrases: Iterable[str] = (),
+                 lexicon: Normalizer | None = None, min_confidence: float = 0.0):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
         self.terms = {key(t) for t in terms}
         self.legal_only = set(legal_only)  # folded single words (`key`)
-        self.lexicon = lexicon
+        self.phrases = set(phrases)  # folded two-word legal terms of art: "bodily injury", "death penalty"
+        self.lexicon, self.min_confidence = lexicon, min_confidence
 
     def is_legal(self, text: str) -> bool:
         """Whether a text reads as legal: two distinct legal-only words, or a citation, code, party or claim."""
@@ -274,8 +282,16 @@ class LegalFilter:
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
               term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = ()) -> "LegalFilter":
         """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out."""
-        counts = learn_counts(texts)
-        medical_words = Counter(singular(w) for text in medical for w in _WORD.findall(text.lower()))
+        focus = {w for table in (lexicon.lexicon.values() if lexicon else ()) for form in table
+                 for w in form.lstrip("=").lower().split() if w.isalpha() and len(w) > 3}
+        counts = learn_counts(texts, focus)
+        candidates = {p for p, c in counts["phrases"].items() if c >= term_count and not _known(lexicon, p)}
+        medical_words, medical_phrases = Counter(), set()
+        for text in medical:
+            words = [singular(w) for w in _WORD.findall(text.lower())]
+            medical_words.update(words)
+            medical_phrases.update(p for p in map(" ".join, zip(words, words[1:])) if p in candidates)
+        phrases = candidates - medical_phrases if medical_words else set()
         legal_only = {w for w, c in counts["words"].items() if c >= term_count and w not in medical_words
                       and not _known(lexicon, w)} if medical_words else set()
         names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
@@ -289,7 +305,7 @@ class LegalFilter:
                   and not MEDICAL_HEADS.intersection(k.split())}
         terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
                  and c >= term_share * counts["words"][w]}
-        return cls(names, abbreviations, crimes, terms, legal_only)
+        return cls(names, abbreviations, crimes, terms, legal_only, phrases)
 
     def stops(self, text: str, mention: Mention) -> bool:
         """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
@@ -305,7 +321,8 @@ class LegalFilter:
         if surface.isupper() and (_SECTION_AFTER.match(after) or _CODE_AFTER.match(after)
                                   or _NEUTRAL_CITE.search(text[max(0, mention.start - 5):mention.start])):
             return True
-        if surface.lower() == "no" and _NUMBER_SIGN_AFTER.match(after):
+        if surface.lower() == "no" and (_NUMBER_SIGN_AFTER.match(after) or
+                                        _NUMBERED_BEFORE.search(text[max(0, mention.start - 12):mention.start])):
             return True
         if surface.lower() == "cir" and _CIRCUIT_BEFORE.search(text[max(0, mention.start - 8):mention.start]):
             return True
@@ -315,7 +332,8 @@ class LegalFilter:
         if mention.label == "Disease" and (_not_a_diagnosis(text, mention, key(surface))
                                            or key(surface).rsplit(" ", 1)[-1] in self.legal_only):
             return True
-        return key(surface) in self.crimes or (mention.label == "Disease" and key(surface) in self.terms)
+        return key(surface) in self.crimes or key(surface) in self.phrases or \
+            (mention.label == "Disease" and key(surface) in self.terms)
 
     def with_text(self, text: str) -> "LegalFilter":
         """This filter plus the names and office abbreviations that the text itself introduces."""
@@ -328,34 +346,38 @@ class LegalFilter:
         if not names and not offices:
             return self
         local = LegalFilter(self.names | names, self.abbreviations | offices, lexicon=self.lexicon)
-        local.crimes, local.terms, local.legal_only = self.crimes, self.terms, self.legal_only
+        local.crimes, local.terms, local.legal_only, local.phrases = (self.crimes, self.terms, self.legal_only,
+                                                                      self.phrases)
         return local
 
     def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
         """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
-        the legal-only span rules."""
+        the legal-only span rules and the confidence floor."""
         rules = self.with_text(text)
         kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
         if not self.is_legal(text):
             return kept
         kept = [legal_span_repair(m, self.lexicon) for m in kept]
-        return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)]
+        return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)
+                and (m.confidence is None or m.confidence >= self.min_confidence)]
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
         data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
-                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only)}
+                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only),
+                "phrases": sorted(self.phrases)}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path = STOPLIST_FILE, lexicon: Normalizer | None = None) -> "LegalFilter":
+    def load(cls, path: str | Path = STOPLIST_FILE, lexicon: Normalizer | None = None,
+             min_confidence: float = 0.0) -> "LegalFilter":
         """Read stop lists written by `save` (an absent file gives the list-free rules only)."""
         path = Path(path)
         if not path.is_file():
-            return cls(lexicon=lexicon)
+            return cls(lexicon=lexicon, min_confidence=min_confidence)
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: data.get(k, []) for k in KINDS}, lexicon=lexicon)
+        return cls(**{k: data.get(k, []) for k in KINDS}, lexicon=lexicon, min_confidence=min_confidence)
 
 
 LEGAL_CORPORA = (("bva", "bva-decisions/summarization/single_issue_PTSD_sample"),

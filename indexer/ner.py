@@ -357,13 +357,14 @@ def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagg
     tagger = BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                                 batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                                 window_stride=settings.ner.window_stride, device=device,
-                                mention_filter=LegalFilter.load() if settings.ner.legal_filter else None,
+                                mention_filter=LegalFilter.load(min_confidence=settings.ner.legal_min_confidence)
+                                if settings.ner.legal_filter else None,
                                 min_confidence=settings.ner.min_confidence)
     if tagger.mention_filter is not None:
         tagger.mention_filter.lexicon = tagger.normalizer  # forms the tagger knows are never taken for names
     use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
-        tagger.checksum += "+legal"
+        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}"
     if settings.ner.min_confidence > 0:
         tagger.checksum += f"+conf{settings.ner.min_confidence:g}"
     return tagger

@@ -61,19 +61,21 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     from indexer.legal_dev import materialize
 
     dev = tmp_path / "corpus.jsonl"
-    assert materialize(shared_data, dev) == 59 + 56 + 56
+    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56
     docs = load_documents([dev], "beir", {})
     splits = Counter(d.meta["split"] for d in docs)
-    assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56}
+    assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56, "heldout3": 56}
     labels = Counter(m.label for d in docs for m in d.mentions)
-    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43
+    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
                                                 "cap-nm-appeals-outcome"}
     # each fresh set draws from files no earlier set used, one passage per file
     files = {split: {d.meta["file"] for d in docs if d.meta["split"] in group} for split, group in
-             (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)))}
+             (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)),
+              ("heldout3", ("heldout3",)))}
     assert not files["old"] & files["heldout"] and not (files["old"] | files["heldout"]) & files["heldout2"]
-    assert len(files["heldout"]) == len(files["heldout2"]) == 56
+    assert not (files["old"] | files["heldout"] | files["heldout2"]) & files["heldout3"]
+    assert len(files["heldout"]) == len(files["heldout2"]) == len(files["heldout3"]) == 56
     assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
     assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
     assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
@@ -295,3 +297,27 @@ def dict_replace(mention: Mention, confidence: float) -> Mention:
     from dataclasses import replace
 
     return replace(mention, confidence=confidence)
+
+
+def test_legal_phrases_are_learned_against_the_medical_background():
+    lexicon = Normalizer({"Disease": {key("liver injury"): "MESH:D056486", key("death"): "MESH:D003643"}},
+                         {"MESH:D056486": "liver injury", "MESH:D003643": "death"})
+    legal = ["He suffered bodily injury; the death penalty was sought; liver injury was found. "] * 3
+    found = LegalFilter.learn(legal, lexicon, term_count=3, medical=["Liver injury and death followed bodily ..."])
+    assert {"bodily injury", "death penalty"} <= found.phrases
+    assert "liver injury" not in found.phrases  # the lexicon knows it (and the medical text has it)
+    text = "It pays for bodily injury and liver injury."
+    kept = found.filter(text, [_m(text, "bodily injury", "Disease"), _m(text, "liver injury", "Disease")])
+    assert [m.text for m in kept] == ["liver injury"]
+
+
+def test_the_legal_confidence_floor_applies_to_legal_text_only():
+    from dataclasses import replace
+
+    stop = LegalFilter(min_confidence=0.9)
+    legal = "Under 38 C.F.R. § 3.304 the Veteran has PTSD and insomnia."
+    medical = "Patients had PTSD and insomnia."
+    for text, want in ((legal, ["PTSD"]), (medical, ["PTSD", "insomnia"])):
+        found = [replace(_m(text, "PTSD", "Disease"), confidence=0.95),
+                 replace(_m(text, "insomnia", "Disease"), confidence=0.85)]
+        assert [m.text for m in stop.filter(text, found)] == want
