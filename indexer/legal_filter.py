@@ -22,6 +22,12 @@ and never in six million words of medical text (SciFact, NFCorpus, MedQuAD: "pro
 section number ("NAC 630.153", "NRS 630.301") or inside a neutral citation ("1999-NMCA-135") is
 a statute or a reporter.
 
+Some rules hold only in text that reads as legal (`is_legal`: a citation, a code, a party, or two
+legal-only words; no BC5CDR abstract does): a Disease span loses "chronic" and like modifiers, a
+generic head alone, someone's condition, an unknown injury, an event or a bare death is no
+diagnosis, codes with sections and pay grades are no entity, and mentions under `min_confidence`
+go. Two-word legal phrases ("bodily injury", "death penalty") are learned like the legal-only words.
+
 `python -m indexer.legal_filter` learns the list from the configured data directory's legal
 corpora and writes it to indexer/data/legal_stoplist.json, the file the tagger loads.
 """
