@@ -377,9 +377,12 @@ def train_ner_cmd(settings: Settings, threads: int | None) -> None:
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
 @click.option("--where", multiple=True, metavar="KEY=VALUE", help="Only documents whose meta KEY is VALUE.")
 @click.option("--by", default=None, metavar="KEY", help="Also score each value of meta KEY (e.g. source).")
+@click.option("--sweep-confidence", "sweep", default=None, metavar="T1,T2,...",
+              help="Tag once without ner.min_confidence, then score at each of these confidence thresholds.")
 @click.argument("path", type=click.Path(path_type=Path))
 def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: Path | None, limit: int | None,
-                 skip_bad: bool, threads: int | None, where: tuple[str, ...], by: str | None, path: Path) -> None:
+                 skip_bad: bool, threads: int | None, where: tuple[str, ...], by: str | None, sweep: str | None,
+                 path: Path) -> None:
     """Score the tagger on gold mentions in PATH (seqeval, strict IOB2, exact span and label)."""
     import dataclasses
     import json
@@ -388,7 +391,8 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
 
     from indexer.errors import ModelError
     from indexer.ner import load_tagger
-    from indexer.train.ner import evaluate, format_report, load_documents, select_documents
+    from indexer.train.ner import (evaluate, format_report, format_sweep, load_documents, parse_thresholds,
+                                   select_documents)
 
     if threads:
         torch.set_num_threads(threads)
@@ -399,8 +403,17 @@ def eval_ner_cmd(settings: Settings, fmt: str, model_dir: Path | None, output: P
         raise ModelError(f"no trained tagger at {str(settings.train_ner.output_dir)!r}; run `indexer train-ner` "
                          f"or pass --model")
     docs = select_documents(load_documents([path], fmt, settings.train_ner.label_map, None, skip_bad), where)[:limit]
-    metrics = evaluate(tagger, docs, progress=True, by=by)
+    thresholds = parse_thresholds(sweep) if sweep else ()
+    if thresholds:  # one pass without any floor; the sweep applies each threshold to every text
+        tagger.min_confidence = 0.0
+        if tagger.mention_filter is not None:
+            tagger.mention_filter.min_confidence = 0.0
+    metrics = evaluate(tagger, docs, progress=True, by=by, thresholds=thresholds)
     click.echo(format_report(metrics))
+    if thresholds:
+        click.echo(f"\n(the scores above: no confidence floor; ner.min_confidence is {settings.ner.min_confidence:g}, "
+                   f"ner.legal_min_confidence {settings.ner.legal_min_confidence:g})")
+        click.echo("\n".join(format_sweep(metrics["sweep"])))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(dict(metrics, data=str(path), model=str(settings.ner.model)), indent=2),

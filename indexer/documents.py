@@ -31,6 +31,7 @@ class Mention:
     norm_id: str | None = None  # e.g. MESH:D009203
     norm_name: str | None = None  # readable canonical name
     negation: str = "affirmed"  # affirmed | negated | hypothetical
+    confidence: float | None = None  # tagger mentions: the least sure word's tag marginal (ner_confidence)
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """The hand-annotated legal NER dev set: our annotations in the repository, the passages read from the data.
 
-eval/legal-ner-dev/annotations.jsonl holds, per passage, where it lies in the shared data (file, or
+eval/legal-ner-dev/annotations.jsonl (splits tune and test), heldout.jsonl, heldout2.jsonl and
+heldout3.jsonl (splits heldout, heldout2, heldout3, drawn by `indexer.legal_sample` and annotated later, each scored only after its
+annotations were committed) hold, per passage, where it lies in the shared data (file, or
 archive member and JSON field, character offset and length), a checksum of its text, its tune/test
 split and our Disease/Drug mentions with negation (offsets into the passage). No corpus text is
 committed: `indexer legal-dev-set` reads each passage from the data directory, checks its checksum
@@ -12,12 +14,17 @@ import hashlib
 import json
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from indexer.errors import ConfigError, ReaderError
 from indexer.readers.util import read_text
 
-ANNOTATIONS = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev" / "annotations.jsonl"
+ANNOTATION_DIR = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev"
+ANNOTATIONS = ANNOTATION_DIR / "annotations.jsonl"  # tune and test
+HELDOUT = ANNOTATION_DIR / "heldout.jsonl"  # the fresh held-out set (round 1), then tuned on in round 2
+HELDOUT2 = ANNOTATION_DIR / "heldout2.jsonl"  # the second fresh held-out set (round 3b), tuned on in round 3c
+HELDOUT3 = ANNOTATION_DIR / "heldout3.jsonl"  # the third fresh held-out set (round 3c)
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3)
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
 
 
@@ -48,21 +55,34 @@ def source_text(data_dir: Path, where: str, cache: dict[str, str]) -> str:
     return text
 
 
-def passages(data_dir: Path, annotations: Path = ANNOTATIONS) -> Iterator[dict[str, Any]]:
+def _rows(annotations: Path | Sequence[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:
+    """(file, line number, row) of every annotation file; an id seen twice is an error."""
+    seen: set[str] = set()
+    for path in [annotations] if isinstance(annotations, Path) else annotations:
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row["_id"] in seen:
+                raise ReaderError(f"passage id {row['_id']!r} is annotated twice", str(path), f"line {n}")
+            seen.add(row["_id"])
+            yield Path(path), n, row
+
+
+def passages(data_dir: Path, annotations: Path | Sequence[Path] = ANNOTATION_FILES) -> Iterator[dict[str, Any]]:
     """BEIR records of the dev set, each passage read from the data and checked against its checksum."""
     cache: dict[str, str] = {}
-    for n, line in enumerate(annotations.read_text(encoding="utf-8").splitlines(), 1):
-        row = json.loads(line)
+    for path, n, row in _rows(annotations):
         meta = row["metadata"]
         text = source_text(data_dir, meta["file"], cache)[meta["offset"]:meta["offset"] + meta["length"]]
         if text_digest(text) != row["sha256"]:
             raise ReaderError(f"passage {row['_id']} does not match its checksum (the data differs from the "
-                              f"one annotated)", str(annotations), f"line {n}")
+                              f"one annotated)", str(path), f"line {n}")
         mentions = [dict(m, text=text[m["start"]:m["end"]]) for m in row["mentions"]]
         yield {"_id": row["_id"], "title": "", "text": text, "metadata": meta, "mentions": mentions}
 
 
-def materialize(data_dir: Path, out: Path, annotations: Path = ANNOTATIONS) -> int:
+def materialize(data_dir: Path, out: Path, annotations: Path | Sequence[Path] = ANNOTATION_FILES) -> int:
     """Write the dev set's BEIR corpus to `out`; returns the number of passages."""
     rows = list(passages(data_dir, annotations))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,12 @@ and never in six million words of medical text (SciFact, NFCorpus, MedQuAD: "pro
 section number ("NAC 630.153", "NRS 630.301") or inside a neutral citation ("1999-NMCA-135") is
 a statute or a reporter.
 
+Some rules hold only in text that reads as legal (`is_legal`: a citation, a code, a party, or two
+legal-only words; no BC5CDR abstract does): a Disease span loses "chronic" and like modifiers, a
+generic head alone, someone's condition, an unknown injury, an event or a bare death is no
+diagnosis, codes with sections and pay grades are no entity, and mentions under `min_confidence`
+go. Two-word legal phrases ("bodily injury", "death penalty") are learned like the legal-only words.
+
 `python -m indexer.legal_filter` learns the list from the configured data directory's legal
 corpora and writes it to indexer/data/legal_stoplist.json, the file the tagger loads.
 """
@@ -38,7 +44,7 @@ from indexer.documents import Mention
 from indexer.normalize import Normalizer, is_abbreviation, key, singular
 
 STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
-KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only")
+KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only", "phrases")
 
 _CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 _CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
@@ -49,6 +55,16 @@ _ROLES = ("mother|father|wife|husband|son|daughter|brother|sister|girlfriend|boy
           "neighbou?r|cousin|aunt|uncle|grandmother|grandfather|stepfather|stepmother|fianc[eé]e?|co-?worker|"
           "roommate|child|companion|partner|spouse")
 _APPOSITIVE = re.compile(rf"\b(?:{_ROLES})s?['’]?,\s+({_CAP})(?:\s+({_CAP}))?\s*,")
+# "Nicholas Karel (Karel)": a short name defined for a person; "Lindberg testified", "Hibbert would write":
+# a capitalised word doing what people do in a record; "Respondent, John Smith, M.D.": a party's name.
+_ALIAS = re.compile(rf"\b{_CAP}\s+({_CAP})\s+\(\s*({_CAP})\s*\)")
+_PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|explained|admitted|agreed|claimed|"
+                 "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
+                 "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes")
+_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
+_PARTY = re.compile(rf"\b(?:Petitioner|Respondent|Defendant|Plaintiff|Appellant|Appellee|Claimant|Licensee)s?,?\s+"
+                    rf"({_CAP})(?:\s+[A-Z]\.)?(?:\s+({_CAP}))?,?\s+(?:M\.D\.|D\.O\.|P\.A\.|R\.N\.|Esq)")
+_DEGREE = re.compile(rf"\b({_CAP}),?\s+(?:M\.D\.|D\.O\.|P\.A\.-C|R\.N\.|Ph\.D\.)")
 _DEFINED = re.compile(r"((?:[\w'’]+[\s\-–]+){1,8})\(\s*\"?([A-Z][A-Z0-9&]{1,7})\"?\s*\)")
 _CHARGED = re.compile(r"\b(?:convicted of|charged with|counts? of|guilty of|convictions? (?:for|of)|indicted for)"
                       r"\s+(?:(?:a|an|the|one|two|three|four|several|first-degree|second-degree)\s+)?"
@@ -82,7 +98,9 @@ _POSSESSIVE_TAIL = re.compile(r"^(\S.*?)\s+(?:of|in|on|to)\s+(?:his|her|their|it
 _CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
 _CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
 # "NAC 630.153(1)", "NRS 630.301(4)", "1999-NMCA-135": a statute's or a reporter's name, not a drug.
-_SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.\-]\d+)+(?![\d.]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
+_SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.,\-]\d+)+(?![\d.,]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
+# "NRS 454", "NAC 639.742": a span that is itself a code's name and a section number
+_CODE_SPAN = re.compile(r"^[A-Z]{2,5}\s+\d+(?:[.,\-]\d+)*$")
 _NEUTRAL_CITE = re.compile(r"\d{4}-$")
 # "NMSA 1978, § 52-1-26", "(NRS 630)": a code's name before its year of compilation or a bare chapter
 _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
@@ -90,6 +108,28 @@ _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
 _CIRCUIT_BEFORE = re.compile(r"(?:Fed\.|\d(?:st|nd|rd|th))\s*$")
 # "DOCKET NO. 94-39 228", "Unit No. 12": the number sign, not nitric oxide
 _NUMBER_SIGN_AFTER = re.compile(r"^\.\s*\d")
+_NUMBERED_BEFORE = re.compile(r"\b(?:Case|Docket|Unit|File|Claim|Account|Exhibit|Order|Bill|Rule)\s*$")
+# Legal text is told from medical text by its own vocabulary (two distinct `legal_only` words) or by a
+# citation, a code, a party or a claim; no BC5CDR abstract has either (measured: docs/legal-ner-dev.md).
+_LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\bNAC\b|\bVet\.\s?App\b|"
+                          r"\b[A-Z][a-z]+\s+v\.\s+[A-Z][a-z]+|\b(?:Respondent|Petitioner|Defendant|Plaintiff|Appellant|"
+                          r"Appellee|Claimant)\b|\b[Tt]he (?:Board|Veteran|veteran|Court|RO|AOJ)\b|\bservice connection\b|"
+                          r"\bPatients? [A-Z]\b|\bVA\b|\d\s+(?:P\.[23]d|So\.\s?[23]d|F\.[23]d|N\.M\.)|"
+                          r"\b(?:testified|testimony|juror|counsel|malpractice|WCJ)\b")
+# In legal text only (BC5CDR spans keep them when its lexicon does): modifiers the guidelines leave out of a
+# span ("chronic cough" -> cough), heads that name no diagnosis alone ("a disorder", "blunt force injuries"),
+# and events ("sexually assaulted").
+LEGAL_DROP_MODIFIERS = {"chronic", "physical", "advanced", "severe", "mild", "moderate", "longstanding",
+                        "long-standing", "ongoing", "significant", "serious", "possible", "probable", "current"}
+GENERIC_HEADS = {"disorder", "disease", "illness", "condition", "ailment", "sickness", "malady", "injury", "impairment",
+                 "disability", "symptom", "problem"}
+INJURY_HEADS = {"injury", "wound", "trauma", "harm"}
+_EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|"
+                    r"shooting|stabbing|beating|accident|falls?)\b", re.IGNORECASE)
+# "the Veteran's disorder", "Segura's fall": someone's generic condition or event, no diagnosis
+_OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
+_FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
+_RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
 # Medical corpora whose vocabulary a legal-only word never appears in.
 MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
 
@@ -125,17 +165,25 @@ def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
         not any(_known(lexicon, w) for w, lw in zip(long_words, lower) if lw not in _FUNCTION and len(w) > 3)
 
 
-def learn_counts(texts: Iterable[str]) -> dict[str, Counter]:
-    """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts."""
+def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[str, Counter]:
+    """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts, and of
+    the two-word phrases with a `focus` word (a word of the tagger's lexicon)."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
-    counts["long_forms"], counts["words"] = Counter(), Counter()
+    counts["long_forms"], counts["words"], counts["actors"] = Counter(), Counter(), Counter()
     for text in texts:
-        counts["words"].update(singular(w) for w in _WORD.findall(text.lower()))
+        words = [singular(w) for w in _WORD.findall(text.lower())]
+        counts["words"].update(words)
+        if focus:
+            counts["phrases"].update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in focus or b in focus)
         counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
         for m in _CITATION.finditer(text):
             counts["names"].update([m.group(1), m.group(2)])
         counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
         counts["names"].update(n for m in _APPOSITIVE.finditer(text) for n in m.groups() if n)
+        counts["names"].update(n for m in _ALIAS.finditer(text) for n in m.groups() if n)
+        counts["names"].update(n for m in _PARTY.finditer(text) for n in m.groups() if n)
+        counts["names"].update(m.group(1) for m in _DEGREE.finditer(text))
+        counts["actors"].update(m.group(1) for m in _ACTOR.finditer(text))
         for m in _DEFINED.finditer(text):
             words = m.group(1).split()
             long = _long_form(words, m.group(2))
@@ -168,7 +216,8 @@ def repair_spans(text: str, mentions: Sequence[Mention]) -> list[Mention]:
         gap = text[out[-1].end:m.start] if out else ""
         if out and out[-1].label == m.label and gap and gap.isspace():
             prev = out.pop()
-            m = replace(prev, end=m.end, text=text[prev.start:m.end])
+            least = min((c for c in (prev.confidence, m.confidence) if c is not None), default=None)
+            m = replace(prev, end=m.end, text=text[prev.start:m.end], confidence=least)
         tail = _POSSESSIVE_TAIL.match(m.text) if m.label == "Disease" else None
         if tail:
             m = replace(m, end=m.start + len(tail.group(1)), text=tail.group(1))
@@ -176,25 +225,83 @@ def repair_spans(text: str, mentions: Sequence[Mention]) -> list[Mention]:
     return out
 
 
+def legal_span_repair(mention: Mention, lexicon: Normalizer | None) -> Mention:
+    """A Disease span without the leading modifiers the guidelines leave out, unless the lexicon knows it whole."""
+    if mention.label != "Disease" or _known(lexicon, mention.text):
+        return mention
+    text, start = mention.text, mention.start
+    while (first := _FIRST_WORD.match(text)) and first.group(1).lower().rstrip(",") in LEGAL_DROP_MODIFIERS:
+        text, start = text[first.end():], start + first.end()
+    return mention if start == mention.start else replace(mention, start=start, text=text)
+
+
+def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | None) -> bool:
+    """In legal text: a code and section ("NRS 454") or a pay grade ("E-" of "E-1"); a Disease span that is a
+    generic head alone, maybe someone's ("the Veteran's disorder"), an injury the lexicon does not know, an
+    event or a death."""
+    surface = " ".join(mention.text.split())
+    if _CODE_SPAN.match(surface) or (surface.endswith("-") and _RANK_AFTER.match(text[mention.end:mention.end + 2])):
+        return True
+    if mention.label != "Disease":
+        return False
+    owned = _OWNED.match(surface)
+    words = [singular(w) for w in key(owned.group(1) if owned else surface).split()]
+    if not words:
+        return False
+    if (len(words) == 1 and words[0] in GENERIC_HEADS) or words == ["death"]:
+        return True
+    if words[-1] in INJURY_HEADS and not _known(lexicon, surface):
+        return True
+    return bool(_EVENT.search(surface))
+
+
 class LegalFilter:
-    """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions."""
+    """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions.
+
+    `lexicon` (the tagger's) keeps the forms it knows out of the names a text introduces; in legal text,
+    mentions whose confidence (`indexer.ner_confidence`) is under `min_confidence` are dropped.
+    """
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
-                 terms: Iterable[str] = (), legal_only: Iterable[str] = ()):
+                 terms: Iterable[str] = (), legal_only: Iterable[str] = (), phrases: Iterable[str] = (),
+                 lexicon: Normalizer | None = None, min_confidence: float = 0.0):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
         self.terms = {key(t) for t in terms}
         self.legal_only = set(legal_only)  # folded single words (`key`)
+        self.phrases = set(phrases)  # folded two-word legal terms of art: "bodily injury", "death penalty"
+        self.lexicon, self.min_confidence = lexicon, min_confidence
+
+    def is_legal(self, text: str) -> bool:
+        """Whether a text reads as legal: two distinct legal-only words, or a citation, code, party or claim."""
+        if _LEGAL_MARKS.search(text):
+            return True
+        seen = set()
+        for w in _WORD.findall(text.lower()):
+            if singular(w) in self.legal_only:
+                seen.add(singular(w))
+                if len(seen) >= 2:
+                    return True
+        return False
 
     @classmethod
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
               term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = ()) -> "LegalFilter":
         """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out."""
-        counts = learn_counts(texts)
-        medical_words = Counter(singular(w) for text in medical for w in _WORD.findall(text.lower()))
+        focus = {w for table in (lexicon.lexicon.values() if lexicon else ()) for form in table
+                 for w in form.lstrip("=").lower().split() if w.isalpha() and len(w) > 3}
+        counts = learn_counts(texts, focus)
+        candidates = {p for p, c in counts["phrases"].items() if c >= term_count and not _known(lexicon, p)}
+        medical_words, medical_phrases = Counter(), set()
+        for text in medical:
+            words = [singular(w) for w in _WORD.findall(text.lower())]
+            medical_words.update(words)
+            medical_phrases.update(p for p in map(" ".join, zip(words, words[1:])) if p in candidates)
+        phrases = candidates - medical_phrases if medical_words else set()
         legal_only = {w for w, c in counts["words"].items() if c >= term_count and w not in medical_words
                       and not _known(lexicon, w)} if medical_words else set()
         names = {n for n, c in counts["names"].items() if c >= min_count and not _known(lexicon, n)}
+        names |= {n for n, c in counts["actors"].items() if c >= 3 * min_count and not _known(lexicon, n)}
         forms: dict[str, set[str]] = {}
         for abbr, long in counts["long_forms"]:
             forms.setdefault(abbr, set()).add(long)
@@ -204,7 +311,7 @@ class LegalFilter:
                   and not MEDICAL_HEADS.intersection(k.split())}
         terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
                  and c >= term_share * counts["words"][w]}
-        return cls(names, abbreviations, crimes, terms, legal_only)
+        return cls(names, abbreviations, crimes, terms, legal_only, phrases)
 
     def stops(self, text: str, mention: Mention) -> bool:
         """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
@@ -220,7 +327,8 @@ class LegalFilter:
         if surface.isupper() and (_SECTION_AFTER.match(after) or _CODE_AFTER.match(after)
                                   or _NEUTRAL_CITE.search(text[max(0, mention.start - 5):mention.start])):
             return True
-        if surface.lower() == "no" and _NUMBER_SIGN_AFTER.match(after):
+        if surface.lower() == "no" and (_NUMBER_SIGN_AFTER.match(after) or
+                                        _NUMBERED_BEFORE.search(text[max(0, mention.start - 12):mention.start])):
             return True
         if surface.lower() == "cir" and _CIRCUIT_BEFORE.search(text[max(0, mention.start - 8):mention.start]):
             return True
@@ -230,7 +338,8 @@ class LegalFilter:
         if mention.label == "Disease" and (_not_a_diagnosis(text, mention, key(surface))
                                            or key(surface).rsplit(" ", 1)[-1] in self.legal_only):
             return True
-        return key(surface) in self.crimes or (mention.label == "Disease" and key(surface) in self.terms)
+        return key(surface) in self.crimes or key(surface) in self.phrases or \
+            (mention.label == "Disease" and key(surface) in self.terms)
 
     def with_text(self, text: str) -> "LegalFilter":
         """This filter plus the names and office abbreviations that the text itself introduces."""
@@ -239,32 +348,42 @@ class LegalFilter:
         for abbr, long in counts["long_forms"]:
             forms.setdefault(abbr, []).append(long)
         offices = {a for a, longs in forms.items() if all(_is_official(long.split(), None) for long in longs)}
-        if not counts["names"] and not offices:
+        names = {n for n in set(counts["names"]) | set(counts["actors"]) if not _known(self.lexicon, n)}
+        if not names and not offices:
             return self
-        local = LegalFilter(self.names | set(counts["names"]), self.abbreviations | offices)
-        local.crimes, local.terms, local.legal_only = self.crimes, self.terms, self.legal_only
+        local = LegalFilter(self.names | names, self.abbreviations | offices, lexicon=self.lexicon)
+        local.crimes, local.terms, local.legal_only, local.phrases = (self.crimes, self.terms, self.legal_only,
+                                                                      self.phrases)
         return local
 
     def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
-        """The mentions of a text that are not stopped, after their spans are repaired."""
+        """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
+        the legal-only span rules and the confidence floor."""
         rules = self.with_text(text)
-        return [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
+        kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
+        if not self.is_legal(text):
+            return kept
+        kept = [legal_span_repair(m, self.lexicon) for m in kept]
+        return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)
+                and (m.confidence is None or m.confidence >= self.min_confidence)]
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
         data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
-                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only)}
+                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only),
+                "phrases": sorted(self.phrases)}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path = STOPLIST_FILE) -> "LegalFilter":
+    def load(cls, path: str | Path = STOPLIST_FILE, lexicon: Normalizer | None = None,
+             min_confidence: float = 0.0) -> "LegalFilter":
         """Read stop lists written by `save` (an absent file gives the list-free rules only)."""
         path = Path(path)
         if not path.is_file():
-            return cls()
+            return cls(lexicon=lexicon, min_confidence=min_confidence)
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**{k: data.get(k, []) for k in KINDS})
+        return cls(**{k: data.get(k, []) for k in KINDS}, lexicon=lexicon, min_confidence=min_confidence)
 
 
 LEGAL_CORPORA = (("bva", "bva-decisions/summarization/single_issue_PTSD_sample"),

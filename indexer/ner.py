@@ -22,6 +22,7 @@ from torch import nn
 from indexer.documents import Mention, sentence_spans
 from indexer.errors import ModelError
 from indexer.negation import NegationDetector
+from indexer.ner_confidence import decode_with_confidence, span_confidence
 from indexer.normalize import Normalizer
 
 Entity = Mention  # the tagger's output record: the store's Mention, filled by the model
@@ -95,10 +96,10 @@ def windows(counts: Sequence[int], max_words: int, stride_words: int, budget: in
     return out
 
 
-def merge_windows(n: int, spans: Sequence[Span], window_tags: Sequence[Sequence[str]]) -> list[str]:
-    """One tag per word: from the window where the word is furthest from an edge."""
+def merge_windows(n: int, spans: Sequence[Span], window_tags: Sequence[Sequence], empty="O") -> list:
+    """One tag (or tag record) per word: from the window where the word is furthest from an edge."""
     best = [-1] * n
-    tags = ["O"] * n
+    tags = [empty] * n
     for (a, b), wt in zip(spans, window_tags):
         for i in range(a, b):
             centrality = min(i - a, b - 1 - i)
@@ -202,11 +203,12 @@ class BertCrfTagger:
 
     def __init__(self, model: CrfTaggerModel, tokenizer, normalizer: Normalizer | None = None,
                  negation: NegationDetector | None = None, batch_size: int = 16, window_words: int = 200,
-                 window_stride: int = 150, device: str = "cpu", mention_filter=None):
+                 window_stride: int = 150, device: str = "cpu", mention_filter=None, min_confidence: float = 0.0):
         self.checksum = "untrained"  # load() sets the directory checksum
         self.choice = None  # use_backend sets the encoder's backend and precision, and why
         self.model, self.tokenizer = model.to(device), tokenizer
         self.mention_filter = mention_filter  # e.g. LegalFilter: drops what legal text makes look medical
+        self.min_confidence = min_confidence  # mentions whose least sure word's marginal is below are dropped
         self.normalizer = normalizer or Normalizer()
         self.negation = negation or NegationDetector.load()
         self.batch_size, self.window_words, self.window_stride = batch_size, window_words, window_stride
@@ -226,32 +228,36 @@ class BertCrfTagger:
                 units.append((t, words, spans))
                 jobs.extend((len(units) - 1, span, strings[span[0]:span[1]]) for span in spans)
         tag_lists = self._predict([j[2] for j in jobs])
-        by_unit: dict[int, list[list[str]]] = {}
+        by_unit: dict[int, list[list[tuple[str, float]]]] = {}
         for (u, _, _), tags in zip(jobs, tag_lists):
             by_unit.setdefault(u, []).append(tags)
         out: list[list[Entity]] = [[] for _ in texts]
         for u, (t, words, spans) in enumerate(units):
-            tags = merge_windows(len(words), spans, by_unit[u])
+            tags, probs = zip(*merge_windows(len(words), spans, by_unit[u], ("O", 1.0)))
             sentence = (words[0][0], words[-1][1])
             for i, j, label in spans_from_tags(tags):
+                confidence = span_confidence(probs, i, j)
                 start, end = words[i][0], words[j - 1][1]
                 state = self.negation.classify(texts[t], sentence, start, end)
-                out[t].append(Mention(start, end, texts[t][start:end], label, label, negation=state))
+                out[t].append(Mention(start, end, texts[t][start:end], label, label, negation=state,
+                                      confidence=round(confidence, 4)))
         if self.mention_filter is not None:
             out = [self.mention_filter.filter(text, ms) for text, ms in zip(texts, out)]
+        if self.min_confidence > 0:  # after the filter, so a repaired span is judged by its least sure word
+            out = [[m for m in ms if m.confidence >= self.min_confidence] for ms in out]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
 
-    def _predict(self, seqs: list[list[str]]) -> list[list[str]]:
-        """Tags of word sequences, batched by length so padding stays small."""
+    def _predict(self, seqs: list[list[str]]) -> list[list[tuple[str, float]]]:
+        """(tag, marginal probability) of each word of word sequences, batched by length so padding stays small."""
         self.model.eval()
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        result: list[list[str]] = [[] for _ in seqs]
+        result: list[list[tuple[str, float]]] = [[] for _ in seqs]
         for k in range(0, len(order), self.batch_size):
             idx = order[k:k + self.batch_size]
             batch = encode_words(self.tokenizer, [seqs[i] for i in idx], self.model.config.max_length)
             batch = {key: v.to(self.device) for key, v in batch.items()}
-            for i, ids in zip(idx, self.model.decode(batch)):
-                result[i] = [self.model.config.tags[x] for x in ids]
+            for i, ids, probs in zip(idx, *decode_with_confidence(self.model, batch)):
+                result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
         return result
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
@@ -351,8 +357,14 @@ def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagg
     tagger = BertCrfTagger.load(path, negation=NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                                 batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
                                 window_stride=settings.ner.window_stride, device=device,
-                                mention_filter=LegalFilter.load() if settings.ner.legal_filter else None)
+                                mention_filter=LegalFilter.load(min_confidence=settings.ner.legal_min_confidence)
+                                if settings.ner.legal_filter else None,
+                                min_confidence=settings.ner.min_confidence)
+    if tagger.mention_filter is not None:
+        tagger.mention_filter.lexicon = tagger.normalizer  # forms the tagger knows are never taken for names
     use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
-        tagger.checksum += "+legal"
+        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}"
+    if settings.ner.min_confidence > 0:
+        tagger.checksum += f"+conf{settings.ner.min_confidence:g}"
     return tagger

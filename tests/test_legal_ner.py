@@ -61,14 +61,21 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     from indexer.legal_dev import materialize
 
     dev = tmp_path / "corpus.jsonl"
-    assert materialize(shared_data, dev) == 59
+    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56
     docs = load_documents([dev], "beir", {})
-    assert 40 <= len(docs) <= 60
+    splits = Counter(d.meta["split"] for d in docs)
+    assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56, "heldout3": 56}
     labels = Counter(m.label for d in docs for m in d.mentions)
-    assert set(labels) == {"Disease", "Drug"} and 100 <= sum(labels.values()) <= 150
+    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
                                                 "cap-nm-appeals-outcome"}
-    assert {d.meta["split"] for d in docs} == {"tune", "test"}
+    # each fresh set draws from files no earlier set used, one passage per file
+    files = {split: {d.meta["file"] for d in docs if d.meta["split"] in group} for split, group in
+             (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)),
+              ("heldout3", ("heldout3",)))}
+    assert not files["old"] & files["heldout"] and not (files["old"] | files["heldout"]) & files["heldout2"]
+    assert not (files["old"] | files["heldout"] | files["heldout2"]) & files["heldout3"]
+    assert len(files["heldout"]) == len(files["heldout2"]) == len(files["heldout3"]) == 56
     assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
     assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
     assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
@@ -152,9 +159,11 @@ def test_text_rules_stop_events_vague_heads_statutes_and_local_names():
                                                     ("NMCA", "Drug"), ("probation", "Disease"))]
     mentions += [_m(text, "death", "Disease", nth=1), _m(text, "NAC", "Drug", nth=1)]
     kept = stop.filter(text, mentions)
-    assert sorted((m.text, m.start) for m in kept) == sorted([("death", text.index("death;") + 7),
-                                                              ("sepsis", text.index("sepsis")),
+    # legal text (it cites the NAC): a bare "death" is the event a case is about, never a diagnosis
+    assert sorted((m.text, m.start) for m in kept) == sorted([("sepsis", text.index("sepsis")),
                                                               ("NAC", text.index("NAC 40"))])
+    medical = "Villanueva's death; death followed sepsis."
+    assert [m.text for m in stop.filter(medical, [_m(medical, "death", "Disease", nth=1)])] == ["death"]
 
 
 def test_legal_only_words_never_appear_in_medical_text():
@@ -183,3 +192,132 @@ def test_a_federal_circuit_is_not_a_drug():
     text = "Degmetich v. Brown, 104 F.3d 1328 (Fed. Cir. 1997); Smith, 9 F.3d 1 (9th Cir. 2001)."
     found = [Mention(m.start(), m.end(), "Cir", "Drug") for m in re.finditer("Cir", text)]
     assert LegalFilter.load().filter(text, found) == []
+
+
+@pytest.mark.data
+def test_checksums_and_ids_are_checked(shared_data, tmp_path):
+    """A passage whose text no longer matches its checksum, or an id annotated twice, is an error naming it."""
+    import json
+
+    from indexer.errors import ReaderError
+    from indexer.legal_dev import HELDOUT2, passages
+
+    row = json.loads(HELDOUT2.read_text(encoding="utf-8").splitlines()[0])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(dict(row, sha256="0" * 16)) + "\n", encoding="utf-8")
+    with pytest.raises(ReaderError, match=row["_id"]):
+        list(passages(shared_data, bad))
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text((json.dumps(row) + "\n") * 2, encoding="utf-8")
+    with pytest.raises(ReaderError, match="annotated twice"):
+        list(passages(shared_data, twice))
+
+
+@pytest.mark.data
+def test_the_sampler_is_seeded_stratified_and_leaves_used_files_out(shared_data):
+    from indexer.legal_dev import ANNOTATIONS, HELDOUT
+    from indexer.legal_sample import QUOTAS, draw, used_files
+
+    medical = {"ptsd", "depression", "pain", "cocaine", "alcohol", "disorder", "diagnosis", "medication"}
+    used = used_files([ANNOTATIONS])
+    quotas = {corpus: (prefix, {"medical": 1, "none": 1}) for corpus, (prefix, _) in QUOTAS.items()}
+    first = draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
+    assert first == draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
+    assert len(first) == 6 and not {r["metadata"]["file"] for r in first} & used
+    assert Counter(r["metadata"]["stratum"] for r in first) == {"medical": 3, "none": 3}
+    assert {r["metadata"]["file"] for r in draw(shared_data, medical, seed=8, exclude=used, quotas=quotas)} != \
+        {r["metadata"]["file"] for r in first}
+    assert used_files([HELDOUT]) and not used_files([HELDOUT]) & used
+
+
+def test_strata_of_hand_made_passages():
+    from indexer.legal_sample import stratum
+
+    medical = {"ptsd", "depression", "insomnia"}
+    assert stratum("The Veteran has PTSD, depression and insomnia since his service in Vietnam.", medical) == "dense"
+    assert stratum("The Veteran has PTSD since his service in Vietnam, as the examiner found.", medical) == "medical"
+    assert stratum("The benefit of the doubt doctrine applies here, see Gilbert v. Derwinski, 1 Vet. App. 49.", medical) \
+        == "citation"
+    assert stratum("The RO sent the notice letter to the Veteran in June and he did not reply.", medical) == "office"
+    assert stratum("The appeal is remanded for further development of the record as ordered.", medical) == "none"
+    assert stratum("12 3\n45 6\n7 8\n9 10\n11", medical) is None  # a table, not prose
+
+
+def test_legal_text_is_told_from_medical_text():
+    stop = LegalFilter(legal_only={"remand", "appellant"})
+    assert stop.is_legal("See 38 C.F.R. § 3.304(f).")
+    assert stop.is_legal("The appellant asks for a remand.")  # two legal-only words
+    assert not stop.is_legal("We remand nothing: the appellant ...".replace("appellant", "patient"))
+    assert not stop.is_legal("Cocaine-induced myocardial infarction in a 35-year-old man was treated with i.v. "
+                             "nitroglycerin (Smith et al.).")
+
+
+def test_names_from_aliases_parties_degrees_and_person_verbs():
+    text = ("Nicholas Karel (Karel) solicited Hibbert. Lindberg testified that he saw it. Respondent, John Doe, "
+            "M.D., agreed. Prabhu, M.D., President. Valium would help.")
+    counts = learn_counts([text])
+    assert {"Karel", "John", "Doe", "Prabhu"} <= set(counts["names"])
+    assert {"Lindberg", "Valium"} <= set(counts["actors"])
+    lexicon = Normalizer({"Drug": {key("Valium"): "MESH:D003975"}}, {"MESH:D003975": "diazepam"})
+    stop = LegalFilter(lexicon=lexicon)
+    mentions = [_m(text, w, "Drug") for w in ("Karel", "Lindberg", "Prabhu")] + [_m(text, "Valium", "Drug", nth=0)]
+    assert [m.text for m in stop.filter(text, mentions)] == ["Valium"]  # the lexicon keeps what it knows
+
+
+def test_legal_only_span_rules():
+    stop = LegalFilter()
+    text = ("Under NRS 454.201 and 38 C.F.R. § 3.304 the Veteran's disorder, a disorder, his chronic cough, "
+            "chronic pain, blunt force injuries, liver injury, the sexual abuse, Segura's fall, the promotion "
+            "from E-1 to E-2, and NRS 630,3062(1) were noted.")
+    lexicon = Normalizer({"Disease": {key("chronic pain"): "MESH:D059350", key("liver injury"): "MESH:D056486"}},
+                         {"MESH:D059350": "chronic pain", "MESH:D056486": "liver injury"})
+    stop.lexicon = lexicon
+    mentions = [_m(text, "NRS 454", "Drug"), _m(text, "Veteran's disorder", "Disease"),
+                _m(text, "disorder", "Disease", nth=1), _m(text, "chronic cough", "Disease"),
+                _m(text, "chronic pain", "Disease"), _m(text, "blunt force injuries", "Disease"),
+                _m(text, "liver injury", "Disease"), _m(text, "sexual abuse", "Disease"),
+                _m(text, "Segura's fall", "Disease"), _m(text, "E-", "Drug"), _m(text, "NRS", "Drug", nth=1)]
+    kept = stop.filter(text, mentions)
+    assert [(m.text, text[m.start:m.end]) for m in kept] == [("cough", "cough"), ("chronic pain", "chronic pain"),
+                                                             ("liver injury", "liver injury")]
+    medical = "Patients with chronic cough and a disorder of sleep; E-2 receptors."
+    found = [_m(medical, "chronic cough", "Disease"), _m(medical, "disorder", "Disease"), _m(medical, "E-", "Drug")]
+    assert [m.text for m in stop.filter(medical, found)] == ["chronic cough", "disorder", "E-"]  # not legal text
+
+
+def test_a_repaired_span_keeps_its_least_sure_confidence():
+    text = "He had paroxysmal atrial tachycardia."
+    parts = [dict_replace(_m(text, "paroxysmal", "Disease"), 0.6), dict_replace(_m(text, "atrial tachycardia",
+                                                                                   "Disease"), 0.9)]
+    (joined,) = repair_spans(text, parts)
+    assert joined.text == "paroxysmal atrial tachycardia" and joined.confidence == 0.6
+
+
+def dict_replace(mention: Mention, confidence: float) -> Mention:
+    from dataclasses import replace
+
+    return replace(mention, confidence=confidence)
+
+
+def test_legal_phrases_are_learned_against_the_medical_background():
+    lexicon = Normalizer({"Disease": {key("liver injury"): "MESH:D056486", key("death"): "MESH:D003643"}},
+                         {"MESH:D056486": "liver injury", "MESH:D003643": "death"})
+    legal = ["He suffered bodily injury; the death penalty was sought; liver injury was found. "] * 3
+    found = LegalFilter.learn(legal, lexicon, term_count=3, medical=["Liver injury and death followed bodily ..."])
+    assert {"bodily injury", "death penalty"} <= found.phrases
+    assert "liver injury" not in found.phrases  # the lexicon knows it (and the medical text has it)
+    text = "It pays for bodily injury and liver injury."
+    kept = found.filter(text, [_m(text, "bodily injury", "Disease"), _m(text, "liver injury", "Disease")])
+    assert [m.text for m in kept] == ["liver injury"]
+
+
+def test_the_legal_confidence_floor_applies_to_legal_text_only():
+    from dataclasses import replace
+
+    stop = LegalFilter(min_confidence=0.9)
+    legal = "Under 38 C.F.R. § 3.304 the Veteran has PTSD and insomnia."
+    medical = "Patients had PTSD and insomnia."
+    for text, want in ((legal, ["PTSD"]), (medical, ["PTSD", "insomnia"])):
+        found = [replace(_m(text, "PTSD", "Disease"), confidence=0.95),
+                 replace(_m(text, "insomnia", "Disease"), confidence=0.85)]
+        assert [m.text for m in stop.filter(text, found)] == want

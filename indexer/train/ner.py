@@ -7,6 +7,7 @@ onto the same words, so the scores are those of the tagger that `indexer tag` us
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -120,9 +121,54 @@ def score(docs: Sequence[Document], predicted: Sequence[Sequence[Mention]]) -> d
             "tokens": sum(len(g) for g in gold)}
 
 
-def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False, by: str | None = None) -> dict:
+def parse_thresholds(spec: str) -> list[float]:
+    """"0.5,0.7,0.9" -> [0.5, 0.7, 0.9]; each in [0, 1]."""
+    try:
+        values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"confidence thresholds {spec!r}: give numbers between 0 and 1, e.g. 0.5,0.7,0.9") from None
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise ConfigError(f"confidence thresholds {spec!r}: give numbers between 0 and 1, e.g. 0.5,0.7,0.9")
+    return values
+
+
+def confident(predicted: Sequence[Sequence[Mention]], threshold: float) -> list[list[Mention]]:
+    """The mentions whose confidence reaches the threshold (a mention without one is kept)."""
+    return [[m for m in ms if m.confidence is None or m.confidence >= threshold] for ms in predicted]
+
+
+def sweep(docs: Sequence[Document], predicted: Sequence[Sequence[Mention]], thresholds: Sequence[float],
+          by: str | None = None) -> dict:
+    """`score` at each confidence threshold, from one tagging pass; with `by`, per value of that meta field too."""
+    groups: dict[str, list[int]] = {"all": list(range(len(docs)))}
+    if by:
+        for i, doc in enumerate(docs):
+            groups.setdefault(str(doc.meta.get(by)), []).append(i)
+    out = {}
+    for threshold in thresholds:
+        kept = confident(predicted, threshold)
+        out[f"{threshold:g}"] = {name: score([docs[i] for i in idx], [kept[i] for i in idx])
+                                 for name, idx in groups.items()}
+    return out
+
+
+def format_sweep(table: dict) -> list[str]:
+    """One row per threshold and group: P / R / F1 of each label and of all labels together (micro)."""
+    lines = [f"{'threshold':<10}{'group':<14}{'label':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for threshold, groups in table.items():
+        for name, metrics in groups.items():
+            for label, v in list(metrics["labels"].items()) + [("micro", metrics["micro"])]:
+                if v:
+                    lines.append(f"{threshold:<10}{name[:13]:<14}{label:<10}{v['precision']:>10.4f}"
+                                 f"{v['recall']:>10.4f}{v['f1']:>10.4f}{v['support']:>10}")
+    return lines
+
+
+def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False, by: str | None = None,
+             thresholds: Sequence[float] = ()) -> dict:
     """`score` of the tagger's mentions on the documents, with documents/s and tokens/s; with `by`, also
-    the scores of each value of that meta field (e.g. source) under metrics["by"]."""
+    the scores of each value of that meta field (e.g. source) under metrics["by"]; with thresholds, the
+    scores at each confidence threshold under metrics["sweep"] (and every mention under "predicted")."""
     from tqdm import tqdm
 
     predicted: list[list[Mention]] = []
@@ -141,6 +187,9 @@ def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False, b
             groups.setdefault(str(doc.meta.get(by)), []).append(i)
         metrics["by"] = {value: score([docs[i] for i in idx], [predicted[i] for i in idx])
                          for value, idx in sorted(groups.items())}
+    if thresholds:
+        metrics["sweep"] = sweep(docs, predicted, thresholds, by)
+        metrics["predicted"] = {doc.id: [dataclasses.asdict(m) for m in ms] for doc, ms in zip(docs, predicted)}
     return metrics
 
 
