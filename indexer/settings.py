@@ -279,6 +279,7 @@ class EvalSettings:
     sample_seed: int = setting(42, "seed of that sample")
     permutations: int = setting(10000, "resamples of the paired randomisation test")
     significance_metrics: list[str] = setting(["ndcg@10", "map@100"], "metrics tested between systems")
+    rerank_depth: int = setting(20, "documents the *-rerank systems rerank (search.rerank_depth for them)")
     ann_k: int = setting(10, "ANN quality: recall@k of the configured index against exact search")
 
 
