@@ -414,7 +414,8 @@ def models_cmd(settings: Settings) -> None:
 @main.command("export-models")
 @config_options
 def export_models_cmd(settings: Settings) -> None:
-    """Make the ONNX/OpenVINO exports the configured backends need (indexer build also makes them)."""
+    """Make the ONNX/OpenVINO exports the configured backends need (indexer build also makes them;
+    the reranker's only here, when search.rerank_depth is set)."""
     from indexer.embedder import load_embedder
     from indexer.ner import load_tagger
 
@@ -423,6 +424,11 @@ def export_models_cmd(settings: Settings) -> None:
     tagger = load_tagger(settings, prepare=True)
     if tagger is not None:
         click.echo(f"tagger encoder: {tagger.choice.variant} ({tagger.choice.reason})")
+    if settings.search.rerank_depth > 0:
+        from indexer.reranker import load_reranker
+
+        reranker = load_reranker(settings, prepare=True)
+        click.echo(f"reranker {reranker.name}: {reranker.choice.variant} ({reranker.choice.reason})")
 
 
 @main.command("train-models")
