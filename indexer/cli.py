@@ -1,4 +1,4 @@
-"""`indexer` command: import, build, add, update, delete, tag, models, train-models, train-ner, eval-ner, train-embedder, eval-embedder, config."""
+"""`indexer` command: import, build, add, update, delete, tag, models, train-models, train-ner, eval-ner, train-embedder, eval-embedder, train-reranker, config."""
 from __future__ import annotations
 
 import contextlib
@@ -461,6 +461,25 @@ def train_embedder_cmd(settings: Settings, report: bool) -> None:
                          None)  # re-evaluated in fp32: training-time scores may come from bf16 autocast
 
 
+@main.command("train-reranker")
+@config_options
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
+def train_reranker_cmd(settings: Settings, threads: int | None) -> None:
+    """Train the cross-encoder reranker ([train_reranker]) and save it, with its card, to its output_dir."""
+    import torch
+
+    from indexer.train.models import reranker_card
+    from indexer.train.reranker import train_reranker
+
+    if threads:
+        torch.set_num_threads(threads)
+    result = train_reranker(settings)
+    reranker_card(settings, result, "indexer train-reranker")
+    dev = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.dev_metrics.items())) or "not measured"
+    click.echo(f"saved {result.model_dir} after {result.steps} steps in {result.seconds:.0f} s on {result.device}; "
+               f"rows: {', '.join(f'{k} {v}' for k, v in sorted(result.rows.items()))}; dev: {dev}")
+
+
 @main.command("eval-embedder")
 @config_options
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
@@ -517,7 +536,8 @@ def models_cmd(settings: Settings) -> None:
 @main.command("export-models")
 @config_options
 def export_models_cmd(settings: Settings) -> None:
-    """Make the ONNX/OpenVINO exports the configured backends need (indexer build also makes them)."""
+    """Make the ONNX/OpenVINO exports the configured backends need (indexer build also makes them;
+    the reranker's only here, when search.rerank_depth is set)."""
     from indexer.embedder import load_embedder
     from indexer.ner import load_tagger
 
@@ -526,14 +546,19 @@ def export_models_cmd(settings: Settings) -> None:
     tagger = load_tagger(settings, prepare=True)
     if tagger is not None:
         click.echo(f"tagger encoder: {tagger.choice.variant} ({tagger.choice.reason})")
+    if settings.search.rerank_depth > 0:
+        from indexer.reranker import load_reranker
+
+        reranker = load_reranker(settings, prepare=True)
+        click.echo(f"reranker {reranker.name}: {reranker.choice.variant} ({reranker.choice.reason})")
 
 
 @main.command("train-models")
 @config_options
-@click.option("--only", type=click.Choice(["tagger", "embedder"]), default=None, help="Train one of the two.")
+@click.option("--only", type=click.Choice(["tagger", "embedder", "reranker"]), default=None, help="Train one of them.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's choice).")
 def train_models_cmd(settings: Settings, only: str | None, threads: int | None) -> None:
-    """Train the tagger and the embedder (on the GPU when present) into the first writable [models] path entry."""
+    """Train the tagger, the embedder and the reranker (on the GPU when present) into the first writable [models] path entry."""
     import torch
 
     from indexer.train.models import KINDS, train_models

@@ -22,7 +22,7 @@ from indexer.errors import ModelError
 from indexer.settings import Settings
 
 CARD = "medlex-model.json"
-KINDS = ("embedder", "tagger")
+KINDS = ("embedder", "tagger", "reranker")
 DATA_DIR_TOKEN = "{data_dir}"
 
 
@@ -66,8 +66,17 @@ def detect_kind(path: Path) -> str | None:
     if (path / "tagger.json").is_file():
         return "tagger"
     if (path / "modules.json").is_file() and (path / "config.json").is_file():
-        return "embedder"
+        return "reranker" if _is_cross_encoder(path) else "embedder"
     return None
+
+
+def _is_cross_encoder(path: Path) -> bool:
+    """Whether a sentence-transformers dir holds a CrossEncoder (its config names the model type)."""
+    config = path / "config_sentence_transformers.json"
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "CrossEncoder"
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def read_card(path: Path) -> dict[str, Any]:

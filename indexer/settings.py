@@ -187,6 +187,37 @@ class TrainEmbedderSettings:
 
 
 @dataclass(frozen=True)
+class TrainRerankerSettings:
+    """`indexer train-reranker`: the cross-encoder that reranks the fused top hits (search.rerank_depth)."""
+
+    base_model: str = setting("packaged", "packaged = all-MiniLM-L6-v2 (a fresh one-logit head on its encoder), or a local HF dir")
+    output_dir: Path = setting(Path("var/models/reranker"), "where the trained reranker is saved")
+    sources: list[str] = setting(["bc5cdr", "ncbi", "scifact", "nfcorpus", "medquad", "bva", "entity"],
+                                 "training sources (train splits and folds of train_embedder's seed and dev_fraction)")
+    max_pairs_per_source: int = setting(500, "cap on (query, relevant) pairs from each source (0 = all)")
+    pairs_per_source: dict[str, int] = setting({"nfcorpus": 900, "ncbi": 200, "medquad": 500, "entity": 200},
+                                               "per-source caps that override max_pairs_per_source")
+    hard_negatives: bool = setting(True, "each pair also trains with the base embedder's nearest non-relevant "
+                                         "document (mined as for the embedder)")
+    mining_pool: int = setting(1500, "extra corpus documents per source (SciFact, NFCorpus) mined from, a seeded "
+                                      "sample (0 = the whole corpus)")
+    random_negatives: int = setting(1, "random non-relevant documents of the same source per pair")
+    max_length: int = setting(128, "sub-tokens of query + document during training")
+    batch_size: int = setting(16, "(query, document, label) rows per step")
+    learning_rate: float = setting(5e-5, "AdamW learning rate")
+    weight_decay: float = setting(0.01, "AdamW decay")
+    warmup_steps: int = setting(50, "linear warmup steps, then a constant rate (so the time limit can stop anywhere)")
+    epochs: int = setting(1, "training epochs")
+    max_steps: int = setting(0, "stop after this many steps (0 = no limit)")
+    time_limit_min: float = setting(30.0, "stop training after this many minutes (0 = no limit); mining comes on top")
+    dev_queries: int = setting(100, "dev queries per dev set for the card's pairwise accuracy (0 = skip)")
+    dev_corpus: int = setting(300, "dev documents those queries are mined against (their relevant ones + seeded others)")
+    seed: int = setting(42, "random seed (data order, negatives, head initialisation)")
+    device: str = setting("auto", "auto | cpu | cuda")
+    mixed_precision: str = setting("auto", "auto (bf16 where the CPU or GPU does it natively) | bf16 | no")
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """Query handling in searchd (and the web front end through it)."""
 
@@ -213,6 +244,11 @@ class SearchSettings:
     time_limit_ms: int = setting(5000, "per-query time limit")
     snippet_chars: int = setting(300, "snippet length")
     query_cache: int = setting(1024, "query vectors kept (LRU) so that paging does not re-encode; 0 = off")
+    rerank_depth: int = setting(0, "rerank the fused top N documents with the cross-encoder (0 = off)")
+    rerank_model: str = setting("auto", "reranker dir; auto = the first on the [models] path")
+    rerank_max_length: int = setting(128, "sub-tokens of query + passage the reranker reads")
+    rerank_backend: str = setting("auto", "auto | torch | onnx | openvino (the reranker's encoder)")
+    rerank_precision: str = setting("auto", "auto | fp32 | bf16 (openvino) | int8")
 
 
 @dataclass(frozen=True)
@@ -254,6 +290,7 @@ class EvalSettings:
     sample_seed: int = setting(42, "seed of that sample")
     permutations: int = setting(10000, "resamples of the paired randomisation test")
     significance_metrics: list[str] = setting(["ndcg@10", "map@100"], "metrics tested between systems")
+    rerank_depth: int = setting(20, "documents the *-rerank systems rerank (search.rerank_depth for them)")
     ann_k: int = setting(10, "ANN quality: recall@k of the configured index against exact search")
 
 
@@ -280,6 +317,7 @@ class Settings:
     ner: NerSettings = field(default_factory=NerSettings)
     train_ner: TrainNerSettings = field(default_factory=TrainNerSettings)
     train_embedder: TrainEmbedderSettings = field(default_factory=TrainEmbedderSettings)
+    train_reranker: TrainRerankerSettings = field(default_factory=TrainRerankerSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     web: WebSettings = field(default_factory=WebSettings)

@@ -123,6 +123,43 @@ def gate_cmd(settings: Settings, kinds: tuple[str, ...], corpus_sample: int, max
     run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo)
 
 
+@main.command("rerank-bench")
+@config_options
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index whose store gives the passages (default: index.dir).")
+@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="BEIR directory whose queries.jsonl gives the queries.")
+@click.option("--queries", "n_queries", default=30, show_default=True, help="Timed queries per row.")
+@click.option("--depth", default=20, show_default=True, help="Passages reranked per query.")
+@click.option("--max-length", "lengths", type=int, multiple=True, help="Reranker max_length; repeatable (default: 128 64).")
+@click.option("--variant", "variants", multiple=True, help="backend-precision; repeatable (default: all six).")
+@click.option("--threads", default=2, show_default=True, help="torch / ONNX Runtime / OpenVINO threads.")
+def rerank_bench_cmd(settings: Settings, index_dir: Path | None, dataset: Path, n_queries: int, depth: int,
+                     lengths: tuple[int, ...], variants: tuple[str, ...], threads: int) -> None:
+    """Latency of the reranker on a query's top N real passages, per backend, precision and max_length."""
+    import os
+
+    import torch
+
+    from indexer.errors import ModelError
+    from indexer.readers.beir import load_queries
+    from indexer.reranker import resolve_reranker_dir, store_pairs
+    from searchd.eval.rerank_bench import VARIANTS, markdown, passages_of, run
+
+    torch.set_num_threads(threads)
+    model_dir = resolve_reranker_dir(settings)
+    if model_dir is None:
+        raise ModelError("no reranker on the models search path; run `indexer train-reranker` or set search.rerank_model")
+    index_dir = index_dir or settings.index.dir
+    queries = list(load_queries(_data_path(settings, dataset)).values())[:n_queries]
+    passages = passages_of(index_dir, max(depth * 4, n_queries * depth // 2), seed=0)
+    load = "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows = run(settings, model_dir, queries, passages, depth, lengths or (128, 64), variants or VARIANTS, threads,
+               lambda: store_pairs(index_dir), say=lambda m: click.echo(m, err=True))
+    click.echo(markdown(rows, len(queries), threads, f"{load} before, " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+                        + " after"))
+
+
 @main.command("eval")
 @config_options
 @click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -27,6 +27,7 @@ from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, 
 from searchd.snippets import badges, document_highlights, make_snippet
 
 if TYPE_CHECKING:  # faiss loads with the index, not with this module
+    from indexer.reranker import Reranker
     from indexer.vector_index import VectorIndex
 
 META_FACETS = ("collection", "source", "doc_type", "court", "year")
@@ -63,8 +64,9 @@ class SearchService:
     """
 
     def __init__(self, store: DocumentStore, index: VectorIndex, embedder: Embedder, settings: Settings,
-                 manifest: dict[str, Any]):
+                 manifest: dict[str, Any], reranker: Reranker | None = None):
         self.store = store
+        self.reranker = reranker  # reorders the fused top search.rerank_depth documents when set
         self.index = index
         self.embedder = embedder
         self.settings = settings
@@ -95,11 +97,16 @@ class SearchService:
             if resolve_device(settings.index.device) == "cuda":
                 index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
             embedder = embedder if embedder is not None else load_embedder(settings)
+            reranker = None
+            if settings.search.rerank_depth > 0:
+                from indexer.reranker import load_reranker
+
+                reranker = load_reranker(settings)
         except BaseException:  # a refused index is not left open
             index.close()
             store.close()
             raise
-        return cls(store, index, embedder, settings, manifest)
+        return cls(store, index, embedder, settings, manifest, reranker)
 
     @classmethod
     def keyword_only(cls, store: DocumentStore, settings: Settings) -> "SearchService":
@@ -141,6 +148,7 @@ class SearchService:
         need = query.offset + query.k
         try:
             ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings)
+            ranking = self._rerank(query, ranking, timings)
             if time.monotonic() > deadline:
                 raise StoreTimeout("deadline passed during retrieval")
         except StoreTimeout:
@@ -292,6 +300,34 @@ class SearchService:
             return rankings[0]
         return fusion.rrf(rankings, [1.0] * len(rankings), self.settings.search.rrf_k)[:window]
 
+    def _rerank(self, query: Query, ranking: list[tuple[int, int, float]],
+                timings: dict[str, float]) -> list[tuple[int, int, float]]:
+        """The top search.rerank_depth documents reordered by the cross-encoder on their best chunk
+        ("Title. chunk", as the index encodes it), scored by its logit; the rest follow in their order.
+        A no-op in keyword mode, without a reranker or at depth 0."""
+        depth = self.settings.search.rerank_depth
+        if self.reranker is None or depth <= 0 or query.mode == "keyword" or len(ranking) < 2:
+            return ranking
+        mark = time.perf_counter()
+        head, tail = ranking[:depth], ranking[depth:]
+        texts = self.store.chunk_texts([c for _, c, _ in head])
+        passages = [_passage(*texts.get(c, ("", ""))) for _, c, _ in head]
+        scores = self.reranker.score(query.q, passages)
+        order = np.argsort(-scores, kind="stable")
+        timings["rerank"] = _ms(mark)
+        return [(head[i][0], head[i][1], float(scores[i])) for i in order] + tail
+
+    def with_reranker(self, reranker: Reranker, depth: int) -> "SearchService":
+        """A view of this service (same store, index, embedder and threads) that reranks the top `depth`;
+        closing stays with this service."""
+        import copy
+        import dataclasses
+
+        view = copy.copy(self)
+        view.reranker = reranker
+        view.settings = self.settings.replace(search=dataclasses.replace(self.settings.search, rerank_depth=depth))
+        return view
+
     def _query_vector(self, q: str) -> np.ndarray:
         """The query's vector (a long query's: see long_query.LongQueries), from a small LRU cache so that paging does not re-encode."""
         size = self.settings.search.query_cache
@@ -403,3 +439,8 @@ class SearchService:
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _passage(title: str, text: str) -> str:
+    """What the reranker reads of a chunk: "Title. text", as the index encodes it."""
+    return f"{title}. {text}" if title else text

@@ -67,8 +67,8 @@ def test_bad_card_is_an_error_naming_it(settings, tmp_path):
     s = with_path(settings, tmp_path, str(tmp_path / "mine"))
     bad = tmp_path / "mine" / "odd"
     bad.mkdir(parents=True)
-    (bad / registry.CARD).write_text(json.dumps({"kind": "reranker"}))
-    with pytest.raises(ModelError, match="reranker"):
+    (bad / registry.CARD).write_text(json.dumps({"kind": "classifier"}))
+    with pytest.raises(ModelError, match="'classifier'; valid kinds: embedder, tagger, reranker"):
         registry.find_models(s)
 
 

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, search: SearchClient | None = N
     app.extensions["medlex.settings"] = settings
     app.extensions["medlex.search"] = search if search is not None else make_client(settings)
 
+    from web.eval_views import bp as evaluation
     from web.views import bp
 
     # route exactly as written: slash-merging and trailing-slash redirects are built from the Host header
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, search: SearchClient | None = N
     app.url_map.converters["int"] = AsciiIntConverter
     app.jinja_env.finalize = neutralise_bidi
     app.register_blueprint(bp)
+    app.register_blueprint(evaluation)
     app.jinja_env.globals["legend_labels"] = [(label, label_slot(label)) for label in settings.search.facet_labels]
 
     @app.after_request

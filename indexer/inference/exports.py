@@ -144,11 +144,12 @@ def _export_onnx(kind: str, model_dir: Path, out: Path) -> None:
     from indexer.inference.runtime import load_tokenizer, tokenize
 
     module, names, output = _torch_module(kind, model_dir)
-    sample = tokenize(load_tokenizer(kind, model_dir), ["a first sample text", "and a second, somewhat longer one"],
+    texts = ["a first sample text", "and a second, somewhat longer one"]
+    sample = tokenize(load_tokenizer(kind, model_dir), [(t, t) for t in texts] if kind == "reranker" else texts,
                       32, names)
     args = tuple(torch.from_numpy(sample[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes[output] = {0: "batch"} if kind == "embedder" else {0: "batch", 1: "sequence"}
+    axes[output] = {0: "batch"} if kind in ("embedder", "reranker") else {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python conditions on shapes, which hold here
         torch.onnx.export(module, args, str(out), input_names=list(names), output_names=[output],
@@ -175,6 +176,8 @@ def _torch_module(kind: str, model_dir: Path):
                 return self.model(dict(zip(names, inputs)))["sentence_embedding"]
 
         return Pipeline().eval(), names, "sentence_embedding"
+    if kind == "reranker":
+        return _cross_encoder_module(model_dir)
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(model_dir).eval()
@@ -188,6 +191,24 @@ def _torch_module(kind: str, model_dir: Path):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     return Encoder().eval(), ("input_ids", "attention_mask"), "last_hidden_state"
+
+
+def _cross_encoder_module(model_dir: Path):
+    """(module, input names, 'logits'): a sequence-classification model's one logit per pair."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+    class CrossEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    return CrossEncoder().eval(), ("input_ids", "attention_mask", "token_type_ids"), "logits"
 
 
 def _versions(backend: str) -> dict[str, str]:

@@ -23,9 +23,15 @@ def load_tokenizer(kind: str, model_dir: Path):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Padded int64 inputs a session takes, truncated to max_length sub-tokens."""
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+def tokenize(tokenizer, texts: list[str] | list[tuple[str, str]], max_length: int,
+             names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Padded int64 inputs a session takes, truncated to max_length sub-tokens; (query, passage)
+    tuples are encoded as pairs, the passage truncated first (a cross-encoder's input)."""
+    if texts and isinstance(texts[0], tuple):
+        enc = tokenizer([a for a, _ in texts], [b for _, b in texts], padding=True, truncation="longest_first",
+                        max_length=max_length, return_tensors="np")
+    else:
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     return {n: np.ascontiguousarray(enc[n], dtype=np.int64) if n in enc else np.zeros_like(enc["input_ids"],
                                                                                                dtype=np.int64)
             for n in names}

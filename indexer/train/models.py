@@ -1,4 +1,4 @@
-"""`indexer train-models`: train the tagger and the embedder into the models search path, each with its card."""
+"""`indexer train-models`: train the tagger, the embedder and the reranker into the models search path, each with its card."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from indexer.settings import Settings
 
-KINDS = ("tagger", "embedder")
+KINDS = ("tagger", "embedder", "reranker")
 
 
 def tagger_card(settings: Settings, path: Path, metrics: dict, command: str) -> Path:
@@ -31,8 +31,17 @@ def embedder_card(settings: Settings, result, command: str) -> Path:
                                dict(result.dev_metrics), result.seconds, result.device, settings.root)
 
 
+def reranker_card(settings: Settings, result, command: str) -> Path:
+    """Write medlex-model.json (kind "reranker") for a cross-encoder `train_reranker` just saved."""
+    from indexer import registry
+
+    return registry.write_card(result.model_dir, "reranker", command, list(settings.train_reranker.sources),
+                               dict(result.dev_metrics), result.seconds, result.device, settings.root)
+
+
 def train_models(settings: Settings, which: tuple[str, ...] = KINDS) -> list[Path]:
-    """Train the tagger and/or the embedder into the first writable search-path entry (ner/, embedder/)."""
+    """Train the tagger, the embedder and/or the reranker into the first writable search-path entry
+    (ner/, embedder/, reranker/)."""
     from indexer import registry
 
     root = registry.writable_root(settings)
@@ -51,5 +60,13 @@ def train_models(settings: Settings, which: tuple[str, ...] = KINDS) -> list[Pat
                                                                     output_dir=root / "embedder"))
         result = train_embedder(tuned)
         embedder_card(tuned, result, "indexer train-models")
+        out.append(result.model_dir)
+    if "reranker" in which:
+        from indexer.train.reranker import train_reranker
+
+        tuned = settings.replace(train_reranker=dataclasses.replace(settings.train_reranker,
+                                                                    output_dir=root / "reranker"))
+        result = train_reranker(tuned)
+        reranker_card(tuned, result, "indexer train-models")
         out.append(result.model_dir)
     return out

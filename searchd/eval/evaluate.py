@@ -4,7 +4,9 @@ Every query goes through the same `search(Query)` call that users hit, asking fo
 hits (paged by search.max_k), so what is measured is what users get. A system is a search
 mode plus the embedder whose index serves it: bm25 (keyword), dense-base (the packaged
 MiniLM), dense-tuned (var/models/embedder when trained), hybrid (the configured embedder),
-hybrid-entities (hybrid with entity filters taken from the query text).
+hybrid-entities (hybrid with entity filters taken from the query text); hybrid-rerank and
+dense-tuned-rerank are hybrid and dense-tuned with the cross-encoder reranking their top
+eval.rerank_depth documents inside the same `search` call (search.rerank_depth).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class SystemSpec:
     mode: str  # dense | keyword | hybrid
     embedder: str  # base | tuned | configured: whose index serves the system
     entity_filters: bool = False  # filter on Disease/Drug entities named in the query
+    rerank: bool = False  # the cross-encoder reranks the top eval.rerank_depth documents
 
 
 SYSTEMS: dict[str, SystemSpec] = {
@@ -35,6 +38,8 @@ SYSTEMS: dict[str, SystemSpec] = {
     "dense-tuned": SystemSpec("dense", "tuned"),
     "hybrid": SystemSpec("hybrid", "configured"),
     "hybrid-entities": SystemSpec("hybrid", "configured", entity_filters=True),
+    "hybrid-rerank": SystemSpec("hybrid", "configured", rerank=True),
+    "dense-tuned-rerank": SystemSpec("dense", "tuned", rerank=True),
 }
 
 
@@ -179,6 +184,7 @@ class Services:
         self.keyword_only = keyword_only  # every system is BM25: build the store only, encode nothing
         self.open: dict[Path, Any] = {}
         self.indexes: dict[str, dict[str, Any]] = {}
+        self.reranker: Any = None  # loaded on the first rerank system
 
     def get(self, model_dir: Path) -> Any:
         from searchd.eval.indexes import ensure_index, ensure_store
@@ -197,6 +203,15 @@ class Services:
                 self.open[model_dir] = SearchService.load(s)
             self.indexes[model_dir.name] = info
         return self.open[model_dir]
+
+    def reranking(self, model_dir: Path) -> Any:
+        """The embedder's service with the reranker on its top eval.rerank_depth documents (a view of it)."""
+        if self.reranker is None:
+            from indexer.reranker import load_reranker, store_pairs
+
+            index_dir = self.get(model_dir).settings.index.dir
+            self.reranker = load_reranker(self.settings, prepare=True, calibration=lambda: store_pairs(index_dir))
+        return self.get(model_dir).with_reranker(self.reranker, self.settings.eval.rerank_depth)
 
     def close(self) -> None:
         for service in self.open.values():
@@ -230,6 +245,7 @@ def evaluate(dataset: Path, split: str, settings: Settings, systems: list[str], 
               "comparisons": comparisons_as_dicts(compare_all(per_query, ev.significance_metrics,
                                                               ev.permutations, ev.sample_seed))}
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["query_texts"] = data.queries  # what was searched (the web evaluation page links to it)
     report["per_query"] = per_query
     return report, runs
 
@@ -247,10 +263,12 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
         if model is None:
             notes.append(f"{name} was not run: no fine-tuned embedder in {settings.train_embedder.output_dir}")
             continue
-        service = services.get(model)
+        service = services.reranking(model) if SYSTEMS[name].rerank else services.get(model)
         runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
                                 _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
         label = "none (FTS5 BM25)" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
+        if SYSTEMS[name].rerank:
+            label += f" + cross-encoder {Path(services.reranker.name).name} (top {settings.eval.rerank_depth})"
         summaries[name] = system_summary(runs[name], data, cutoffs, label)
     return runs, summaries, notes
 
