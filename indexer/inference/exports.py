@@ -144,9 +144,12 @@ def _export_onnx(kind: str, model_dir: Path, out: Path) -> None:
     from indexer.inference.runtime import load_tokenizer, tokenize
 
     module, names, output = _torch_module(kind, model_dir)
-    sample = tokenize(load_tokenizer(kind, model_dir), ["a first sample text", "and a second, somewhat longer one"],
-                      32, names)
-    args = tuple(torch.from_numpy(sample[n]) for n in names)
+    if kind == "head":
+        args = module.sample()
+    else:
+        sample = tokenize(load_tokenizer(kind, model_dir), ["a first sample text", "and a second, somewhat longer one"],
+                          32, names)
+        args = tuple(torch.from_numpy(sample[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[output] = {0: "batch"} if kind == "embedder" else {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -175,6 +178,8 @@ def _torch_module(kind: str, model_dir: Path):
                 return self.model(dict(zip(names, inputs)))["sentence_embedding"]
 
         return Pipeline().eval(), names, "sentence_embedding"
+    if kind == "head":
+        return _head_module(model_dir), ("words", "mirror"), "scores"
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(model_dir).eval()
@@ -188,6 +193,23 @@ def _torch_module(kind: str, model_dir: Path):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     return Encoder().eval(), ("input_ids", "attention_mask"), "last_hidden_state"
+
+
+def _head_module(tagger_dir: Path):
+    """The tagger's WordScorer (BiLSTM + emission from heads.pt), with a sample input for tracing."""
+    import torch
+
+    from indexer.ner import BertCrfTagger, WordScorer, mirror_index
+
+    model = BertCrfTagger.load(tagger_dir).model.eval()
+    width = model.encoder.config.hidden_size
+
+    class Head(WordScorer):
+        def sample(self):
+            mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])  # unequal lengths: mirror must stay dynamic
+            return torch.randn(2, 7, width), mirror_index(mask)
+
+    return Head(model.lstm, model.emission).eval()
 
 
 def _versions(backend: str) -> dict[str, str]:
