@@ -12,8 +12,9 @@ through arrays computed once per version.
 - a larger allowed set on a CPU flat or HNSW index goes through an `IDSelectorBitmap` over rows
   of the inner index (exact for flat); an HNSW walk that comes back short of k falls back to
   the exact scan rather than return fewer hits than the filter allows;
-- a GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
-  GPU indexes (faiss issues 3114, 3924).
+- a FAISS GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
+  GPU indexes (faiss issues 3114, 3924). Without faiss-gpu, the GPU copy is an exact torch
+  scan (indexer/torch_scan.py), which answers every query, filtered ones through a row mask.
 
 Index types that cannot remove ids (HNSW) keep tombstones, which every search excludes and
 `compact()` drops by rebuilding from the stored vectors.
@@ -93,6 +94,7 @@ class FaissIndex:
         self.tombstones = np.unique(np.asarray(list(tombstones), dtype=np.int64))
         self._copy: np.ndarray | None = None  # vectors of non-flat indexes, kept for exact scans
         self._gpu = None
+        self._torch = None  # a TorchScan of the rows on a GPU when faiss-gpu is absent
         self.version = 0
         self._apply_search_knobs()
         self._refresh()
@@ -216,6 +218,8 @@ class FaissIndex:
     def search_rows(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, chunk ids) within a boolean mask over `row_ids()` (None: every live row)."""
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
+        if self._torch is not None:
+            return self._torch_search(q, k, rows)
         if rows is None and not len(self.tombstones):
             return self._search_all(q, k)
         rows = self._live if rows is None else rows & self._live if len(self.tombstones) else rows
@@ -243,7 +247,7 @@ class FaissIndex:
     # ---- internals -----------------------------------------------------------------------
     def _refresh(self) -> None:
         """Per-version arrays, so that no search sorts or maps ids: row -> id, sorted ids, live rows."""
-        self._gpu = None  # a GPU copy would be stale after any change
+        self._gpu = self._torch = None  # a GPU copy would be stale after any change
         self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         self._ids.flags.writeable = False  # handed out by row_ids()
         self._order = np.argsort(self._ids, kind="stable")
@@ -332,12 +336,31 @@ class FaissIndex:
         if ivf is not None:
             ivf.nprobe = self.settings.ivf_nprobe
 
-    def to_gpu(self) -> bool:
-        """Make a GPU copy for unfiltered searches when FAISS sees a GPU; the CPU index stays the record."""
-        if faiss.get_num_gpus() == 0 or len(self.tombstones):
-            return False
-        self._gpu = faiss.index_cpu_to_all_gpus(self.index)
-        return True
+    def to_gpu(self) -> str | None:
+        """Make a GPU copy, the CPU index staying the record: 'faiss' (unfiltered queries), 'torch' (an exact scan
+        of every query, when faiss-gpu is absent but torch sees CUDA), or None (no GPU)."""
+        if faiss.get_num_gpus() > 0 and not len(self.tombstones):
+            self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+            return "faiss"
+        from indexer.torch_scan import cuda_available
+
+        if cuda_available():
+            self.use_torch_scan("cuda")
+            return "torch"
+        return None
+
+    def use_torch_scan(self, device: str) -> None:
+        """Answer every search with an exact torch scan of the rows on `device` (until the next change)."""
+        from indexer.torch_scan import TorchScan
+
+        self._torch = TorchScan(self._matrix(), device)
+
+    def _torch_search(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        mask = self._live if rows is None else rows & self._live
+        scores, found = self._torch.search(q[0], k, None if rows is None and not len(self.tombstones) else mask)
+        ids = self._ids[found]
+        order = np.lexsort((ids, -scores))  # ties by smaller id, as the CPU scan
+        return scores[order], ids[order]
 
 
 def _selector(bitmap: np.ndarray) -> faiss.IDSelector:

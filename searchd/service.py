@@ -91,7 +91,7 @@ class SearchService:
         try:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
-                index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
+                index.to_gpu()  # faiss-gpu: unfiltered searches only; else an exact torch scan answers all
             embedder = embedder if embedder is not None else load_embedder(settings)
         except BaseException:  # a refused index is not left open
             index.close()

@@ -190,3 +190,36 @@ def test_a_stranded_hnsw_walk_falls_back_to_the_exact_scan(data):
     rows[far] = True
     got = index.search_rows(vectors[0], 30, rows)[1]
     assert got.tolist() == brute(vectors, ids, vectors[0], 30, ids[far])[1].tolist()
+
+
+def _cuda() -> bool:
+    from indexer.torch_scan import cuda_available
+
+    return cuda_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not _cuda(), reason="no CUDA device (no GPU was lent to this machine)"))])
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_torch_scan_gives_the_cpu_index_top_k(data, kind, device):
+    """The GPU copy without faiss-gpu (an exact torch scan) returns what the exact CPU plan returns."""
+    rng, vectors, ids = data
+    cpu = make(kind, vectors, ids)
+    scan = make(kind, vectors, ids)
+    if device == "cuda":
+        assert scan.to_gpu() in ("torch", "faiss")
+    else:
+        scan.use_torch_scan("cpu")
+    dead = ids[:50]
+    cpu.remove(dead)
+    scan.remove(dead)  # a change drops the copy (stale); make it again over the live rows
+    scan.use_torch_scan(device)
+    for fraction in (None, 0.001, 0.03, 0.3, 1.0):
+        q = unit(rng, 1)[0]
+        allowed = None if fraction is None else rng.choice(ids, max(1, int(fraction * len(ids))), replace=False)
+        want_scores, want = brute(vectors, ids, q, 10, np.setdiff1d(ids if allowed is None else allowed, dead))
+        scores, got = scan.search(q, 10, allowed)
+        assert got.tolist() == want.tolist()
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+        if kind == "flat":  # the CPU flat index is exact: the same top k
+            assert cpu.search(q, 10, allowed)[1].tolist() == got.tolist()
