@@ -202,6 +202,8 @@ class SearchSettings:
     time_limit_ms: int = setting(5000, "per-query time limit")
     snippet_chars: int = setting(300, "snippet length")
     query_cache: int = setting(1024, "query vectors kept (LRU) so that paging does not re-encode; 0 = off")
+    mmap_vectors: bool = setting(True, "map vectors.faiss read-only instead of reading it into memory (flat and "
+                                       "HNSW vectors; searchd worker processes then share one copy)")
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,9 @@ class ServerSettings:
 
     host: str = setting("127.0.0.1", "searchd bind address")
     port: int = setting(8600, "searchd port")
-    threads: int = setting(8, "WSGI worker threads")
+    threads: int = setting(8, "WSGI threads per worker process")
+    workers: int = setting(1, "searchd processes sharing the port (and the memory-mapped index); more than one "
+                              "loads the index in each before serving (docs/benchmarks.md: 2 on 2 cores)")
     max_body_bytes: int = setting(65536, "larger request bodies are refused")
     reload_check_seconds: float = setting(2.0, "how often a running service looks for a changed manifest.json "
                                                "(and reloads the index); 0 checks on every request")
@@ -223,7 +227,9 @@ class WebSettings:
     host: str = setting("127.0.0.1", "web bind address")
     port: int = setting(8700, "web port")
     searchd_url: str = setting("", "empty = search in-process; else e.g. http://127.0.0.1:8600")
-    threads: int = setting(8, "WSGI worker threads")
+    threads: int = setting(8, "WSGI threads per worker process")
+    workers: int = setting(1, "searchd processes sharing the port (and the memory-mapped index); more than one "
+                              "loads the index in each before serving (docs/benchmarks.md: 2 on 2 cores)")
     page_size: int = setting(10, "results per page")
     similar_k: int = setting(5, "similar documents listed on a document page")
 

@@ -16,6 +16,11 @@ through arrays computed once per version.
   GPU indexes (faiss issues 3114, 3924). Without faiss-gpu, the GPU copy is an exact torch
   scan (indexer/torch_scan.py), which answers every query, filtered ones through a row mask.
 
+An index loaded with `mmap=True` (searchd) maps the vectors of flat and HNSW indexes read-only
+(FAISS `IO_FLAG_MMAP_IFC`), so processes serving one index share its pages; it refuses changes.
+Exact scans read the vectors in place (a flat index's, or an HNSW index's flat storage), so
+only IVF keeps a copy of its own.
+
 Index types that cannot remove ids (HNSW) keep tombstones, which every search excludes and
 `compact()` drops by rebuilding from the stored vectors.
 """
@@ -83,13 +88,15 @@ class FaissIndex:
     """A FAISS index keyed by chunk id, with exact filtered search at any selectivity."""
 
     def __init__(self, index: faiss.Index, settings: IndexSettings, description: str,
-                 tombstones: Iterable[int] = ()):
+                 tombstones: Iterable[int] = (), mapped: bool = False):
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexMismatchError("the FAISS file is not an id-mapped index; run `indexer build --rebuild`")
         self.index = index
         self.inner = faiss.downcast_index(index.index)
+        self._flat_storage = self._find_storage()
         self.settings = settings
         self.description = description
+        self.mapped = mapped  # vectors mapped read-only from the file: no add, remove or reset
         self.dim = index.d
         self.tombstones = np.unique(np.asarray(list(tombstones), dtype=np.int64))
         self._copy: np.ndarray | None = None  # vectors of non-flat indexes, kept for exact scans
@@ -113,9 +120,12 @@ class FaissIndex:
         return cls(faiss.IndexIDMap2(inner), settings, description)
 
     @classmethod
-    def load(cls, path: Path, settings: IndexSettings, description: str, tombstones: Iterable[int] = ()) -> "FaissIndex":
-        """Read a saved index (the CPU one of record)."""
-        return cls(faiss.read_index(str(path)), settings, description, tombstones)
+    def load(cls, path: Path, settings: IndexSettings, description: str, tombstones: Iterable[int] = (),
+             mmap: bool = False) -> "FaissIndex":
+        """Read a saved index (the CPU one of record); `mmap` maps flat/HNSW vectors read-only instead."""
+        if not mmap:
+            return cls(faiss.read_index(str(path)), settings, description, tombstones)
+        return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC), settings, description, tombstones, True)
 
     def save(self, path: Path) -> None:
         """Write the CPU index to `path` (callers write aside and rename)."""
@@ -123,6 +133,10 @@ class FaissIndex:
 
     def close(self) -> None:
         """Free the vectors and the GPU copy now rather than at garbage collection; the index is then empty."""
+        if self.mapped:  # FAISS aborts the process on reset() of mapped vectors: drop the mapping instead
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self.inner, self.mapped = faiss.downcast_index(self.index.index), False
+            self._flat_storage = self._find_storage()
         self.index.reset()
         self.tombstones = np.zeros(0, dtype=np.int64)
         self._copy = None
@@ -169,6 +183,7 @@ class FaissIndex:
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add vectors under chunk ids that are not in the index yet."""
+        self._writable()
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.dim):
@@ -184,6 +199,7 @@ class FaissIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove chunk ids; index types that cannot remove keep them as tombstones."""
+        self._writable()
         ids = np.intersect1d(np.asarray(ids, dtype=np.int64), self._sorted)
         if len(ids) == 0:
             return
@@ -204,6 +220,11 @@ class FaissIndex:
         fresh.train(vectors)
         fresh.add(vectors, live)
         return fresh
+
+    def _writable(self) -> None:
+        if self.mapped:
+            raise IndexMismatchError("this vector index is memory-mapped read-only (searchd); change it through "
+                                     "`indexer add`, `update` or `delete`")
 
     # ---- reading -------------------------------------------------------------------------
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -253,10 +274,8 @@ class FaissIndex:
         self._order = np.argsort(self._ids, kind="stable")
         self._sorted = self._ids[self._order]
         self._mark_live()
-        if not self.is_flat and self._copy is None and len(self._ids):
-            self._copy = self._reconstruct_all()
-        if not self.is_flat and self._copy is None:
-            self._copy = np.zeros((0, self.dim), np.float32)
+        if self._flat_storage is None and self._copy is None:
+            self._copy = self._reconstruct_all() if len(self._ids) else np.zeros((0, self.dim), np.float32)
 
     def _mark_live(self) -> None:
         self.version += 1
@@ -269,13 +288,24 @@ class FaissIndex:
         return np.vstack([self.index.reconstruct(int(i)) for i in self._ids]).astype(np.float32)
 
     def _matrix(self) -> np.ndarray:
-        """(n, dim) vectors in id-map order: a view of a flat index's storage, else the kept copy."""
+        """(n, dim) vectors in id-map order: a view of the flat storage (flat, HNSW), else the kept copy (IVF)."""
+        storage = self._flat_storage
+        if storage is None:
+            return self._copy
+        n = int(self.index.ntotal)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def _find_storage(self):
+        """The IndexFlat holding the vectors by row (a flat index itself, an HNSW index's storage), or None."""
         if self.is_flat:
-            n = int(self.index.ntotal)
-            if n == 0:
-                return np.zeros((0, self.dim), np.float32)
-            return faiss.rev_swig_ptr(self.inner.get_xb(), n * self.dim).reshape(n, self.dim)
-        return self._copy
+            return self.inner
+        if isinstance(self.inner, faiss.IndexHNSW):
+            storage = faiss.downcast_index(self.inner.storage)
+            if isinstance(storage, faiss.IndexFlat):
+                return storage
+        return None
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id in the id map, -1 where absent."""

@@ -87,7 +87,7 @@ class SearchService:
 
         from indexer.models import resolve_device
 
-        store, index, manifest = open_index(settings)
+        store, index, manifest = open_index(settings, mmap=settings.search.mmap_vectors)  # searchd never writes it
         try:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
