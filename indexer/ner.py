@@ -23,6 +23,7 @@ from indexer.documents import Mention, sentence_spans
 from indexer.errors import ModelError
 from indexer.negation import NegationDetector
 from indexer.normalize import Normalizer
+from indexer.tagger_head import bilstm, mirror_index, viterbi
 
 Entity = Mention  # the tagger's output record: the store's Mention, filled by the model
 Span = tuple[int, int]
@@ -141,10 +142,9 @@ class CrfTaggerModel(nn.Module):
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-word tag scores (batch, words, tags)."""
         hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        index = batch["first"].unsqueeze(-1).expand(-1, -1, hidden.size(-1))
-        words = hidden.gather(1, index)
-        if self.head is not None:  # BiLSTM + emission exported with the encoder's backend (use_backend)
-            return self.head(words, mirror_index(batch["word_mask"]))
+        if self.head is not None:  # first sub-tokens, BiLSTM and emission exported to the encoder's backend
+            return self.head(hidden, batch["first"], mirror_index(batch["word_mask"]))
+        words = hidden.gather(1, batch["first"].unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
         if self.lstm is not None:
             words = bilstm(self.lstm, words, mirror_index(batch["word_mask"]))
         return self.emission(self.dropout(words))
@@ -164,47 +164,10 @@ class CrfTaggerModel(nn.Module):
         """Best tag ids per word: Viterbi with the CRF, else the per-word argmax."""
         scores = self.emissions(batch)
         mask = batch["word_mask"]
-        if self.crf is not None:
-            return self.crf.decode(scores, mask=mask)
+        if self.crf is not None:  # numpy: torch's per-step ops cost more than the search itself on busy cores
+            return viterbi(scores.numpy(), mask.numpy(), self.crf)
         best = scores.argmax(-1)
         return [best[i, : int(mask[i].sum())].tolist() for i in range(best.size(0))]
-
-
-def mirror_index(word_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, words) position of each word mirrored within its sentence; padding maps to itself."""
-    lengths = word_mask.sum(1, keepdim=True)
-    t = torch.arange(word_mask.size(1), device=word_mask.device).unsqueeze(0)
-    return torch.where(t < lengths, lengths - 1 - t, t)
-
-
-def bilstm(lstm: nn.LSTM, words: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-    """A one-layer bidirectional LSTM over padded word vectors, each direction run unpacked.
-
-    The forward direction meets padding only after a sentence's last word; the backward one reads
-    each sentence mirrored within its length (`mirror_index`), so its padding comes last too. The
-    real words get what packing gives (to float rounding, 1e-7), about 3x faster than packed on
-    the CPU, and the graph exports to ONNX/OpenVINO (LSTM ops); padded positions hold junk the
-    CRF mask ignores.
-    """
-    h0 = words.new_zeros(1, words.size(0), lstm.hidden_size)
-    run = lambda x, suffix: torch.lstm(  # noqa: E731
-        x, (h0, h0), [getattr(lstm, f"{n}_l0{suffix}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")],
-        True, 1, 0.0, lstm.training, False, True)[0]
-    index = mirror.unsqueeze(-1)
-    forward = run(words, "")
-    backward = run(words.gather(1, index.expand(-1, -1, words.size(-1))), "_reverse")
-    return torch.cat([forward, backward.gather(1, index.expand(-1, -1, backward.size(-1)))], dim=-1)
-
-
-class WordScorer(nn.Module):
-    """The tagger's head at inference, BiLSTM (if any) + emission: what the encoder's backend runs as one graph."""
-
-    def __init__(self, lstm: nn.LSTM | None, emission: nn.Linear):
-        super().__init__()
-        self.lstm, self.emission = lstm, emission
-
-    def forward(self, words: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-        return self.emission(bilstm(self.lstm, words, mirror) if self.lstm is not None else words)
 
 
 def encode_words(tokenizer, batch_words: Sequence[Sequence[str]], max_length: int) -> dict[str, torch.Tensor]:
@@ -363,8 +326,9 @@ class ExportedHead:
     def __init__(self, session):
         self.session = session
 
-    def __call__(self, words: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-        feeds = {"words": words.cpu().numpy().astype("float32", copy=False),
+    def __call__(self, hidden: torch.Tensor, first: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+        feeds = {"hidden": hidden.cpu().numpy().astype("float32", copy=False),
+                 "first": first.cpu().numpy().astype("int64", copy=False),
                  "mirror": mirror.cpu().numpy().astype("int64", copy=False)}
         return torch.from_numpy(self.session.run(feeds))
 
