@@ -22,7 +22,6 @@ from indexer.settings import Settings
 
 BACKLOG = 1024  # 16 clients reconnecting per request should never see a refused connection
 RESTART_PAUSE_S = 1.0
-EARLY_EXIT_S = 120.0  # a worker gone sooner than this after its start failed to load, not crashed while serving
 
 
 class _Stop(Exception):
@@ -50,8 +49,8 @@ def worker_settings(settings: Settings, workers: int) -> Settings:
     return settings.replace(embedder=embedder)
 
 
-def _child(settings: Settings, sock: socket.socket, workers: int) -> None:
-    """Run one worker until SIGTERM: load the index, then serve the shared socket."""
+def _child(settings: Settings, sock: socket.socket, workers: int, ready: int) -> None:
+    """Run one worker until SIGTERM: load the index, say so on the `ready` pipe, then serve the shared socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     import torch
@@ -68,25 +67,42 @@ def _child(settings: Settings, sock: socket.socket, workers: int) -> None:
         print(f"searchd worker {os.getpid()}: {holder.error}", file=sys.stderr, flush=True)
         os._exit(1)
     server = create_server(app, sockets=[sock], threads=settings.server.threads, ident="searchd")
+    os.write(ready, b"1")
+    os.close(ready)
     try:
         server.run()
     finally:
         holder.close()
 
 
-def _spawn(settings: Settings, sock: socket.socket, workers: int) -> int:
+def _spawn(settings: Settings, sock: socket.socket, workers: int) -> tuple[int, int]:
+    """Fork a worker: (its pid, the read end of the pipe on which it says it has loaded)."""
+    read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(read)
         code = 0
         try:
-            _child(settings, sock, workers)
+            _child(settings, sock, workers, write)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 0
         except BaseException as exc:  # noqa: BLE001  (a worker must never return into the parent's loop)
             print(f"searchd worker {os.getpid()} failed: {exc}", file=sys.stderr, flush=True)
             code = 1
         os._exit(code)
-    return pid
+    os.close(write)
+    os.set_blocking(read, False)
+    return pid, read
+
+
+def _was_ready(read: int) -> bool:
+    """Whether a worker that has exited had loaded the index (wrote to its pipe) before it went."""
+    try:
+        return os.read(read, 1) == b"1"
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(read)
 
 
 def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -97,23 +113,25 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     started = time.monotonic()
-    children = {_spawn(settings, sock, workers): time.monotonic() for _ in range(workers)}
+    children = dict(_spawn(settings, sock, workers) for _ in range(workers))  # pid -> ready pipe
     try:
         while True:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            born = children.pop(pid, None)
-            if born is None:
+            pipe = children.pop(pid, None)
+            if pipe is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - born < EARLY_EXIT_S:  # it could not load the index: another would not either
-                print(f"searchd worker {pid} exited ({code}) while starting; stopping", file=sys.stderr, flush=True)
+            if not _was_ready(pipe):  # it could not load the index: another would not either
+                print(f"searchd worker {pid} exited ({code}) before it had loaded the index; stopping",
+                      file=sys.stderr, flush=True)
                 raise SystemExit(1)
             print(f"searchd worker {pid} exited ({code}); starting another", file=sys.stderr, flush=True)
             time.sleep(RESTART_PAUSE_S)
-            children[_spawn(settings, sock, workers)] = time.monotonic()
+            pid, pipe = _spawn(settings, sock, workers)
+            children[pid] = pipe
     except _Stop:
         pass
     finally:

@@ -223,3 +223,22 @@ def test_torch_scan_gives_the_cpu_index_top_k(data, kind, device):
         np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
         if kind == "flat":  # the CPU flat index is exact: the same top k
             assert cpu.search(q, 10, allowed)[1].tolist() == got.tolist()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_memory_mapped_index_searches_refuses_changes_and_closes(tmp_path, data, kind):
+    rng, vectors, ids = data
+    index = make(kind, vectors, ids)
+    index.save(tmp_path / "v.faiss")
+    mapped = FaissIndex.load(tmp_path / "v.faiss", IndexSettings(), index.description, mmap=True)
+    q = unit(rng, 1)[0]
+    allowed = rng.choice(ids, 900, replace=False)
+    assert mapped.search(q, 10)[1].tolist() == index.search(q, 10)[1].tolist()
+    assert mapped.search(q, 10, allowed)[1].tolist() == index.search(q, 10, allowed)[1].tolist()
+    np.testing.assert_array_equal(mapped.vectors(ids[:5]), vectors[:5])  # read in place, no copy
+    with pytest.raises(IndexMismatchError, match="memory-mapped read-only"):
+        mapped.add(vectors[:1], np.array([1], dtype=np.int64))
+    with pytest.raises(IndexMismatchError, match="memory-mapped read-only"):
+        mapped.remove(ids[:1])
+    mapped.close()  # FAISS would abort the process on reset() of mapped vectors
+    assert mapped.ntotal == 0 and len(mapped.search(q, 10)[1]) == 0
