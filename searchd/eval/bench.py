@@ -176,7 +176,9 @@ def _filters(service) -> list[tuple[str, dict]]:
     return out
 
 
-def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> None:
+def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> list[tuple]:
+    """One row per filter and mode; returns (mode, filter, p50, p99) for the floors."""
+    measured = []
     from searchd.service import SearchTimeout
 
     for name, flt in _filters(service):
@@ -196,10 +198,31 @@ def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword",
                 for key, value in result.timings.items():
                     stages.setdefault(key, []).append(value)
             p50, p95, p99 = _percentiles(times)
+            measured.append((mode, name, p50, p99))
             parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
             rows.append((f"{mode:7} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
                          f"p50 {p50:.1f} / p95 {p95:.1f} / "
                          f"p99 {p99:.1f} ms", f"median stages (ms): {parts}"))
+
+
+def _latency_floor(measured: list[tuple]) -> tuple[str, ...]:
+    """Dense search with a filter at p50 <= 10 ms and p99 <= 30 ms end to end: the worst filtered row."""
+    dense = [m for m in measured if m[0] == "dense" and m[1] != "none"]
+    p50, p99 = max(m[2] for m in dense), max(m[3] for m in dense)
+    return ("floor: dense + filter p50 <= 10, p99 <= 30 ms", f"worst p50 {p50:.1f} / p99 {p99:.1f} ms",
+            "met" if p50 <= 10 and p99 <= 30 else "NOT met", f"load {os.getloadavg()[0]:.1f}")
+
+
+def _http_floor(results: list[tuple], description: str) -> tuple[str, ...]:
+    """16 clients, hybrid with filters: >= 60 QPS on a flat index, >= 120 on HNSW, zero errors (best worker count)."""
+    need = 120 if description.startswith("HNSW") else 60
+    runs = [r for r in results if r[0] == "hybrid" and r[2] == 16]
+    if not runs:
+        return ("floor: HTTP hybrid + filter, 16 clients", "not run", "", "")
+    workers, qps, errors = max(((r[1], r[3], r[4]) for r in runs), key=lambda r: r[1])
+    return (f"floor: HTTP hybrid + filter, 16 clients >= {need} QPS ({description})",
+            f"{qps:.1f} QPS with {workers} worker(s), {errors} errors",
+            "met" if qps >= need and errors == 0 else "NOT met", f"load {os.getloadavg()[0]:.1f}")
 
 
 def _free_port() -> int:
@@ -278,8 +301,10 @@ def _process_memory(pid: int) -> list[tuple[int, float, float]]:
 
 
 def _http(settings: Settings, config_args: list[str], queries: list[str], seconds: float, rows: list,
-          workers: tuple[int, ...] = (1, 2), clients: tuple[int, ...] = (1, 16)) -> None:
-    """QPS of `searchd serve --workers W` (a child process) for dense and hybrid searches, every one filtered."""
+          workers: tuple[int, ...] = (1, 2), clients: tuple[int, ...] = (1, 16)) -> list[tuple]:
+    """QPS of `searchd serve --workers W` (a child process) for dense and hybrid searches, every one filtered;
+    returns (mode, workers, clients, QPS, errors) per run."""
+    results = []
     for w in workers:
         port = _free_port()
         cmd = [sys.executable, "-m", "searchd", "serve", "--port", str(port), "--workers", str(w), *config_args]
@@ -296,6 +321,7 @@ def _http(settings: Settings, config_args: list[str], queries: list[str], second
                     done, errors, latencies = _load_clients(base, queries, mode, c, seconds)
                     elapsed = time.perf_counter() - started
                     p50, p95, _ = _percentiles(latencies or [0.0])
+                    results.append((mode, w, c, done / elapsed, errors))
                     rows.append((f"HTTP {mode} + filter, {w} worker(s), {c} client(s)",
                                  f"{done} requests, {errors} errors", f"{done / elapsed:.1f} QPS",
                                  f"latency p50 {p50:.0f} / p95 {p95:.0f} ms; load {load:.1f}->"
@@ -308,6 +334,7 @@ def _http(settings: Settings, config_args: list[str], queries: list[str], second
         finally:
             server.terminate()
             server.wait(60)
+    return results
 
 
 def print_inference(settings: Settings, n_texts: int = 96, n_queries: int = 50) -> None:
@@ -360,10 +387,12 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     with SearchService.load(settings) as service:
         queries = _queries(settings, n_queries)
         service.search(service.parse({"q": "warm up"}))
-        _latency(service, queries, rows)
+        measured = _latency(service, queries, rows)
+        rows.append(_latency_floor(measured))
         rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
-        _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0", *_model_args(settings)],
-              queries, http_seconds, rows, workers)
+        http = _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0", *_model_args(settings)],
+                    queries, http_seconds, rows, workers)
+        rows.append(_http_floor(http, service.index.description))
         shape = (f"{service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
                  f"index {service.index.description}")
     width = [max(len(r[i]) for r in rows) for i in range(4)]
