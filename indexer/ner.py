@@ -221,13 +221,14 @@ class BertCrfTagger:
         for t, text in enumerate(texts):
             for words in sentence_words(text):
                 strings = [text[s:e] for s, e in words]
-                spans = windows(subtoken_counts(self.tokenizer, strings), self.window_words, self.window_stride,
-                                budget)
+                counts = subtoken_counts(self.tokenizer, strings)
+                spans = windows(counts, self.window_words, self.window_stride, budget)
                 units.append((t, words, spans))
-                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]]) for span in spans)
-        tag_lists = self._predict([j[2] for j in jobs])
+                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]], sum(counts[span[0]:span[1]]))
+                            for span in spans)
+        tag_lists = self._predict([j[2] for j in jobs], [j[3] for j in jobs])
         by_unit: dict[int, list[list[str]]] = {}
-        for (u, _, _), tags in zip(jobs, tag_lists):
+        for (u, *_), tags in zip(jobs, tag_lists):
             by_unit.setdefault(u, []).append(tags)
         out: list[list[Entity]] = [[] for _ in texts]
         for u, (t, words, spans) in enumerate(units):
@@ -241,10 +242,10 @@ class BertCrfTagger:
             out = [self.mention_filter.filter(text, ms) for text, ms in zip(texts, out)]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
 
-    def _predict(self, seqs: list[list[str]]) -> list[list[str]]:
-        """Tags of word sequences, batched by length so padding stays small."""
+    def _predict(self, seqs: list[list[str]], sizes: Sequence[int] | None = None) -> list[list[str]]:
+        """Tags of word sequences, batched by length (`sizes`: sub-tokens, else words) so padding stays small."""
         self.model.eval()
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        order = sorted(range(len(seqs)), key=lambda i: (sizes[i] if sizes is not None else 0, len(seqs[i])))
         result: list[list[str]] = [[] for _ in seqs]
         for k in range(0, len(order), self.batch_size):
             idx = order[k:k + self.batch_size]
