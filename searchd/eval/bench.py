@@ -203,6 +203,7 @@ def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword",
             rows.append((f"{mode:7} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
                          f"p50 {p50:.1f} / p95 {p95:.1f} / "
                          f"p99 {p99:.1f} ms", f"median stages (ms): {parts}"))
+    return measured
 
 
 def _latency_floor(measured: list[tuple]) -> tuple[str, ...]:
