@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import replace
@@ -255,9 +256,9 @@ def _wait_ready(base: str, server: subprocess.Popen, limit_s: float = 600) -> No
     raise RuntimeError(f"searchd serve did not answer a search within {limit_s:.0f} s")
 
 
-def _load_clients(base: str, queries: list[str], mode: str, clients: int, seconds: float) -> tuple[int, int, list]:
-    """`clients` threads sending filtered `mode` searches for `seconds`: (done, errors, latencies in ms)."""
-    done, errors, latencies = [0], [0], []
+def _load_clients(base: str, queries: list[str], mode: str, clients: int, seconds: float) -> tuple[int, dict, list]:
+    """`clients` threads sending filtered `mode` searches for `seconds`: (done, errors by kind, latencies in ms)."""
+    done, errors, latencies = [0], {}, []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -266,16 +267,19 @@ def _load_clients(base: str, queries: list[str], mode: str, clients: int, second
         while time.monotonic() < stop:
             params = {"q": queries[i % len(queries)], "mode": mode, **HTTP_FILTERS[i % len(HTTP_FILTERS)]}
             started = time.perf_counter()
+            kind = None
             try:
-                ok = _get(f"{base}/search?{urllib.parse.urlencode(params)}", 60) == 200
-            except OSError:  # HTTP errors (4xx/5xx) included
-                ok = False
+                _get(f"{base}/search?{urllib.parse.urlencode(params)}", 60)
+            except urllib.error.HTTPError as exc:
+                kind = f"HTTP {exc.code}"
+            except OSError as exc:
+                kind = type(exc).__name__
             with lock:
-                if ok:
+                if kind is None:
                     done[0] += 1
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
-                    errors[0] += 1
+                    errors[kind] = errors.get(kind, 0) + 1
             i += clients
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(clients)]
@@ -283,7 +287,7 @@ def _load_clients(base: str, queries: list[str], mode: str, clients: int, second
         t.start()
     for t in threads:
         t.join()
-    return done[0], errors[0], latencies
+    return done[0], errors, latencies
 
 
 def _process_memory(pid: int) -> list[tuple[int, float, float]]:
@@ -322,9 +326,10 @@ def _http(settings: Settings, config_args: list[str], queries: list[str], second
                     done, errors, latencies = _load_clients(base, queries, mode, c, seconds)
                     elapsed = time.perf_counter() - started
                     p50, p95, _ = _percentiles(latencies or [0.0])
-                    results.append((mode, w, c, done / elapsed, errors))
+                    results.append((mode, w, c, done / elapsed, sum(errors.values())))
+                    kinds = f" ({', '.join(f'{k} x{n}' for k, n in sorted(errors.items()))})" if errors else ""
                     rows.append((f"HTTP {mode} + filter, {w} worker(s), {c} client(s)",
-                                 f"{done} requests, {errors} errors", f"{done / elapsed:.1f} QPS",
+                                 f"{done} requests, {sum(errors.values())} errors{kinds}", f"{done / elapsed:.1f} QPS",
                                  f"latency p50 {p50:.0f} / p95 {p95:.0f} ms; load {load:.1f}->"
                                  f"{os.getloadavg()[0]:.1f}"))
             memory = _process_memory(server.pid)
