@@ -48,6 +48,7 @@ class NegationDetector:
             raise ConfigError(f"negation triggers need negated/hypothetical pre+post, pseudo and termination "
                               f"lists; missing {exc}") from None
         self.phrases = phrases
+        self._last: tuple = ((None, None), [])  # the last sentence scanned: a tagger asks once per mention in it
         alternatives = sorted(phrases, key=len, reverse=True)  # longest first: pseudo phrases mask their parts
         body = "|".join(r"\s+".join(map(re.escape, p.split())) for p in alternatives)
         self.pattern = re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
@@ -71,7 +72,11 @@ class NegationDetector:
 
     def classify(self, text: str, sentence: tuple[int, int], start: int, end: int) -> str:
         """'negated', 'hypothetical' or 'affirmed' for the mention text[start:end] in its sentence."""
-        found = [t for t in self.triggers(text, *sentence) if t.end <= start or t.start >= end]
+        key, scanned = self._last  # one tuple, swapped whole: safe when threads share the detector
+        if key[1] != sentence or key[0] is not text and key[0] != text:
+            scanned = self.triggers(text, *sentence)
+            self._last = ((text, sentence), scanned)
+        found = [t for t in scanned if t.end <= start or t.start >= end]
         states = set()
         for t in found:
             if t.direction == "pre" and t.end <= start and self._reaches(text, found, t.end, start):

@@ -24,6 +24,7 @@ from indexer.errors import ModelError
 from indexer.negation import NegationDetector
 from indexer.ner_confidence import decode_with_confidence, span_confidence
 from indexer.normalize import Normalizer
+from indexer.tagger_head import bilstm, mirror_index, viterbi
 
 Entity = Mention  # the tagger's output record: the store's Mention, filled by the model
 Span = tuple[int, int]
@@ -137,17 +138,16 @@ class CrfTaggerModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.emission = nn.Linear(width, len(config.tags))
         self.crf = CRF(len(config.tags), batch_first=True) if config.use_crf else None
+        self.head = None  # an exported WordScorer session, called like WordScorer (not a module: no state)
 
     def emissions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-word tag scores (batch, words, tags)."""
         hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        index = batch["first"].unsqueeze(-1).expand(-1, -1, hidden.size(-1))
-        words = hidden.gather(1, index)
+        if self.head is not None:  # first sub-tokens, BiLSTM and emission exported to the encoder's backend
+            return self.head(hidden, batch["first"], mirror_index(batch["word_mask"]))
+        words = hidden.gather(1, batch["first"].unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
         if self.lstm is not None:
-            lengths = batch["word_mask"].sum(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = self.lstm(packed)
-            words, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.size(1))
+            words = bilstm(self.lstm, words, mirror_index(batch["word_mask"]))
         return self.emission(self.dropout(words))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -165,8 +165,8 @@ class CrfTaggerModel(nn.Module):
         """Best tag ids per word: Viterbi with the CRF, else the per-word argmax."""
         scores = self.emissions(batch)
         mask = batch["word_mask"]
-        if self.crf is not None:
-            return self.crf.decode(scores, mask=mask)
+        if self.crf is not None:  # numpy: torch's per-step ops cost more than the search itself on busy cores
+            return viterbi(scores.numpy(), mask.numpy(), self.crf)
         best = scores.argmax(-1)
         return [best[i, : int(mask[i].sum())].tolist() for i in range(best.size(0))]
 
@@ -223,13 +223,14 @@ class BertCrfTagger:
         for t, text in enumerate(texts):
             for words in sentence_words(text):
                 strings = [text[s:e] for s, e in words]
-                spans = windows(subtoken_counts(self.tokenizer, strings), self.window_words, self.window_stride,
-                                budget)
+                counts = subtoken_counts(self.tokenizer, strings)
+                spans = windows(counts, self.window_words, self.window_stride, budget)
                 units.append((t, words, spans))
-                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]]) for span in spans)
-        tag_lists = self._predict([j[2] for j in jobs])
+                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]], sum(counts[span[0]:span[1]]))
+                            for span in spans)
+        tag_lists = self._predict([j[2] for j in jobs], [j[3] for j in jobs])
         by_unit: dict[int, list[list[tuple[str, float]]]] = {}
-        for (u, _, _), tags in zip(jobs, tag_lists):
+        for (u, *_), tags in zip(jobs, tag_lists):
             by_unit.setdefault(u, []).append(tags)
         out: list[list[Entity]] = [[] for _ in texts]
         for u, (t, words, spans) in enumerate(units):
@@ -247,10 +248,11 @@ class BertCrfTagger:
             out = [[m for m in ms if m.confidence >= self.min_confidence] for ms in out]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
 
-    def _predict(self, seqs: list[list[str]]) -> list[list[tuple[str, float]]]:
-        """(tag, marginal probability) of each word of word sequences, batched by length so padding stays small."""
+    def _predict(self, seqs: list[list[str]], sizes: Sequence[int] | None = None) -> list[list[tuple[str, float]]]:
+        """(tag, marginal probability) of each word of word sequences, batched by length (`sizes`: sub-tokens,
+        else words) so padding stays small."""
         self.model.eval()
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        order = sorted(range(len(seqs)), key=lambda i: (sizes[i] if sizes is not None else 0, len(seqs[i])))
         result: list[list[tuple[str, float]]] = [[] for _ in seqs]
         for k in range(0, len(order), self.batch_size):
             idx = order[k:k + self.batch_size]
@@ -326,11 +328,25 @@ class ExportedEncoder(nn.Module):
         return SimpleNamespace(last_hidden_state=torch.from_numpy(self.session.run(feeds)))
 
 
+class ExportedHead:
+    """The tagger's WordScorer run by an ONNX Runtime or OpenVINO session (fp32), called like it."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __call__(self, hidden: torch.Tensor, first: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+        feeds = {"hidden": hidden.cpu().numpy().astype("float32", copy=False),
+                 "first": first.cpu().numpy().astype("int64", copy=False),
+                 "mirror": mirror.cpu().numpy().astype("int64", copy=False)}
+        return torch.from_numpy(self.session.run(feeds))
+
+
 def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepare: bool = True,
                 calibration=None) -> BertCrfTagger:
     """Run the tagger's encoder on the configured backend and precision (ner.backend, ner.precision)."""
     from indexer.embedder import EXPORT_COMMAND, model_checksum
-    from indexer.inference.select import choice_for, open_variant, store_texts
+    from indexer.inference import Variant
+    from indexer.inference.select import Choice, choice_for, open_variant, store_texts
 
     encoder_dir = Path(path) / "encoder"
     checksum = model_checksum(encoder_dir)
@@ -340,6 +356,11 @@ def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepar
                            calibration or (lambda: store_texts(settings.index.dir)), EXPORT_COMMAND)
     if session is not None:
         tagger.model.encoder = ExportedEncoder(session, tagger.model.encoder.config)
+        # the BiLSTM + emission run fp32 on the same backend: in torch they cost as much as an int8 encoder
+        # and their OpenMP threads fight the session's for the cores (docs/inference.md)
+        head = Choice(Variant(tagger.choice.variant.backend, "fp32"), "the encoder's backend")
+        tagger.model.head = ExportedHead(open_variant("head", Path(path), tagger.checksum.partition("+")[0], head,
+                                                      exports, settings.ner.threads, prepare, list, EXPORT_COMMAND))
     if not tagger.choice.variant.exact:  # int8/bf16 may tag differently: documents tagged in fp32 are tagged again
         tagger.checksum += f"+{tagger.choice.variant}"
     return tagger

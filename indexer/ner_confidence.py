@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from indexer.tagger_head import viterbi
+
 
 def crf_marginals(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
                   transitions: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,7 @@ def decode_with_confidence(model, batch: dict[str, torch.Tensor]) -> tuple[list[
     mask = batch["word_mask"]
     if model.crf is not None:
         crf = model.crf
-        best = crf.decode(scores, mask=mask)
+        best = viterbi(scores.numpy(), mask.numpy(), crf)  # numpy, as model.decode
         probs = crf_marginals(scores, mask, crf.start_transitions, crf.end_transitions, crf.transitions)
     else:
         probs = scores.softmax(-1)

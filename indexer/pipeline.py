@@ -161,8 +161,8 @@ def manifest_for(index: FaissIndex, store: DocumentStore, embedder: dict[str, An
             "build_seconds": round(seconds, 3), "encoded_last_build": encoded}
 
 
-def open_index(settings: Settings) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
-    """Open an index directory and check that manifest, FAISS index and store agree."""
+def open_index(settings: Settings, mmap: bool = False) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
+    """Open an index directory and check that manifest, FAISS index and store agree (`mmap`: read-only, mapped)."""
     d = settings.index.dir
     if not (d / STORE).is_file():
         raise IndexMismatchError(f"no store in {str(d)!r}; run `indexer import` and then `indexer build`")
@@ -171,7 +171,7 @@ def open_index(settings: Settings) -> tuple[DocumentStore, FaissIndex, dict[str,
         raise IndexMismatchError(f"no vector index in {str(d)!r}; run `indexer build`")
     if manifest.get("format") != FORMAT:
         raise IndexMismatchError(f"manifest format {manifest.get('format')!r} is not {FORMAT}; run `indexer build --rebuild`")
-    index = FaissIndex.load(d / VECTORS, settings.index, manifest["index_type"], manifest.get("tombstones", []))
+    index = FaissIndex.load(d / VECTORS, settings.index, manifest["index_type"], manifest.get("tombstones", []), mmap)
     if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
         raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but the "
                                  f"manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")

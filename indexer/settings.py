@@ -101,7 +101,7 @@ class NerSettings:
     """The entity tagger used by `indexer tag` and `indexer build`."""
 
     model: str = setting("auto", "trained tagger dir; auto = the first on the [models] path, else gold mentions only")
-    batch_size: int = setting(16, "sentences/windows per forward pass")
+    batch_size: int = setting(32, "sentences/windows per forward pass (32 tagged about 1.2x faster than 16 on int8 OpenVINO, docs/inference.md)")
     window_words: int = setting(200, "words per tagging window on long documents")
     window_stride: int = setting(150, "words between window starts (windows overlap by the difference)")
     device: str = setting("auto", "auto | cpu | cuda")
@@ -249,6 +249,8 @@ class SearchSettings:
     rerank_max_length: int = setting(128, "sub-tokens of query + passage the reranker reads")
     rerank_backend: str = setting("auto", "auto | torch | onnx | openvino (the reranker's encoder)")
     rerank_precision: str = setting("auto", "auto | fp32 | bf16 (openvino) | int8")
+    mmap_vectors: bool = setting(True, "map vectors.faiss read-only instead of reading it into memory (flat and "
+                                       "HNSW vectors; searchd worker processes then share one copy)")
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,9 @@ class ServerSettings:
 
     host: str = setting("127.0.0.1", "searchd bind address")
     port: int = setting(8600, "searchd port")
-    threads: int = setting(8, "WSGI worker threads")
+    threads: int = setting(8, "WSGI threads per worker process")
+    workers: int = setting(1, "searchd processes sharing the port (and the memory-mapped index); more than one "
+                              "loads the index in each before serving (docs/benchmarks.md: 2 on 2 cores)")
     max_body_bytes: int = setting(65536, "larger request bodies are refused")
     reload_check_seconds: float = setting(2.0, "how often a running service looks for a changed manifest.json "
                                                "(and reloads the index); 0 checks on every request")
@@ -270,7 +274,9 @@ class WebSettings:
     host: str = setting("127.0.0.1", "web bind address")
     port: int = setting(8700, "web port")
     searchd_url: str = setting("", "empty = search in-process; else e.g. http://127.0.0.1:8600")
-    threads: int = setting(8, "WSGI worker threads")
+    threads: int = setting(8, "WSGI threads per worker process")
+    workers: int = setting(1, "searchd processes sharing the port (and the memory-mapped index); more than one "
+                              "loads the index in each before serving (docs/benchmarks.md: 2 on 2 cores)")
     page_size: int = setting(10, "results per page")
     similar_k: int = setting(5, "similar documents listed on a document page")
 

@@ -246,20 +246,22 @@ def reshard(settings: Settings) -> dict[str, Any]:
         store.close()
 
 
-def open_search_index(settings: Settings) -> tuple[DocumentStore, FaissIndex | ShardedIndex, dict[str, Any]]:
-    """What searchd searches: the shards the manifest lists, else vectors.faiss (`open_index`); checked against the store."""
+def open_search_index(settings: Settings, mmap: bool = False) -> tuple[DocumentStore, FaissIndex | ShardedIndex,
+                                                                      dict[str, Any]]:
+    """What searchd searches: the shards the manifest lists, else vectors.faiss (`open_index`); checked against the
+    store. `mmap`: flat/HNSW vectors mapped read-only (search.mmap_vectors)."""
     from indexer.pipeline import FORMAT, MANIFEST, STORE, open_index, read_json
 
     d = settings.index.dir
     manifest = read_json(d / MANIFEST) if (d / STORE).is_file() else None
     listed = (manifest or {}).get("shards")
     if not listed or manifest.get("format") != FORMAT:
-        return open_index(settings)
+        return open_index(settings, mmap=mmap)
     missing = [s["file"] for s in listed if not (d / s["file"]).is_file()]
     if missing:
         raise IndexMismatchError(f"the manifest lists shard files that are missing ({missing[0]!r}); run "
                                  f"`indexer reshard`")
-    shards = [FaissIndex.load(d / s["file"], settings.index, s["index_type"]) for s in listed]
+    shards = [FaissIndex.load(d / s["file"], settings.index, s["index_type"], mmap=mmap) for s in listed]
     index = ShardedIndex(shards)
     store = DocumentStore(d / STORE, create=False)
     ids, store_ids = index.ids(), np.asarray(store.chunk_ids(), dtype=np.int64)

@@ -12,8 +12,14 @@ through arrays computed once per version.
 - a larger allowed set on a CPU flat or HNSW index goes through an `IDSelectorBitmap` over rows
   of the inner index (exact for flat); an HNSW walk that comes back short of k falls back to
   the exact scan rather than return fewer hits than the filter allows;
-- a GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
-  GPU indexes (faiss issues 3114, 3924).
+- a FAISS GPU copy only ever answers unfiltered queries, because FAISS ignores id selectors on
+  GPU indexes (faiss issues 3114, 3924). Without faiss-gpu, the GPU copy is an exact torch
+  scan (indexer/torch_scan.py), which answers every query, filtered ones through a row mask.
+
+An index loaded with `mmap=True` (searchd) maps the vectors of flat and HNSW indexes read-only
+(FAISS `IO_FLAG_MMAP_IFC`), so processes serving one index share its pages; it refuses changes.
+Exact scans read the vectors in place (a flat index's, or an HNSW index's flat storage), so
+only IVF keeps a copy of its own.
 
 Index types that cannot remove ids (HNSW) keep tombstones, which every search excludes and
 `compact()` drops by rebuilding from the stored vectors.
@@ -82,17 +88,20 @@ class FaissIndex:
     """A FAISS index keyed by chunk id, with exact filtered search at any selectivity."""
 
     def __init__(self, index: faiss.Index, settings: IndexSettings, description: str,
-                 tombstones: Iterable[int] = ()):
+                 tombstones: Iterable[int] = (), mapped: bool = False):
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexMismatchError("the FAISS file is not an id-mapped index; run `indexer build --rebuild`")
         self.index = index
         self.inner = faiss.downcast_index(index.index)
+        self._flat_storage = self._find_storage()
         self.settings = settings
         self.description = description
+        self.mapped = mapped  # vectors mapped read-only from the file: no add, remove or reset
         self.dim = index.d
         self.tombstones = np.unique(np.asarray(list(tombstones), dtype=np.int64))
         self._copy: np.ndarray | None = None  # vectors of non-flat indexes, kept for exact scans
         self._gpu = None
+        self._torch = None  # a TorchScan of the rows on a GPU when faiss-gpu is absent
         self.version = 0
         self._apply_search_knobs()
         self._refresh()
@@ -111,9 +120,12 @@ class FaissIndex:
         return cls(faiss.IndexIDMap2(inner), settings, description)
 
     @classmethod
-    def load(cls, path: Path, settings: IndexSettings, description: str, tombstones: Iterable[int] = ()) -> "FaissIndex":
-        """Read a saved index (the CPU one of record)."""
-        return cls(faiss.read_index(str(path)), settings, description, tombstones)
+    def load(cls, path: Path, settings: IndexSettings, description: str, tombstones: Iterable[int] = (),
+             mmap: bool = False) -> "FaissIndex":
+        """Read a saved index (the CPU one of record); `mmap` maps flat/HNSW vectors read-only instead."""
+        if not mmap:
+            return cls(faiss.read_index(str(path)), settings, description, tombstones)
+        return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC), settings, description, tombstones, True)
 
     def save(self, path: Path) -> None:
         """Write the CPU index to `path` (callers write aside and rename)."""
@@ -121,6 +133,10 @@ class FaissIndex:
 
     def close(self) -> None:
         """Free the vectors and the GPU copy now rather than at garbage collection; the index is then empty."""
+        if self.mapped:  # FAISS aborts the process on reset() of mapped vectors: drop the mapping instead
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self.inner, self.mapped = faiss.downcast_index(self.index.index), False
+            self._flat_storage = self._find_storage()
         self.index.reset()
         self.tombstones = np.zeros(0, dtype=np.int64)
         self._copy = None
@@ -167,6 +183,7 @@ class FaissIndex:
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add vectors under chunk ids that are not in the index yet."""
+        self._writable()
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.dim):
@@ -182,6 +199,7 @@ class FaissIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove chunk ids; index types that cannot remove keep them as tombstones."""
+        self._writable()
         ids = np.intersect1d(np.asarray(ids, dtype=np.int64), self._sorted)
         if len(ids) == 0:
             return
@@ -203,6 +221,11 @@ class FaissIndex:
         fresh.add(vectors, live)
         return fresh
 
+    def _writable(self) -> None:
+        if self.mapped:
+            raise IndexMismatchError("this vector index is memory-mapped read-only (searchd); change it through "
+                                     "`indexer add`, `update` or `delete`")
+
     # ---- reading -------------------------------------------------------------------------
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of chunk ids (missing ids are skipped), in the order given."""
@@ -216,6 +239,8 @@ class FaissIndex:
     def search_rows(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, chunk ids) within a boolean mask over `row_ids()` (None: every live row)."""
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(1, self.dim)
+        if self._torch is not None:
+            return self._torch_search(q, k, rows)
         if rows is None and not len(self.tombstones):
             return self._search_all(q, k)
         rows = self._live if rows is None else rows & self._live if len(self.tombstones) else rows
@@ -243,16 +268,14 @@ class FaissIndex:
     # ---- internals -----------------------------------------------------------------------
     def _refresh(self) -> None:
         """Per-version arrays, so that no search sorts or maps ids: row -> id, sorted ids, live rows."""
-        self._gpu = None  # a GPU copy would be stale after any change
+        self._gpu = self._torch = None  # a GPU copy would be stale after any change
         self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         self._ids.flags.writeable = False  # handed out by row_ids()
         self._order = np.argsort(self._ids, kind="stable")
         self._sorted = self._ids[self._order]
         self._mark_live()
-        if not self.is_flat and self._copy is None and len(self._ids):
-            self._copy = self._reconstruct_all()
-        if not self.is_flat and self._copy is None:
-            self._copy = np.zeros((0, self.dim), np.float32)
+        if self._flat_storage is None and self._copy is None:
+            self._copy = self._reconstruct_all() if len(self._ids) else np.zeros((0, self.dim), np.float32)
 
     def _mark_live(self) -> None:
         self.version += 1
@@ -265,13 +288,24 @@ class FaissIndex:
         return np.vstack([self.index.reconstruct(int(i)) for i in self._ids]).astype(np.float32)
 
     def _matrix(self) -> np.ndarray:
-        """(n, dim) vectors in id-map order: a view of a flat index's storage, else the kept copy."""
+        """(n, dim) vectors in id-map order: a view of the flat storage (flat, HNSW), else the kept copy (IVF)."""
+        storage = self._flat_storage
+        if storage is None:
+            return self._copy
+        n = int(self.index.ntotal)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def _find_storage(self):
+        """The IndexFlat holding the vectors by row (a flat index itself, an HNSW index's storage), or None."""
         if self.is_flat:
-            n = int(self.index.ntotal)
-            if n == 0:
-                return np.zeros((0, self.dim), np.float32)
-            return faiss.rev_swig_ptr(self.inner.get_xb(), n * self.dim).reshape(n, self.dim)
-        return self._copy
+            return self.inner
+        if isinstance(self.inner, faiss.IndexHNSW):
+            storage = faiss.downcast_index(self.inner.storage)
+            if isinstance(storage, faiss.IndexFlat):
+                return storage
+        return None
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         """Row of each id in the id map, -1 where absent."""
@@ -332,12 +366,31 @@ class FaissIndex:
         if ivf is not None:
             ivf.nprobe = self.settings.ivf_nprobe
 
-    def to_gpu(self) -> bool:
-        """Make a GPU copy for unfiltered searches when FAISS sees a GPU; the CPU index stays the record."""
-        if faiss.get_num_gpus() == 0 or len(self.tombstones):
-            return False
-        self._gpu = faiss.index_cpu_to_all_gpus(self.index)
-        return True
+    def to_gpu(self) -> str | None:
+        """Make a GPU copy, the CPU index staying the record: 'faiss' (unfiltered queries), 'torch' (an exact scan
+        of every query, when faiss-gpu is absent but torch sees CUDA), or None (no GPU)."""
+        if faiss.get_num_gpus() > 0 and not len(self.tombstones):
+            self._gpu = faiss.index_cpu_to_all_gpus(self.index)
+            return "faiss"
+        from indexer.torch_scan import cuda_available
+
+        if cuda_available():
+            self.use_torch_scan("cuda")
+            return "torch"
+        return None
+
+    def use_torch_scan(self, device: str) -> None:
+        """Answer every search with an exact torch scan of the rows on `device` (until the next change)."""
+        from indexer.torch_scan import TorchScan
+
+        self._torch = TorchScan(self._matrix(), device)
+
+    def _torch_search(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        mask = self._live if rows is None else rows & self._live
+        scores, found = self._torch.search(q[0], k, None if rows is None and not len(self.tombstones) else mask)
+        ids = self._ids[found]
+        order = np.lexsort((ids, -scores))  # ties by smaller id, as the CPU scan
+        return scores[order], ids[order]
 
 
 def _selector(bitmap: np.ndarray) -> faiss.IDSelector:

@@ -20,11 +20,20 @@ def main() -> None:
 @config_options
 @click.option("--host", default=None, help="Bind address (default: server.host).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port).")
-def serve_cmd(settings: Settings, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes sharing the port and the memory-mapped index (default: server.workers).")
+def serve_cmd(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve /search, /documents/<id>, /documents/<id>/similar, /facets, /health, /stats with waitress."""
+    host, port, workers = host or settings.server.host, settings.server.port if port is None else port, \
+        workers or settings.server.workers
+    if workers > 1:  # forks before numpy, torch or FAISS are imported (no threads to inherit)
+        from searchd.workers import serve_workers
+
+        serve_workers(settings, host, port, workers)
+        return
     from searchd.server import serve
 
-    serve(settings, host or settings.server.host, port or settings.server.port)
+    serve(settings, host, port)
 
 
 @main.command("search")
@@ -80,8 +89,10 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
               help="Only the sharded exact search benchmark: --chunks random unit vectors x 384 split into each "
                    "number of shards (e.g. 1,2,4); latency and threaded throughput.")
 @click.option("--clients", default=4, show_default=True, help="Client threads of the --shards throughput column.")
+@click.option("--workers", default="1,2", show_default=True,
+              help="Comma-separated `searchd serve --workers` counts for the HTTP rows (0 skips HTTP).")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
-              filter_harness: bool, inference: str, shard_counts: str | None, clients: int) -> None:
+              filter_harness: bool, inference: str, shard_counts: str | None, clients: int, workers: str) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     if shard_counts is not None:
         from searchd.eval.shard_bench import format_shard_table, run_shard_bench
@@ -104,7 +115,11 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
         return
     from searchd.eval.bench import run_bench
 
-    run_bench(settings, chunks, queries, http_seconds, workdir, inference)
+    try:
+        counts = tuple(int(w) for w in workers.split(",") if int(w) > 0)
+    except ValueError:
+        raise click.BadParameter(f"{workers!r} is not a comma-separated list of numbers", param_hint="--workers")
+    run_bench(settings, chunks, queries, http_seconds, workdir, inference, counts)
 
 
 @main.command("gate")

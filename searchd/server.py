@@ -284,7 +284,9 @@ def make_server(app: Flask, host: str, port: int, threads: int):
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve until interrupted; the index loads in the background so /health answers at once."""
+    """Serve until interrupted; the index loads in the background so /health answers at once.
+
+    (`searchd serve --workers N` runs searchd/workers.py instead: N processes, each loading first.)"""
     app = create_app(settings, load=True)
     server = make_server(app, host, port, settings.server.threads)
     print(f"searchd listening on http://{host}:{server.effective_port} (index {settings.index.dir})", flush=True)

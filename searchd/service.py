@@ -91,11 +91,12 @@ class SearchService:
 
         from indexer.models import resolve_device
 
-        store, index, manifest = open_search_index(settings)  # the shards when the manifest lists them
+        # the shards when the manifest lists them; searchd never writes the index, so it may map it
+        store, index, manifest = open_search_index(settings, mmap=settings.search.mmap_vectors)
         try:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
-                index.to_gpu()  # unfiltered searches only; filtered ones stay on the CPU index
+                index.to_gpu()  # faiss-gpu: unfiltered searches only; else an exact torch scan answers all
             embedder = embedder if embedder is not None else load_embedder(settings)
             reranker = None
             if settings.search.rerank_depth > 0:

@@ -265,3 +265,29 @@ def test_train_ner_is_deterministic_and_saves_a_loadable_model(tiny_bert, sample
     assert metrics_a["labels"] == metrics_b["labels"] and metrics_a["micro"] == metrics_b["micro"]
     assert meta_a["training"]["total_seconds"] > 0 and meta_a["training"]["history"][-1]["step"] == 5
     assert BertCrfTagger.load(tmp_path / "a").labels == ("Disease", "Drug")
+
+
+def test_unpacked_bilstm_and_numpy_viterbi_equal_the_packed_lstm_and_pytorch_crf():
+    """The inference head (indexer/tagger_head.py) gives what the packed BiLSTM and pytorch-crf give."""
+    from torchcrf import CRF
+
+    from indexer.tagger_head import bilstm, mirror_index, viterbi
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(12, 8, batch_first=True, bidirectional=True).eval()
+    lengths = torch.tensor([9, 3, 7, 1, 9])
+    mask = torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)
+    words = torch.randn(5, 9, 12)
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+        want = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=9)[0]
+        got = bilstm(lstm, words, mirror_index(mask))
+    assert torch.allclose(got[mask], want[mask], atol=1e-5)
+    assert mirror_index(mask)[1].tolist() == [2, 1, 0, 3, 4, 5, 6, 7, 8]
+    crf = CRF(5, batch_first=True)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        for p in crf.parameters():
+            torch.nn.init.uniform_(p, -2, 2)
+        scores = torch.randn(5, 9, 5) * 3
+        assert viterbi(scores.numpy(), mask.numpy(), crf) == crf.decode(scores, mask=mask)

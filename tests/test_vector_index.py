@@ -190,3 +190,55 @@ def test_a_stranded_hnsw_walk_falls_back_to_the_exact_scan(data):
     rows[far] = True
     got = index.search_rows(vectors[0], 30, rows)[1]
     assert got.tolist() == brute(vectors, ids, vectors[0], 30, ids[far])[1].tolist()
+
+
+def _cuda() -> bool:
+    from indexer.torch_scan import cuda_available
+
+    return cuda_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not _cuda(), reason="no CUDA device (no GPU was lent to this machine)"))])
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_torch_scan_gives_the_cpu_index_top_k(data, kind, device):
+    """The GPU copy without faiss-gpu (an exact torch scan) returns what the exact CPU plan returns."""
+    rng, vectors, ids = data
+    cpu = make(kind, vectors, ids)
+    scan = make(kind, vectors, ids)
+    if device == "cuda":
+        assert scan.to_gpu() in ("torch", "faiss")
+    else:
+        scan.use_torch_scan("cpu")
+    dead = ids[:50]
+    cpu.remove(dead)
+    scan.remove(dead)  # a change drops the copy (stale); make it again over the live rows
+    scan.use_torch_scan(device)
+    for fraction in (None, 0.001, 0.03, 0.3, 1.0):
+        q = unit(rng, 1)[0]
+        allowed = None if fraction is None else rng.choice(ids, max(1, int(fraction * len(ids))), replace=False)
+        want_scores, want = brute(vectors, ids, q, 10, np.setdiff1d(ids if allowed is None else allowed, dead))
+        scores, got = scan.search(q, 10, allowed)
+        assert got.tolist() == want.tolist()
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+        if kind == "flat":  # the CPU flat index is exact: the same top k
+            assert cpu.search(q, 10, allowed)[1].tolist() == got.tolist()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_memory_mapped_index_searches_refuses_changes_and_closes(tmp_path, data, kind):
+    rng, vectors, ids = data
+    index = make(kind, vectors, ids)
+    index.save(tmp_path / "v.faiss")
+    mapped = FaissIndex.load(tmp_path / "v.faiss", IndexSettings(), index.description, mmap=True)
+    q = unit(rng, 1)[0]
+    allowed = rng.choice(ids, 900, replace=False)
+    assert mapped.search(q, 10)[1].tolist() == index.search(q, 10)[1].tolist()
+    assert mapped.search(q, 10, allowed)[1].tolist() == index.search(q, 10, allowed)[1].tolist()
+    np.testing.assert_array_equal(mapped.vectors(ids[:5]), vectors[:5])  # read in place, no copy
+    with pytest.raises(IndexMismatchError, match="memory-mapped read-only"):
+        mapped.add(vectors[:1], np.array([1], dtype=np.int64))
+    with pytest.raises(IndexMismatchError, match="memory-mapped read-only"):
+        mapped.remove(ids[:1])
+    mapped.close()  # FAISS would abort the process on reset() of mapped vectors
+    assert mapped.ntotal == 0 and len(mapped.search(q, 10)[1]) == 0

@@ -23,8 +23,9 @@ PRECISIONS = ("fp32", "bf16", "int8")
 # bf16 is a compile hint of OpenVINO on CPUs with AVX512_BF16/AMX; torch and ONNX Runtime run fp32 or int8 here
 VALID = {"torch": ("fp32",), "onnx": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
-KINDS = ("embedder", "encoder", "reranker")  # a sentence-transformers pipeline, the tagger's bare transformer,
-# or a cross-encoder (its one logit per (query, passage) pair)
+KINDS = ("embedder", "encoder", "reranker", "head")  # a sentence-transformers pipeline, the tagger's bare
+# transformer, a cross-encoder (its one logit per (query, passage) pair), or the tagger's BiLSTM + emission over
+# word vectors (always fp32: it is small and runs where the encoder runs)
 
 
 @dataclass(frozen=True, order=True)

@@ -25,6 +25,7 @@ from indexer.inference import KINDS, Variant
 
 META = "export.json"
 FORMAT = 1  # bump when the export recipe changes: every cached export becomes stale
+KIND_FORMATS = {"head": 2}  # a kind's own recipe version (head 2: takes hidden states and first sub-tokens)
 ARTIFACTS = {"onnx": "model.onnx", "openvino": "model.xml"}
 OPSET = 17
 CALIBRATION_TEXTS = 256
@@ -55,7 +56,8 @@ def staleness(root: Path, checksum: str, variant: Variant, kind: str) -> str | N
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return "stale: unreadable export.json"
-    expected = {"checksum": checksum, "kind": kind, "format": FORMAT, "variant": str(stored_variant(variant))}
+    expected = {"checksum": checksum, "kind": kind, "format": KIND_FORMATS.get(kind, FORMAT),
+                "variant": str(stored_variant(variant))}
     wrong = [k for k, v in expected.items() if meta.get(k) != v]
     return f"stale: {', '.join(f'{k} {meta.get(k)!r} is not {expected[k]!r}' for k in wrong)}" if wrong else None
 
@@ -89,7 +91,7 @@ def ensure(root: Path, checksum: str, variant: Variant, kind: str, model_dir: Pa
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     extra = _write(stored, kind, model_dir, source, tmp / ARTIFACTS[stored.backend], calibration)
-    meta = {"checksum": checksum, "kind": kind, "format": FORMAT, "variant": str(stored), "model_dir": str(model_dir),
+    meta = {"checksum": checksum, "kind": kind, "format": KIND_FORMATS.get(kind, FORMAT), "variant": str(stored), "model_dir": str(model_dir),
             "seconds": round(time.perf_counter() - started, 1), "versions": _versions(stored.backend), **extra}
     (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
@@ -144,12 +146,16 @@ def _export_onnx(kind: str, model_dir: Path, out: Path) -> None:
     from indexer.inference.runtime import load_tokenizer, tokenize
 
     module, names, output = _torch_module(kind, model_dir)
-    texts = ["a first sample text", "and a second, somewhat longer one"]
-    sample = tokenize(load_tokenizer(kind, model_dir), [(t, t) for t in texts] if kind == "reranker" else texts,
-                      32, names)
-    args = tuple(torch.from_numpy(sample[n]) for n in names)
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes[output] = {0: "batch"} if kind in ("embedder", "reranker") else {0: "batch", 1: "sequence"}
+    if kind == "head":
+        args = module.sample()
+    else:
+        texts = ["a first sample text", "and a second, somewhat longer one"]
+        sample = tokenize(load_tokenizer(kind, model_dir), [(t, t) for t in texts] if kind == "reranker" else texts,
+                          32, names)
+        args = tuple(torch.from_numpy(sample[n]) for n in names)
+    axes = {n: {0: "batch", 1: "words" if kind == "head" and n != "hidden" else "sequence"} for n in names}
+    axes[output] = {0: "batch"} if kind in ("embedder", "reranker") else \
+        {0: "batch", 1: "words" if kind == "head" else "sequence"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python conditions on shapes, which hold here
         torch.onnx.export(module, args, str(out), input_names=list(names), output_names=[output],
@@ -178,6 +184,8 @@ def _torch_module(kind: str, model_dir: Path):
         return Pipeline().eval(), names, "sentence_embedding"
     if kind == "reranker":
         return _cross_encoder_module(model_dir)
+    if kind == "head":
+        return _head_module(model_dir), ("hidden", "first", "mirror"), "scores"
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(model_dir).eval()
@@ -209,6 +217,24 @@ def _cross_encoder_module(model_dir: Path):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
     return CrossEncoder().eval(), ("input_ids", "attention_mask", "token_type_ids"), "logits"
+
+def _head_module(tagger_dir: Path):
+    """The tagger's WordScorer (BiLSTM + emission from heads.pt), with a sample input for tracing."""
+    import torch
+
+    from indexer.ner import BertCrfTagger
+    from indexer.tagger_head import WordScorer, mirror_index
+
+    model = BertCrfTagger.load(tagger_dir).model.eval()
+    width = model.encoder.config.hidden_size
+
+    class Head(WordScorer):
+        def sample(self):
+            mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])  # unequal lengths: mirror must stay dynamic
+            first = torch.tensor([[1, 2, 3, 5, 6, 7, 8], [1, 2, 4, 5, 0, 0, 0]])
+            return torch.randn(2, 10, width), first, mirror_index(mask)
+
+    return Head(model.lstm, model.emission).eval()
 
 
 def _versions(backend: str) -> dict[str, str]:

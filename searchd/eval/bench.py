@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import replace
@@ -176,7 +177,9 @@ def _filters(service) -> list[tuple[str, dict]]:
     return out
 
 
-def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> None:
+def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> list[tuple]:
+    """One row per filter and mode; returns (mode, filter, p50, p99) for the floors."""
+    measured = []
     from searchd.service import SearchTimeout
 
     for name, flt in _filters(service):
@@ -196,10 +199,32 @@ def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword",
                 for key, value in result.timings.items():
                     stages.setdefault(key, []).append(value)
             p50, p95, p99 = _percentiles(times)
+            measured.append((mode, name, p50, p99))
             parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
             rows.append((f"{mode:7} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
                          f"p50 {p50:.1f} / p95 {p95:.1f} / "
                          f"p99 {p99:.1f} ms", f"median stages (ms): {parts}"))
+    return measured
+
+
+def _latency_floor(measured: list[tuple]) -> tuple[str, ...]:
+    """Dense search with a filter at p50 <= 10 ms and p99 <= 30 ms end to end: the worst filtered row."""
+    dense = [m for m in measured if m[0] == "dense" and m[1] != "none"]
+    p50, p99 = max(m[2] for m in dense), max(m[3] for m in dense)
+    return ("floor: dense + filter p50 <= 10, p99 <= 30 ms", f"worst p50 {p50:.1f} / p99 {p99:.1f} ms",
+            "met" if p50 <= 10 and p99 <= 30 else "NOT met", f"load {os.getloadavg()[0]:.1f}")
+
+
+def _http_floor(results: list[tuple], description: str) -> tuple[str, ...]:
+    """16 clients, hybrid with filters: >= 60 QPS on a flat index, >= 120 on HNSW, zero errors (best worker count)."""
+    need = 120 if description.startswith("HNSW") else 60
+    runs = [r for r in results if r[0] == "hybrid" and r[2] == 16]
+    if not runs:
+        return ("floor: HTTP hybrid + filter, 16 clients", "not run", "", "")
+    workers, qps, errors = max(((r[1], r[3], r[4]) for r in runs), key=lambda r: r[1])
+    return (f"floor: HTTP hybrid + filter, 16 clients >= {need} QPS ({description})",
+            f"{qps:.1f} QPS with {workers} worker(s), {errors} errors",
+            "met" if qps >= need and errors == 0 else "NOT met", f"load {os.getloadavg()[0]:.1f}")
 
 
 def _free_port() -> int:
@@ -208,57 +233,114 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _http(settings: Settings, config_args: list[str], queries: list[str], seconds: float, rows: list) -> None:
-    """QPS of `searchd serve` (a child process) for 1, 4 and 16 concurrent loopback clients."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "searchd", "serve", "--port", str(port), *config_args]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        filters = [{}, {"doc_type": "complaint"}, {"year_from": "2007"}]
-        for clients in (1, 4, 16):
-            done, latencies, errors = [0], [], [0]
-            lock = threading.Lock()
-            stop = time.monotonic() + seconds
+HTTP_FILTERS = [{"doc_type": "complaint"}, {"year_from": "2007"}, {"doc_type": "decision", "year_from": "2000"}]
 
-            def work(worker: int) -> None:
-                i = worker
-                while time.monotonic() < stop:
-                    params = {"q": queries[i % len(queries)], "mode": "hybrid", **filters[i % len(filters)]}
-                    started = time.perf_counter()
-                    try:
-                        with urllib.request.urlopen(f"{base}/search?{urllib.parse.urlencode(params)}", timeout=60) as r:
-                            json.loads(r.read())
-                        with lock:
-                            done[0] += 1
-                            latencies.append((time.perf_counter() - started) * 1000)
-                    except OSError:
-                        with lock:
-                            errors[0] += 1
-                    i += clients
 
-            threads = [threading.Thread(target=work, args=(w,)) for w in range(clients)]
+def _get(url: str, timeout: float) -> int:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        json.loads(r.read())
+        return r.status
+
+
+def _wait_ready(base: str, server: subprocess.Popen, limit_s: float = 600) -> None:
+    """Until a search answers 200 (one worker loads in the background, several before they accept)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"searchd serve exited with status {server.returncode} before answering")
+        try:
+            if _get(f"{base}/search?q=warm+up", 30) == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"searchd serve did not answer a search within {limit_s:.0f} s")
+
+
+def _load_clients(base: str, queries: list[str], mode: str, clients: int, seconds: float) -> tuple[int, dict, list]:
+    """`clients` threads sending filtered `mode` searches for `seconds`: (done, errors by kind, latencies in ms)."""
+    done, errors, latencies = [0], {}, []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def work(worker: int) -> None:
+        i = worker
+        while time.monotonic() < stop:
+            params = {"q": queries[i % len(queries)], "mode": mode, **HTTP_FILTERS[i % len(HTTP_FILTERS)]}
             started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
-            p50, p95, _ = _percentiles(latencies or [0.0])
-            rows.append((f"HTTP hybrid, {clients} client(s)", f"{done[0]} requests, {errors[0]} errors",
-                         f"{done[0] / elapsed:.1f} QPS", f"latency p50 {p50:.0f} / p95 {p95:.0f} ms"))
-        rows.append(("RSS searchd serve", "", f"{_rss_mb(server.pid):.0f} MB", "after the HTTP runs"))
-    finally:
-        server.terminate()
-        server.wait(30)
+            kind = None
+            try:
+                _get(f"{base}/search?{urllib.parse.urlencode(params)}", 60)
+            except urllib.error.HTTPError as exc:
+                kind = f"HTTP {exc.code}"
+            except OSError as exc:
+                kind = type(exc).__name__
+            with lock:
+                if kind is None:
+                    done[0] += 1
+                    latencies.append((time.perf_counter() - started) * 1000)
+                else:
+                    errors[kind] = errors.get(kind, 0) + 1
+            i += clients
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0], errors, latencies
+
+
+def _process_memory(pid: int) -> list[tuple[int, float, float]]:
+    """(pid, RSS MB, PSS MB) of a process and its children; PSS splits shared pages (the mapped index, libraries)."""
+    out = []
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.is_file() else []
+    for p in [pid, *kids]:
+        rollup = Path(f"/proc/{p}/smaps_rollup")
+        pss = 0.0
+        if rollup.is_file():
+            match = re.search(r"^Pss:\s+(\d+) kB", rollup.read_text(), re.M)
+            pss = int(match.group(1)) / 1024 if match else 0.0
+        out.append((p, _rss_mb(p), pss))
+    return out
+
+
+def _http(settings: Settings, config_args: list[str], queries: list[str], seconds: float, rows: list,
+          workers: tuple[int, ...] = (1, 2), clients: tuple[int, ...] = (1, 16)) -> list[tuple]:
+    """QPS of `searchd serve --workers W` (a child process) for dense and hybrid searches, every one filtered;
+    returns (mode, workers, clients, QPS, errors) per run."""
+    results = []
+    for w in workers:
+        port = _free_port()
+        cmd = [sys.executable, "-m", "searchd", "serve", "--port", str(port), "--workers", str(w), *config_args]
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, server)
+            for _ in range(4 * w):  # each worker's first queries (allocations, caches) are not timed
+                _get(f"{base}/search?q=warm+up&mode=hybrid&doc_type=complaint", 60)
+            for mode in ("dense", "hybrid"):
+                for c in clients:
+                    load = os.getloadavg()[0]
+                    started = time.perf_counter()
+                    done, errors, latencies = _load_clients(base, queries, mode, c, seconds)
+                    elapsed = time.perf_counter() - started
+                    p50, p95, _ = _percentiles(latencies or [0.0])
+                    results.append((mode, w, c, done / elapsed, sum(errors.values())))
+                    kinds = f" ({', '.join(f'{k} x{n}' for k, n in sorted(errors.items()))})" if errors else ""
+                    rows.append((f"HTTP {mode} + filter, {w} worker(s), {c} client(s)",
+                                 f"{done} requests, {sum(errors.values())} errors{kinds}", f"{done / elapsed:.1f} QPS",
+                                 f"latency p50 {p50:.0f} / p95 {p95:.0f} ms; load {load:.1f}->"
+                                 f"{os.getloadavg()[0]:.1f}"))
+            memory = _process_memory(server.pid)
+            workers_only = memory[1:] if w > 1 else memory
+            rows.append((f"memory searchd serve --workers {w}", f"{len(workers_only)} serving process(es)",
+                         f"RSS {sum(m[1] for m in memory):.0f} MB, PSS {sum(m[2] for m in memory):.0f} MB",
+                         "per process RSS/PSS: " + ", ".join(f"{m[1]:.0f}/{m[2]:.0f}" for m in memory)))
+        finally:
+            server.terminate()
+            server.wait(60)
+    return results
 
 
 def print_inference(settings: Settings, n_texts: int = 96, n_queries: int = 50) -> None:
@@ -273,6 +355,13 @@ def print_inference(settings: Settings, n_texts: int = 96, n_queries: int = 50) 
     _print_rows(rows)
 
 
+def _model_args(settings: Settings) -> list[str]:
+    """The embedder settings this run uses, for the server it starts (a --set on the bench reaches it too)."""
+    from searchd.eval.inference import overrides_for
+
+    return [f"--set={o}" for o in overrides_for(settings, ("models", "embedder"))]
+
+
 def _print_rows(rows: list) -> None:
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
@@ -280,7 +369,7 @@ def _print_rows(rows: list) -> None:
 
 
 def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: float, workdir: str | None,
-              inference: str = "with") -> None:
+              inference: str = "with", workers: tuple[int, ...] = (1, 2)) -> None:
     """Build, time and print the benchmark table (`inference`: with | only | skip the inference table)."""
     import torch
 
@@ -304,9 +393,12 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     with SearchService.load(settings) as service:
         queries = _queries(settings, n_queries)
         service.search(service.parse({"q": "warm up"}))
-        _latency(service, queries, rows)
+        measured = _latency(service, queries, rows)
+        rows.append(_latency_floor(measured))
         rows.append(("RSS bench process (index + model)", "", f"{_rss_mb():.0f} MB", ""))
-        _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0"], queries, http_seconds, rows)
+        http = _http(settings, [f'--set=index.dir="{index_dir}"', "--set=search.query_cache=0", *_model_args(settings)],
+                    queries, http_seconds, rows, workers)
+        rows.append(_http_floor(http, service.index.description))
         shape = (f"{service.index.ntotal} chunks, {service.store.counts()['documents']} documents, "
                  f"index {service.index.description}")
     width = [max(len(r[i]) for r in rows) for i in range(4)]
