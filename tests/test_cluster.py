@@ -25,7 +25,8 @@ def tiny_models(tiny_bert, tmp_path, settings):
     tiny_tagger(tiny_bert).save(tmp_path / "tagger")
     return settings.replace(
         embedder=dataclasses.replace(settings.embedder, model=str(tiny_bert), device="cpu"),
-        ner=dataclasses.replace(settings.ner, model=str(tmp_path / "tagger"), device="cpu", build_batch=3),
+        ner=dataclasses.replace(settings.ner, model=str(tmp_path / "tagger"), device="cpu", build_batch=3,
+                                min_confidence=0.0, legal_min_confidence=0.0),  # the random tagger is never sure
         index=dataclasses.replace(settings.index, checkpoint_every=6, build_batch=4),
         cluster=dataclasses.replace(settings.cluster, local_cpus=2, workers=2, cpus_per_worker=1.0, batch_size=5,
                                     block_size=7))

@@ -130,26 +130,28 @@ def test_database_is_locked_becomes_one_clear_line(tmp_path):
 
 @pytest.mark.slow
 def test_delete_started_while_add_encodes_waits_then_both_finish(tiny_bert, tmp_path):
-    """The reported case: `indexer delete` 2 s into a long `indexer add` waits, says so, and both succeed."""
+    """The reported case: `indexer delete` started while a long `indexer add` encodes waits, says so, and both succeed."""
     from test_ner import tiny_tagger
 
     tiny_tagger(tiny_bert).save(tmp_path / "tagger")
     crash = CrashIndex(tmp_path, tiny_bert, tmp_path / "tagger")
     crash.cli("import", "--format", "beir", "--collection", "c", str(write_corpus(tmp_path / "base", sample_records())))
     crash.cli("build", "--no-tag")
-    big = write_corpus(tmp_path / "big", generated_records("big", 400))
+    # large enough that the add is still encoding when the delete (itself seconds to start) asks for the lock,
+    # even on an idle machine (the tiny BERT encodes ~800 chunks/s there)
+    big = write_corpus(tmp_path / "big", generated_records("big", 4000))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     add = subprocess.Popen([sys.executable, "-m", "indexer", "add", *crash.args, "--format", "beir", "--collection",
                             "c", str(big)], env=env, stderr=subprocess.PIPE, text=True)
     seen = ""
     while "encode chunks" not in seen and add.poll() is None:  # the add holds the lock and is encoding
         seen += add.stderr.read(1)
-    time.sleep(2)
+    time.sleep(1)
     delete = subprocess.run([sys.executable, "-m", "indexer", "delete", *crash.args, "--collection", "c", "bva-001"],
                             env=env, capture_output=True, text=True, timeout=600)
     add.stderr.read()
     assert add.wait(600) == 0
     assert delete.returncode == 0, delete.stderr
     assert delete.stderr.count(f"waiting for {add.pid} (indexer add ") == 1 and "database is locked" not in delete.stderr
-    ids = {r["_id"] for r in sample_records()} - {"bva-001"} | {f"big-{i}" for i in range(400)}
+    ids = {r["_id"] for r in sample_records()} - {"bva-001"} | {f"big-{i}" for i in range(4000)}
     crash.check_finished(ids)
