@@ -14,6 +14,12 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
+- Impact lists (indexer/store/impacts.py), unfiltered queries only: a threshold algorithm. Each
+  phrase offers candidates and a bound on what it adds to any other chunk: all its chunks and 0
+  when it is in at most `size` chunks; its listed best chunks and the list's last score when it
+  has a list; none and its cap otherwise. The candidates are scored with the full query; once the
+  `need`-th document scores above the sum of the bounds, no other chunk can enter the top `need`,
+  and the ranking is the exact one. Else (or with no lists for this store state) MaxScore runs.
 """
 from __future__ import annotations
 
@@ -58,11 +64,43 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
+def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, counts: list[int], need: int,
+               deadline: float | None, weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
+    """The exact unfiltered top `need` documents from the impact lists, or None when their bound does not prove it."""
+    lists = store.term_impacts(weights)
+    if lists is None:
+        return None
+    total = max(len(snap.chunk_ids), 1)
+    tokens = store.phrase_tokens(query.include)
+    found, bound, complete = [], 0.0, True
+    for phrase, count, toks in zip(query.include, counts, tokens):
+        if count == 0:
+            continue
+        if count <= lists.size:  # every chunk of the phrase is a candidate
+            found.append(store.keyword_chunks(KeywordQuery((phrase,), ()).fts(), deadline))
+        elif len(toks) == 1 and toks[0] in lists.lists:
+            ids, last = lists.lists[toks[0]]
+            found.append(ids)
+            bound, complete = bound + last, False
+        else:
+            bound, complete = bound + phrase_cap(count, total), False
+    if not found:
+        return None
+    candidates = np.unique(np.concatenate(found))
+    chunks, scores = store.keyword_scored(query.fts(), candidates, weights, deadline)
+    docs = best_documents(chunks, scores, snap, None)
+    # scores are rounded to 1e-9; the bound sums floats: strictly above it, with room for both
+    if complete or (len(docs) >= need and docs[need - 1][2] > bound * (1 + 1e-9) + 1e-9):
+        return docs[:need]
+    return None
+
+
 def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
-         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> KeywordRanking:
+         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0), impacts: bool = True) -> KeywordRanking:
     """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
 
     `weights`: FTS5 column weights (title, text). `need` larger than the matching documents returns them all.
+    `impacts`: try the impact lists first (unfiltered queries; the result is the same either way).
     """
     match = query.fts()
     if match is None:
@@ -78,6 +116,10 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
         return KeywordRanking([], matched)
     counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
+    if impacts and mask is None:
+        docs = by_impacts(store, snap, query, counts, need, deadline, weights)
+        if docs is not None:
+            return KeywordRanking(docs, matched)
     order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
     # few allowed matches (a narrow filter): score them all at once, FTS5 walking only their id range
@@ -96,6 +138,7 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
 
 
 def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
-                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0),
+                  impacts: bool = True) -> list[tuple[int, int, float]]:
     """The `need` best documents of `rank`, without the match set."""
-    return rank(store, snap, query, mask, need, deadline, weights).documents
+    return rank(store, snap, query, mask, need, deadline, weights, impacts).documents

@@ -1,0 +1,155 @@
+"""Per-term impact lists: for each indexed term in many chunks, the chunks it adds most BM25 to.
+
+FTS5's bm25() is a sum over a query's phrases of one phrase's contribution, and a phrase's
+contribution to a chunk is exactly the score the single-phrase query gives it (the same idf,
+average length and column weights). So `build_impacts` stores, for every term found in more
+than `size` chunks, the `size` chunks with the highest single-term score, scored by FTS5 itself
+(`ORDER BY` bm25 `LIMIT size`), and the `size`-th score: no chunk left off the list gets more
+than that from the term. searchd/bm25.py turns these into an exact top k (threshold algorithm).
+
+The lists hold for one state of the FTS index and one pair of column weights: they are keyed by
+a fingerprint of the FTS5 structure and averages records and of the store version, which every
+write changes, so a store changed after the build reads as having no lists (`term_impacts` is
+None) and searches take the path without them until the next `indexer build`. Terms are FTS5's
+tokens (Porter stems); a query phrase is looked up by tokenizing it with the same tokenizer in
+an in-memory FTS5 table, and a stem that does not tokenize to itself gets no list (the query
+phrase '"stem"' would find another token).
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from indexer.store.database import Database
+from indexer.store.schema import FTS_COLUMNS, FTS_TOKENIZE
+
+IMPACT_DDL = [
+    "CREATE TABLE IF NOT EXISTS fts_impacts (term TEXT PRIMARY KEY, ids BLOB NOT NULL, bound REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS fts_impacts_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+
+
+@dataclass(frozen=True)
+class ImpactLists:
+    """The impact lists of one FTS state and one pair of column weights."""
+
+    fingerprint: str
+    weights: tuple[float, ...]
+    size: int  # terms in at most this many chunks have no list: all their chunks are candidates
+    lists: dict[str, tuple[np.ndarray, float]]  # token -> (its `size` best chunk ids, the size-th score)
+
+
+class _Tokenizer:
+    """FTS5's own tokenizer (the chunks_fts one) on an in-memory table: text -> its tokens, in order."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{FTS_TOKENIZE}')")
+        self._conn.execute("CREATE VIRTUAL TABLE tv USING fts5vocab(t, 'instance')")
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        with self._lock:
+            try:
+                self._conn.executemany("INSERT INTO t(rowid, x) VALUES (?, ?)", enumerate(texts))
+                out: list[list[str]] = [[] for _ in texts]
+                for doc, term in self._conn.execute("SELECT doc, term FROM tv ORDER BY doc, offset"):
+                    out[doc].append(term)
+                return out
+            finally:
+                self._conn.execute("DELETE FROM t")
+
+
+class StoreImpacts(Database):
+    """Building and reading the impact lists (part of DocumentStore)."""
+
+    _tokenizer: _Tokenizer | None = None
+    _impacts: ImpactLists | None = None
+
+    def phrase_tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """The FTS5 tokens of each text, as chunks_fts indexes them (stemmed, case- and diacritics-folded)."""
+        if self._tokenizer is None:
+            self._tokenizer = _Tokenizer()
+        return self._tokenizer.tokens(list(texts))
+
+    def fts_fingerprint(self) -> str:
+        """Changes whenever the FTS index does (its structure record counts every write)."""
+        with self.reading() as conn:
+            raw = conn.connection.driver_connection
+            blocks = raw.execute("SELECT id, block FROM chunks_fts_data WHERE id IN (1, 10) ORDER BY id").fetchall()
+        h = hashlib.sha1(repr(self.version()).encode())
+        for _, block in blocks:
+            h.update(bytes(block))
+        return h.hexdigest()
+
+    def build_impacts(self, weights: Sequence[float], size: int, progress: bool = True) -> int:
+        """(Re)write the impact lists for `weights` (title, text): every term in more than `size` chunks.
+
+        Returns the number of lists written. Costs one FTS5 bm25() per posting of those terms.
+        """
+        from tqdm import tqdm
+
+        w = _weights(weights)
+        if size < 1:
+            raise ValueError(f"impact list size must be at least 1, got {size}")
+        before = self.fts_fingerprint()
+        with self.reading() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')")
+            terms = [t for t, in raw.execute("SELECT term FROM temp.chunks_fts_vocab WHERE doc > ? ORDER BY term",
+                                             (size,))]
+        stable = [t for t, tok in zip(terms, self.phrase_tokens(terms)) if tok == [t]]
+        marks = ", ".join("?" * len(w))
+        sql = (f"SELECT rowid, -bm25(chunks_fts, {marks}) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+               "ORDER BY s DESC, rowid LIMIT ?")
+        rows = []
+        with self.reading() as conn:
+            raw = conn.connection.driver_connection
+            for term in tqdm(stable, desc="keyword impact lists", unit="term", disable=not progress,
+                             dynamic_ncols=True):
+                top = raw.execute(sql, (*w, '"' + term + '"', size)).fetchall()
+                ids = np.array([r[0] for r in top], dtype=np.int64)
+                rows.append((term, ids.tobytes(), float(top[-1][1])))
+        with self.engine.begin() as conn:
+            if self.fts_fingerprint() != before:
+                raise RuntimeError("the store changed while its keyword impact lists were built; run the build again")
+            for ddl in IMPACT_DDL:
+                conn.exec_driver_sql(ddl)
+            raw = conn.connection.driver_connection
+            raw.execute("DELETE FROM fts_impacts")
+            raw.execute("DELETE FROM fts_impacts_meta")
+            raw.executemany("INSERT INTO fts_impacts(term, ids, bound) VALUES (?, ?, ?)", rows)
+            raw.executemany("INSERT INTO fts_impacts_meta(key, value) VALUES (?, ?)",
+                            [("fingerprint", before), ("weights", repr(w)), ("size", str(size))])
+        self._impacts = None
+        return len(rows)
+
+    def term_impacts(self, weights: Sequence[float]) -> ImpactLists | None:
+        """The impact lists for `weights` when they match the FTS index as it is now, else None."""
+        w = _weights(weights)
+        now = self.fts_fingerprint()
+        cached = self._impacts
+        if cached is not None and cached.fingerprint == now and cached.weights == w:
+            return cached
+        with self.reading() as conn:
+            raw = conn.connection.driver_connection
+            if raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'fts_impacts_meta'").fetchone() is None:
+                return None
+            meta = dict(raw.execute("SELECT key, value FROM fts_impacts_meta").fetchall())
+            if meta.get("fingerprint") != now or meta.get("weights") != repr(w):
+                return None
+            lists = {t: (np.frombuffer(ids, dtype=np.int64), bound)
+                     for t, ids, bound in raw.execute("SELECT term, ids, bound FROM fts_impacts")}
+        self._impacts = ImpactLists(now, w, int(meta["size"]), lists)
+        return self._impacts
+
+
+def _weights(weights: Sequence[float]) -> tuple[float, ...]:
+    if len(weights) != len(FTS_COLUMNS):
+        raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
+    return tuple(float(x) for x in weights)
