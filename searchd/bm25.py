@@ -14,12 +14,11 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
-- Impact lists (indexer/store/impacts.py), unfiltered queries only: a threshold algorithm. Each
-  phrase offers candidates and a bound on what it adds to any other chunk: all its chunks and 0
-  when it is in at most `size` chunks; its listed best chunks and the list's last score when it
-  has a list; none and its cap otherwise. The candidates are scored with the full query; once the
-  `need`-th document scores above the sum of the bounds, no other chunk can enter the top `need`,
-  and the ranking is the exact one. Else (or with no lists for this store state) MaxScore runs.
+- Impact lists (indexer/store/impacts.py), unfiltered queries only: each common term's
+  contribution to every chunk it is in, precomputed by FTS5 at build time. Adding them up per
+  matching chunk in query order gives FTS5's own scores (the same floating-point sum), so the
+  ranking is the exact one, with no bm25() call per match; rare terms are scored by FTS5 on the
+  fly. Without lists for this store state (changed since the build), MaxScore runs.
 """
 from __future__ import annotations
 
@@ -64,35 +63,38 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
-def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, counts: list[int], need: int,
-               deadline: float | None, weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
-    """The exact unfiltered top `need` documents from the impact lists, or None when their bound does not prove it."""
+def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, matched: np.ndarray,
+               counts: list[int], need: int, deadline: float | None,
+               weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
+    """The unfiltered top `need` documents with FTS5's scores added up from the impact lists; None without lists.
+
+    A phrase without a list (in few chunks, or of several words) is scored by FTS5 alone.
+    """
     lists = store.term_impacts(weights)
     if lists is None:
         return None
-    total = max(len(snap.chunk_ids), 1)
-    tokens = store.phrase_tokens(query.include)
-    found, bound, complete = [], 0.0, True
-    for phrase, count, toks in zip(query.include, counts, tokens):
+    if len(matched) == 0:
+        return []
+    parts = []
+    for phrase, count, toks in zip(query.include, counts, store.phrase_tokens(query.include)):
         if count == 0:
             continue
-        if count <= lists.size:  # every chunk of the phrase is a candidate
-            found.append(store.keyword_chunks(KeywordQuery((phrase,), ()).fts(), deadline))
-        elif len(toks) == 1 and toks[0] in lists.lists:
-            ids, last = lists.lists[toks[0]]
-            found.append(ids)
-            bound, complete = bound + last, False
+        if len(toks) == 1 and lists.has(toks[0]):
+            parts.append(store.impact_list(toks[0]))
         else:
-            bound, complete = bound + phrase_cap(count, total), False
-    if not found:
-        return None
-    candidates = np.unique(np.concatenate(found))
-    chunks, scores = store.keyword_scored(query.fts(), candidates, weights, deadline)
-    docs = best_documents(chunks, scores, snap, None)
-    # scores are rounded to 1e-9; the bound sums floats: strictly above it, with room for both
-    if complete or (len(docs) >= need and docs[need - 1][2] > bound * (1 + 1e-9) + 1e-9):
-        return docs[:need]
-    return None
+            parts.append(store.phrase_impacts(KeywordQuery((phrase,), ()).fts(), weights, deadline))
+    acc = np.zeros(max([int(matched[-1])] + [int(ids.max()) for ids, _ in parts if len(ids)]) + 1)
+    for ids, scores in parts:  # in query order, as FTS5 sums: the same floating-point result
+        acc[ids] += scores
+    scores = np.round(acc[matched], 9)  # NOT-ed chunks are not in `matched`
+    take = 4 * need
+    while True:
+        # every chunk scoring at least the take-th best: a document outside has all its chunks below
+        sel = slice(None) if take >= len(scores) else scores >= np.partition(scores, len(scores) - take)[-take]
+        docs = best_documents(matched[sel], scores[sel], snap, None)
+        if len(docs) >= need or take >= len(scores):
+            return docs[:need]
+        take *= 4
 
 
 def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
@@ -117,7 +119,7 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
     if impacts and mask is None:
-        docs = by_impacts(store, snap, query, counts, need, deadline, weights)
+        docs = by_impacts(store, snap, query, matched, counts, need, deadline, weights)
         if docs is not None:
             return KeywordRanking(docs, matched)
     order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))

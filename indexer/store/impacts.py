@@ -1,11 +1,11 @@
-"""Per-term impact lists: for each indexed term in many chunks, the chunks it adds most BM25 to.
+"""Per-term impact lists: for each indexed term in many chunks, what it adds to each chunk's BM25.
 
-FTS5's bm25() is a sum over a query's phrases of one phrase's contribution, and a phrase's
-contribution to a chunk is exactly the score the single-phrase query gives it (the same idf,
-average length and column weights). So `build_impacts` stores, for every term found in more
-than `size` chunks, the `size` chunks with the highest single-term score, scored by FTS5 itself
-(`ORDER BY` bm25 `LIMIT size`), and the `size`-th score: no chunk left off the list gets more
-than that from the term. searchd/bm25.py turns these into an exact top k (threshold algorithm).
+FTS5's bm25() is a sum over a query's phrases, in query order, of one phrase's contribution, and
+a phrase's contribution to a chunk is exactly the score the single-phrase query gives it (the
+same idf, average length and column weights, the same floating-point operations). So
+`build_impacts` stores, for every term found in more than `size` chunks, every chunk id with that
+score, computed by FTS5 itself; searchd/bm25.py adds them up per chunk in query order and gets
+FTS5's own scores, bit for bit, without FTS5 computing bm25() per matching row.
 
 The lists hold for one state of the FTS index and one pair of column weights: they are keyed by
 a fingerprint of the FTS5 structure and averages records and of the store version, which every
@@ -29,7 +29,7 @@ from indexer.store.database import Database
 from indexer.store.schema import FTS_COLUMNS, FTS_TOKENIZE
 
 IMPACT_DDL = [
-    "CREATE TABLE IF NOT EXISTS fts_impacts (term TEXT PRIMARY KEY, ids BLOB NOT NULL, bound REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS fts_impacts (term TEXT PRIMARY KEY, ids BLOB NOT NULL, scores BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fts_impacts_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
@@ -40,8 +40,11 @@ class ImpactLists:
 
     fingerprint: str
     weights: tuple[float, ...]
-    size: int  # terms in at most this many chunks have no list: all their chunks are candidates
-    lists: dict[str, tuple[np.ndarray, float]]  # token -> (its `size` best chunk ids, the size-th score)
+    size: int  # terms in at most this many chunks have no list (FTS5 scores them, cheaply)
+    terms: frozenset[str]  # the tokens with a list
+
+    def has(self, token: str) -> bool:
+        return token in self.terms
 
 
 class _Tokenizer:
@@ -87,10 +90,23 @@ class StoreImpacts(Database):
             h.update(bytes(block))
         return h.hexdigest()
 
+    def phrase_impacts(self, phrase: str, weights: Sequence[float],
+                       deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, -bm25 unrounded) of the single-phrase query `phrase` (FTS5 syntax): what it adds to each chunk."""
+        w = _weights(weights)
+        marks = ", ".join("?" * len(w))
+        with self.reading(deadline) as conn:
+            raw = conn.connection.driver_connection
+            rows = raw.execute(f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                               (*w, phrase)).fetchall()
+        both = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+        return both[:, 0].astype(np.int64), np.ascontiguousarray(both[:, 1])
+
     def build_impacts(self, weights: Sequence[float], size: int, progress: bool = True) -> int:
         """(Re)write the impact lists for `weights` (title, text): every term in more than `size` chunks.
 
-        Returns the number of lists written. Costs one FTS5 bm25() per posting of those terms.
+        Returns the number of lists written. Costs one FTS5 bm25() per posting of those terms,
+        and 12 bytes a posting on disk.
         """
         from tqdm import tqdm
 
@@ -104,17 +120,10 @@ class StoreImpacts(Database):
             terms = [t for t, in raw.execute("SELECT term FROM temp.chunks_fts_vocab WHERE doc > ? ORDER BY term",
                                              (size,))]
         stable = [t for t, tok in zip(terms, self.phrase_tokens(terms)) if tok == [t]]
-        marks = ", ".join("?" * len(w))
-        sql = (f"SELECT rowid, -bm25(chunks_fts, {marks}) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-               "ORDER BY s DESC, rowid LIMIT ?")
         rows = []
-        with self.reading() as conn:
-            raw = conn.connection.driver_connection
-            for term in tqdm(stable, desc="keyword impact lists", unit="term", disable=not progress,
-                             dynamic_ncols=True):
-                top = raw.execute(sql, (*w, '"' + term + '"', size)).fetchall()
-                ids = np.array([r[0] for r in top], dtype=np.int64)
-                rows.append((term, ids.tobytes(), float(top[-1][1])))
+        for term in tqdm(stable, desc="keyword impact lists", unit="term", disable=not progress, dynamic_ncols=True):
+            ids, scores = self.phrase_impacts('"' + term + '"', w)
+            rows.append((term, ids.tobytes(), scores.tobytes()))
         with self.engine.begin() as conn:
             if self.fts_fingerprint() != before:
                 raise RuntimeError("the store changed while its keyword impact lists were built; run the build again")
@@ -123,7 +132,7 @@ class StoreImpacts(Database):
             raw = conn.connection.driver_connection
             raw.execute("DELETE FROM fts_impacts")
             raw.execute("DELETE FROM fts_impacts_meta")
-            raw.executemany("INSERT INTO fts_impacts(term, ids, bound) VALUES (?, ?, ?)", rows)
+            raw.executemany("INSERT INTO fts_impacts(term, ids, scores) VALUES (?, ?, ?)", rows)
             raw.executemany("INSERT INTO fts_impacts_meta(key, value) VALUES (?, ?)",
                             [("fingerprint", before), ("weights", repr(w)), ("size", str(size))])
         self._impacts = None
@@ -143,10 +152,18 @@ class StoreImpacts(Database):
             meta = dict(raw.execute("SELECT key, value FROM fts_impacts_meta").fetchall())
             if meta.get("fingerprint") != now or meta.get("weights") != repr(w):
                 return None
-            lists = {t: (np.frombuffer(ids, dtype=np.int64), bound)
-                     for t, ids, bound in raw.execute("SELECT term, ids, bound FROM fts_impacts")}
-        self._impacts = ImpactLists(now, w, int(meta["size"]), lists)
+            terms = frozenset(t for t, in raw.execute("SELECT term FROM fts_impacts"))
+        self._impacts = ImpactLists(now, w, int(meta["size"]), terms)
         return self._impacts
+
+    def impact_list(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, what `token` adds to their BM25) from the impact lists (`term_impacts` says which exist)."""
+        with self.reading() as conn:
+            raw = conn.connection.driver_connection
+            row = raw.execute("SELECT ids, scores FROM fts_impacts WHERE term = ?", (token,)).fetchone()
+        if row is None:
+            raise KeyError(f"no keyword impact list for {token!r}")
+        return np.frombuffer(row[0], dtype=np.int64), np.frombuffer(row[1], dtype=np.float64)
 
 
 def _weights(weights: Sequence[float]) -> tuple[float, ...]:
