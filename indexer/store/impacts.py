@@ -12,8 +12,9 @@ a fingerprint of the FTS5 structure and averages records and of the store versio
 write changes, so a store changed after the build reads as having no lists (`term_impacts` is
 None) and searches take the path without them until the next `indexer build`. Terms are FTS5's
 tokens (Porter stems); a query phrase is looked up by tokenizing it with the same tokenizer in
-an in-memory FTS5 table, and a stem that does not tokenize to itself gets no list (the query
-phrase '"stem"' would find another token).
+an in-memory FTS5 table. A list is computed with a query phrase that tokenizes to exactly its
+term: the term itself, or (Porter stems are not always stems of themselves: "diseas") the term
+with one of a few endings ("disease"); a term none of them gives has no list.
 """
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ import numpy as np
 from indexer.store.database import Database
 from indexer.store.schema import FTS_COLUMNS, FTS_TOKENIZE
 
+ENDINGS = ("", "e", "s", "es", "ed", "ing", "y", "al", "ion", "ation", "ic", "er", "ly", "ous", "ity", "ment", "ness",
+           "ate", "ize", "ise", "ence", "ance", "ive", "ent", "ant", "ful", "ism", "ist")
+LAYOUT = "every-posting/1"  # recorded with the lists: lists of another layout read as absent
 IMPACT_DDL = [
+    "DROP TABLE IF EXISTS fts_impacts",
+    "DROP TABLE IF EXISTS fts_impacts_meta",
     "CREATE TABLE IF NOT EXISTS fts_impacts (term TEXT PRIMARY KEY, ids BLOB NOT NULL, scores BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fts_impacts_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
@@ -119,10 +125,11 @@ class StoreImpacts(Database):
             raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')")
             terms = [t for t, in raw.execute("SELECT term FROM temp.chunks_fts_vocab WHERE doc > ? ORDER BY term",
                                              (size,))]
-        stable = [t for t, tok in zip(terms, self.phrase_tokens(terms)) if tok == [t]]
+        phrases = self._phrases_for(terms)
         rows = []
-        for term in tqdm(stable, desc="keyword impact lists", unit="term", disable=not progress, dynamic_ncols=True):
-            ids, scores = self.phrase_impacts('"' + term + '"', w)
+        for term, phrase in tqdm(phrases.items(), desc="keyword impact lists", unit="term", disable=not progress,
+                                 dynamic_ncols=True):
+            ids, scores = self.phrase_impacts('"' + phrase + '"', w)
             rows.append((term, ids.tobytes(), scores.tobytes()))
         with self.engine.begin() as conn:
             if self.fts_fingerprint() != before:
@@ -130,13 +137,24 @@ class StoreImpacts(Database):
             for ddl in IMPACT_DDL:
                 conn.exec_driver_sql(ddl)
             raw = conn.connection.driver_connection
-            raw.execute("DELETE FROM fts_impacts")
-            raw.execute("DELETE FROM fts_impacts_meta")
             raw.executemany("INSERT INTO fts_impacts(term, ids, scores) VALUES (?, ?, ?)", rows)
             raw.executemany("INSERT INTO fts_impacts_meta(key, value) VALUES (?, ?)",
-                            [("fingerprint", before), ("weights", repr(w)), ("size", str(size))])
+                            [("fingerprint", before), ("weights", repr(w)), ("size", str(size)),
+                             ("layout", LAYOUT)])
         self._impacts = None
         return len(rows)
+
+    def _phrases_for(self, terms: Sequence[str]) -> dict[str, str]:
+        """term -> a word that FTS5 tokenizes to exactly that term, for the terms some ending gives one."""
+        out: dict[str, str] = {}
+        for ending in ENDINGS:
+            left = [t for t in terms if t not in out]
+            words = [t + ending for t in left] + [t[:-1] + "y" + ending for t in left if t.endswith("i")]
+            owners = left + [t for t in left if t.endswith("i")]
+            for term, word, toks in zip(owners, words, self.phrase_tokens(words)):
+                if toks == [term]:
+                    out.setdefault(term, word)
+        return out
 
     def term_impacts(self, weights: Sequence[float]) -> ImpactLists | None:
         """The impact lists for `weights` when they match the FTS index as it is now, else None."""
@@ -150,7 +168,7 @@ class StoreImpacts(Database):
             if raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'fts_impacts_meta'").fetchone() is None:
                 return None
             meta = dict(raw.execute("SELECT key, value FROM fts_impacts_meta").fetchall())
-            if meta.get("fingerprint") != now or meta.get("weights") != repr(w):
+            if meta.get("fingerprint") != now or meta.get("weights") != repr(w) or meta.get("layout") != LAYOUT:
                 return None
             terms = frozenset(t for t, in raw.execute("SELECT term FROM fts_impacts"))
         self._impacts = ImpactLists(now, w, int(meta["size"]), terms)
