@@ -14,7 +14,7 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
-- Impact lists (indexer/store/impacts.py), unfiltered queries only: each common term's
+- Impact lists (indexer/store/impacts.py), unless a filter leaves at most DIRECT matches: each common term's
   contribution to every chunk it is in, precomputed by FTS5 at build time. Adding them up per
   matching chunk in query order gives FTS5's own scores (the same floating-point sum), so the
   ranking is the exact one, with no bm25() call per match; rare terms are scored by FTS5 on the
@@ -64,11 +64,12 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
 
 
 def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, matched: np.ndarray,
-               counts: list[int], need: int, deadline: float | None,
+               mask: np.ndarray | None, counts: list[int], need: int, deadline: float | None,
                weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
-    """The unfiltered top `need` documents with FTS5's scores added up from the impact lists; None without lists.
+    """The top `need` documents of `matched` (the allowed matches) with FTS5's scores added up from the impact lists.
 
-    A phrase without a list (in few chunks, or of several words) is scored by FTS5 alone.
+    None when the store has no lists for its state. A phrase without a list (in few chunks, or of
+    several words) is scored by FTS5 alone.
     """
     lists = store.term_impacts(weights)
     if lists is None:
@@ -91,7 +92,7 @@ def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, m
     while True:
         # every chunk scoring at least the take-th best: a document outside has all its chunks below
         sel = slice(None) if take >= len(scores) else scores >= np.partition(scores, len(scores) - take)[-take]
-        docs = best_documents(matched[sel], scores[sel], snap, None)
+        docs = best_documents(matched[sel], scores[sel], snap, mask)
         if len(docs) >= need or take >= len(scores):
             return docs[:need]
         take *= 4
@@ -102,7 +103,7 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
 
     `weights`: FTS5 column weights (title, text). `need` larger than the matching documents returns them all.
-    `impacts`: try the impact lists first (unfiltered queries; the result is the same either way).
+    `impacts`: use the impact lists when the store has them (the result is the same either way).
     """
     match = query.fts()
     if match is None:
@@ -118,8 +119,8 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
         return KeywordRanking([], matched)
     counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
-    if impacts and mask is None:
-        docs = by_impacts(store, snap, query, matched, counts, need, deadline, weights)
+    if impacts and (mask is None or len(matched) > DIRECT):  # few allowed matches: FTS5 scores them faster
+        docs = by_impacts(store, snap, query, matched, mask, counts, need, deadline, weights)
         if docs is not None:
             return KeywordRanking(docs, matched)
     order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
