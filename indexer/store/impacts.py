@@ -112,7 +112,7 @@ class StoreImpacts(Database):
         """(Re)write the impact lists for `weights` (title, text): every term in more than `size` chunks.
 
         Returns the number of lists written. Costs one FTS5 bm25() per posting of those terms,
-        and 12 bytes a posting on disk.
+        and 16 bytes a posting on disk (chunk id and score).
         """
         from tqdm import tqdm
 
