@@ -127,3 +127,18 @@ def test_phrase_tokens_are_the_fts5_tokens(store):
 def test_bad_size_is_refused(store):
     with pytest.raises(ValueError, match="at least 1"):
         store.build_impacts(WEIGHTS, 0, progress=False)
+
+
+def test_the_build_makes_lists_once_per_store_state(store, settings):
+    from dataclasses import replace
+
+    from indexer.pipeline import build_impact_lists
+
+    s = settings.replace(search=replace(settings.search, impact_list_size=5))
+    assert build_impact_lists(s, store) > 0
+    assert build_impact_lists(s, store) == 0  # current already
+    store.upsert_documents("c", corpus(5, 2), _paragraph_chunker)
+    assert build_impact_lists(s, store) > 0
+    off = settings.replace(search=replace(settings.search, impact_lists=False))
+    store.upsert_documents("c", corpus(5, 3), _paragraph_chunker)
+    assert build_impact_lists(off, store) == 0 and store.term_impacts(WEIGHTS) is None
