@@ -14,7 +14,7 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
-- Impact lists (indexer/store/impacts.py), unless a filter leaves at most DIRECT matches: each common term's
+- Impact lists (indexer/store/impacts.py), when the store has them, filter or not: each common term's
   contribution to every chunk it is in, precomputed by FTS5 at build time. Adding them up per
   matching chunk in query order gives FTS5's own scores (the same floating-point sum), so the
   ranking is the exact one, with no bm25() call per match; rare terms are scored by FTS5 on the
@@ -64,7 +64,7 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
 
 
 def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, matched: np.ndarray,
-               mask: np.ndarray | None, counts: list[int], need: int, deadline: float | None,
+               mask: np.ndarray | None, need: int, deadline: float | None,
                weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
     """The top `need` documents of `matched` (the allowed matches) with FTS5's scores added up from the impact lists.
 
@@ -77,9 +77,7 @@ def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, m
     if len(matched) == 0:
         return []
     parts = []
-    for phrase, count, toks in zip(query.include, counts, store.phrase_tokens(query.include)):
-        if count == 0:
-            continue
+    for phrase, toks in zip(query.include, store.phrase_tokens(query.include)):
         if len(toks) == 1 and lists.has(toks[0]):
             parts.append(store.impact_list(toks[0]))
         else:
@@ -117,12 +115,12 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     need = min(need, int(np.count_nonzero(np.bincount(doc_rows[keep], minlength=1))))
     if need <= 0:
         return KeywordRanking([], matched)
-    counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
-    # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
-    if impacts and (mask is None or len(matched) > DIRECT):  # few allowed matches: FTS5 scores them faster
-        docs = by_impacts(store, snap, query, matched, mask, counts, need, deadline, weights)
+    if impacts:
+        docs = by_impacts(store, snap, query, matched, mask, need, deadline, weights)
         if docs is not None:
             return KeywordRanking(docs, matched)
+    counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
+    # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
     order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
     total = max(len(snap.chunk_ids), 1)
     # few allowed matches (a narrow filter): score them all at once, FTS5 walking only their id range

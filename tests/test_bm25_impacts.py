@@ -75,12 +75,12 @@ def check_same(store: DocumentStore, qs: list[KeywordQuery], weights=WEIGHTS, ev
 
 
 @pytest.mark.parametrize("size", [3, 10, 40])
-def test_impact_lists_give_the_ranking_of_scoring_every_match(store, size, monkeypatch):
-    monkeypatch.setattr(bm25, "DIRECT", 10)
+def test_impact_lists_give_the_ranking_of_scoring_every_match(store, size):
     assert store.build_impacts(WEIGHTS, size, progress=False) > 0
     qs = queries(60, size)
     check_same(store, qs)
-    check_same(store, qs, every=2)  # a filter wide enough for the lists (bm25.DIRECT lowered below)
+    check_same(store, qs, every=2)  # under a filter
+    check_same(store, qs[:20], every=7)
     # the lists were used: without them, MaxScore would score through keyword_scored
     calls = []
     real = store.keyword_scored
@@ -117,7 +117,8 @@ def test_lists_go_unused_once_the_store_changes_or_weights_differ(store):
 
 def test_without_lists_nothing_changes(store):
     assert store.term_impacts(WEIGHTS) is None
-    check_same(store, queries(10, 3))
+    for every in (1, 2, 7):  # MaxScore, and the filtered paths
+        check_same(store, queries(10, 3), every=every)
 
 
 def test_phrase_tokens_are_the_fts5_tokens(store):
