@@ -66,10 +66,10 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
 def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, matched: np.ndarray,
                mask: np.ndarray | None, need: int, deadline: float | None,
                weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
-    """The top `need` documents of `matched` (the allowed matches) with FTS5's scores added up from the impact lists.
+    """The top `need` documents of `matched` (the allowed matches), FTS5's scores added up from the impact lists.
 
-    None when the store has no lists for its state. A phrase without a list (in few chunks, or of
-    several words) is scored by FTS5 alone.
+    None when the store has no lists for its state (or was written to meanwhile). A phrase without
+    a list (in few chunks, or of several words) is scored by FTS5 alone.
     """
     lists = store.term_impacts(weights)
     if lists is None:
@@ -82,6 +82,8 @@ def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, m
             parts.append(store.impact_list(toks[0]))
         else:
             parts.append(store.phrase_impacts(KeywordQuery((phrase,), ()).fts(), weights, deadline))
+    if store.fts_fingerprint() != lists.fingerprint:  # written meanwhile: the lists may not hold any more
+        return None
     acc = np.zeros(max([int(matched[-1])] + [int(ids.max()) for ids, _ in parts if len(ids)]) + 1)
     for ids, scores in parts:  # in query order, as FTS5 sums: the same floating-point result
         acc[ids] += scores

@@ -1,4 +1,4 @@
-"""Impact lists: the unfiltered keyword top k they prove is the one scoring every match gives, and stale lists go unused."""
+"""Impact lists: keyword rankings added up from them equal FTS5 scoring every match, and stale lists go unused."""
 from __future__ import annotations
 
 import random
@@ -122,7 +122,8 @@ def test_without_lists_nothing_changes(store):
 
 
 def test_phrase_tokens_are_the_fts5_tokens(store):
-    assert store.phrase_tokens(["Veterans", "service connection", "Ça"]) == [["veteran"], ["servic", "connect"], ["ca"]]
+    got = store.phrase_tokens(["Veterans", "service connection", "Ça"])
+    assert got == [["veteran"], ["servic", "connect"], ["ca"]]
 
 
 def test_bad_size_is_refused(store):

@@ -98,7 +98,7 @@ class StoreImpacts(Database):
 
     def phrase_impacts(self, phrase: str, weights: Sequence[float],
                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, -bm25 unrounded) of the single-phrase query `phrase` (FTS5 syntax): what it adds to each chunk."""
+        """(chunk ids, -bm25 unrounded) of the one-phrase query `phrase` (FTS5 syntax): what it adds to each chunk."""
         w = _weights(weights)
         marks = ", ".join("?" * len(w))
         with self.reading(deadline) as conn:
@@ -122,7 +122,8 @@ class StoreImpacts(Database):
         before = self.fts_fingerprint()
         with self.reading() as conn:
             raw = conn.connection.driver_connection
-            raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab USING fts5vocab(main, chunks_fts, 'row')")
+            raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_vocab "
+                        "USING fts5vocab(main, chunks_fts, 'row')")
             terms = [t for t, in raw.execute("SELECT term FROM temp.chunks_fts_vocab WHERE doc > ? ORDER BY term",
                                              (size,))]
         phrases = self._phrases_for(terms)
