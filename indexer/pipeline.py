@@ -251,6 +251,7 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     prune_shards(d, manifest)
     for name in (PARTIAL, PARTIAL_META):
         (d / name).unlink(missing_ok=True)
+        remove_stale_tmp(d / name)  # a checkpoint a killed build was writing when it died
     build_impact_lists(settings, store)
     return manifest
 
