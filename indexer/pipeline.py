@@ -251,7 +251,18 @@ def sync(settings: Settings, store: DocumentStore, embedder: Embedder, rebuild: 
     prune_shards(d, manifest)
     for name in (PARTIAL, PARTIAL_META):
         (d / name).unlink(missing_ok=True)
+        remove_stale_tmp(d / name)  # a checkpoint a killed build was writing when it died
+    build_impact_lists(settings, store)
     return manifest
+
+
+def build_impact_lists(settings: Settings, store: DocumentStore) -> int:
+    """Rebuild the keyword impact lists when search.impact_lists is on and the store has none for its state."""
+    s = settings.search
+    weights = (s.bm25_title_weight, s.bm25_text_weight)
+    if not s.impact_lists or store.term_impacts(weights) is not None:
+        return 0
+    return store.build_impacts(weights, s.impact_list_size)
 
 
 def _encode_missing(store: DocumentStore, embedder: Embedder, index: FaissIndex, missing: np.ndarray,

@@ -236,6 +236,8 @@ class SearchSettings:
     keyword_weight: float = setting(1.0, "fusion weight of the keyword ranking")
     bm25_title_weight: float = setting(2.0, "BM25 weight of a document title's words (FTS5 column weight)")
     bm25_text_weight: float = setting(1.0, "BM25 weight of a chunk's text words (FTS5 column weight)")
+    impact_lists: bool = setting(True, "keyword ranking adds up the per-word impact lists indexer build stores (same results)")
+    impact_list_size: int = setting(256, "indexer build: words in more chunks than this get a keyword impact list")
     stop_words: str = setting("medlex", "words a keyword query drops (kept in quoted phrases): medlex | lucene | none")
     candidates: int = setting(200, "chunks fetched per retriever before fusion and collapsing")
     result_window: int = setting(20, "dense/hybrid: documents a query retrieves per retriever; facets, total and pages count these")

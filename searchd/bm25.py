@@ -14,6 +14,11 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   chunk with none of them scores below `bound`, the sum of the other phrases' caps. Once the `need`-th document found scores above that bound, no
   unscored chunk can enter the top `need` and the ranking is exact; else the next rarer phrases
   join the essential set, up to all of them.
+- Impact lists (indexer/store/impacts.py), when the store has them, filter or not: each common term's
+  contribution to every chunk it is in, precomputed by FTS5 at build time. Adding them up per
+  matching chunk in query order gives FTS5's own scores (the same floating-point sum), so the
+  ranking is the exact one, with no bm25() call per match; rare terms are scored by FTS5 on the
+  fly. Without lists for this store state (changed since the build), MaxScore runs.
 """
 from __future__ import annotations
 
@@ -58,11 +63,47 @@ def best_documents(chunks: np.ndarray, scores: np.ndarray, snap: StoreSnapshot,
     return list(zip(snap.doc_ids[rows[best]].tolist(), chunks[best].tolist(), scores[best].tolist()))
 
 
+def by_impacts(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, matched: np.ndarray,
+               mask: np.ndarray | None, need: int, deadline: float | None,
+               weights: tuple[float, ...]) -> list[tuple[int, int, float]] | None:
+    """The top `need` documents of `matched` (the allowed matches), FTS5's scores added up from the impact lists.
+
+    None when the store has no lists for its state (or was written to meanwhile). A phrase without
+    a list (in few chunks, or of several words) is scored by FTS5 alone.
+    """
+    lists = store.term_impacts(weights)
+    if lists is None:
+        return None
+    if len(matched) == 0:
+        return []
+    parts = []
+    for phrase, toks in zip(query.include, store.phrase_tokens(query.include)):
+        if len(toks) == 1 and lists.has(toks[0]):
+            parts.append(store.impact_list(toks[0]))
+        else:
+            parts.append(store.phrase_impacts(KeywordQuery((phrase,), ()).fts(), weights, deadline))
+    if store.fts_fingerprint() != lists.fingerprint:  # written meanwhile: the lists may not hold any more
+        return None
+    acc = np.zeros(max([int(matched[-1])] + [int(ids.max()) for ids, _ in parts if len(ids)]) + 1)
+    for ids, scores in parts:  # in query order, as FTS5 sums: the same floating-point result
+        acc[ids] += scores
+    scores = np.round(acc[matched], 9)  # NOT-ed chunks are not in `matched`
+    take = 4 * need
+    while True:
+        # every chunk scoring at least the take-th best: a document outside has all its chunks below
+        sel = slice(None) if take >= len(scores) else scores >= np.partition(scores, len(scores) - take)[-take]
+        docs = best_documents(matched[sel], scores[sel], snap, mask)
+        if len(docs) >= need or take >= len(scores):
+            return docs[:need]
+        take *= 4
+
+
 def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None, need: int,
-         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> KeywordRanking:
+         deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0), impacts: bool = True) -> KeywordRanking:
     """The `need` best documents (within `mask` when given) by their best chunk's BM25, as the full query ranks them.
 
     `weights`: FTS5 column weights (title, text). `need` larger than the matching documents returns them all.
+    `impacts`: use the impact lists when the store has them (the result is the same either way).
     """
     match = query.fts()
     if match is None:
@@ -76,6 +117,10 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     need = min(need, int(np.count_nonzero(np.bincount(doc_rows[keep], minlength=1))))
     if need <= 0:
         return KeywordRanking([], matched)
+    if impacts:
+        docs = by_impacts(store, snap, query, matched, mask, need, deadline, weights)
+        if docs is not None:
+            return KeywordRanking(docs, matched)
     counts = store.phrase_counts([KeywordQuery((t,), ()).fts() for t in query.include], deadline)
     # rarest first; a phrase in no chunk adds nothing to any score, so no pass needs it
     order = sorted((i for i in range(len(counts)) if counts[i] > 0), key=lambda i: (counts[i], i))
@@ -96,6 +141,7 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
 
 
 def top_documents(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: np.ndarray | None,
-                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0)) -> list[tuple[int, int, float]]:
+                  need: int, deadline: float | None, weights: tuple[float, ...] = (1.0, 1.0),
+                  impacts: bool = True) -> list[tuple[int, int, float]]:
     """The `need` best documents of `rank`, without the match set."""
-    return rank(store, snap, query, mask, need, deadline, weights).documents
+    return rank(store, snap, query, mask, need, deadline, weights, impacts).documents

@@ -269,7 +269,8 @@ class SearchService:
         allowed = None if flt.is_empty() or mask.all() else mask
         if query.mode == "keyword":
             mark = time.perf_counter()
-            found = bm25.rank(self.store, snap, words, allowed, need, deadline, self.bm25_weights())
+            found = bm25.rank(self.store, snap, words, allowed, need, deadline, self.bm25_weights(),
+                              s.impact_lists)
             timings["keyword"] = _ms(mark)
             return found.documents, mask & self._documents_of(snap, found.matched)
         window = max(s.result_window, 1)
@@ -391,7 +392,8 @@ class SearchService:
     def _keyword(self, snap: StoreSnapshot, words: KeywordQuery, allowed: np.ndarray | None, need: int,
                  deadline: float) -> list[tuple[int, int, float]]:
         """BM25 ranking of the `need` best documents by their best chunk (hybrid's keyword half)."""
-        return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self.bm25_weights())
+        return bm25.top_documents(self.store, snap, words, allowed, need, deadline, self.bm25_weights(),
+                                  self.settings.search.impact_lists)
 
     def keyword_query(self, q: str, snap: StoreSnapshot | None = None) -> KeywordQuery:
         """The words and phrases keyword search looks for in `q` (search.stop_words dropped); a long query

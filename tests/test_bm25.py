@@ -40,8 +40,8 @@ def test_top_documents_equal_scoring_every_match(service, q, filtered):
     mask = None if not filtered else (np.arange(len(snap.doc_ids)) % (2 if filtered is True else len(snap.doc_ids)) == 0)
     allowed = set(snap.doc_ids[mask].tolist()) if filtered else None
     want = brute(service, q, allowed)
-    for need in range(1, len(want) + 2):
-        found = bm25.rank(service.store, snap, parse(q), mask, need, None)
+    for need, impacts in ((n, i) for n in range(1, len(want) + 2) for i in (True, False)):  # lists, MaxScore
+        found = bm25.rank(service.store, snap, parse(q), mask, need, None, impacts=impacts)
         got = found.documents
         assert set(snap.chunk_documents(found.matched).values()) == {d for d, _, _ in want}  # the match set
         assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:need]]
@@ -55,9 +55,10 @@ def test_column_weights_rank_as_fts5_weighted_bm25_does(service, q, weights):
     mask = np.arange(len(snap.doc_ids)) % 2 == 1
     for m, allowed in ((None, None), (mask, set(snap.doc_ids[mask].tolist()))):
         want = brute(service, q, allowed, weights)
-        got = bm25.top_documents(service.store, snap, parse(q), m, 5, None, weights)
-        assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:5]]
-        np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:5]], rtol=1e-9, atol=1e-9)
+        for impacts in (True, False):
+            got = bm25.top_documents(service.store, snap, parse(q), m, 5, None, weights, impacts)
+            assert [(d, c) for d, c, _ in got] == [(d, c) for d, c, _ in want[:5]]
+            np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:5]], rtol=1e-9, atol=1e-9)
 
 
 def test_rare_words_are_scored_first_and_common_ones_only_when_needed(service, monkeypatch):

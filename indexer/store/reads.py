@@ -209,9 +209,17 @@ class StoreReads(Database):
         if within is None:
             both = np.asarray(self._fetch(sql, (*w, match, *tail), deadline), dtype=np.float64).reshape(-1, 2)
             return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
-        both = np.asarray(self._fetch(sql, (*w, f"({within}) AND ({match})", *tail), deadline),
-                          dtype=np.float64).reshape(-1, 2)
-        alone = np.asarray(self._fetch(sql, (*w, within, *tail), deadline), dtype=np.float64).reshape(-1, 2)
+        # both statements in one read transaction (WAL: one snapshot), so a write between them cannot
+        # leave rows of `both` missing from `alone`
+        with self.reading(deadline) as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("SAVEPOINT keyword_scored")
+            try:
+                both = np.asarray(raw.execute(sql, (*w, f"({within}) AND ({match})", *tail)).fetchall(),
+                                  dtype=np.float64).reshape(-1, 2)
+                alone = np.asarray(raw.execute(sql, (*w, within, *tail)).fetchall(), dtype=np.float64).reshape(-1, 2)
+            finally:
+                raw.execute("RELEASE keyword_scored")
         ids = both[:, 0].astype(np.int64)
         extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
         return ids, np.round(both[:, 1] - extra, 9)

@@ -90,6 +90,7 @@ class TaggingRow(Base):
     tagger: Mapped[str] = mapped_column(String(200))  # the tagger's checksum
 
 
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"  # chunks_fts's tokenizer (impacts.py tokenizes queries with it too)
 FTS_COLUMNS = ("title", "text")  # chunks_fts columns, in order: bm25() takes one weight per column
 # The FTS5 table indexes each chunk with its document's title as a column of its own, so keyword
 # search matches title words and BM25 weighs them apart (search.bm25_title_weight). Its external
@@ -102,7 +103,7 @@ FTS_DDL = [
     "CREATE VIEW IF NOT EXISTS chunks_fts_content AS SELECT c.id AS id, d.title AS title, c.text AS text "
     "FROM chunks c JOIN documents d ON d.id = c.document_id",
     "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text, content='chunks_fts_content', "
-    "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')",
+    "content_rowid='id', tokenize='" + FTS_TOKENIZE + "')",
     "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN "
     "INSERT INTO chunks_fts(rowid, title, text) VALUES (new.id, "
     "(SELECT title FROM documents WHERE id = new.document_id), new.text); END",

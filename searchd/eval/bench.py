@@ -160,6 +160,19 @@ def build_index(settings: Settings, n_chunks: int, embedder, rows: list) -> None
     store.close()
 
 
+def _impact_lists(settings: Settings, index_dir: Path, rows: list) -> None:
+    """Build the keyword impact lists when search.impact_lists wants them and the store has none for its state."""
+    from indexer.pipeline import build_impact_lists
+    from indexer.store import DocumentStore
+
+    with DocumentStore(index_dir / "store.sqlite", create=False) as store:
+        started = time.perf_counter()
+        n = build_impact_lists(settings, store)
+        if n:
+            rows.append(("keyword impact lists (FTS5 bm25 per posting)", f"{n} terms",
+                         f"{time.perf_counter() - started:.1f} s", ""))
+
+
 def _filters(service) -> list[tuple[str, dict]]:
     """Filters of about 50%, 10%, 1%, 0.1% of the documents and a single document, found by counting."""
     n = service.store.counts()["documents"]
@@ -177,13 +190,17 @@ def _filters(service) -> list[tuple[str, dict]]:
     return out
 
 
-def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "hybrid")) -> list[tuple]:
-    """One row per filter and mode; returns (mode, filter, p50, p99) for the floors."""
+def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword", "keyword*", "hybrid")) -> list[tuple]:
+    """Latency rows per filter and mode; "keyword*" is keyword mode with search.impact_lists off, for comparison.
+    Returns (mode, filter, p50, p99) for the floors."""
     measured = []
     from searchd.service import SearchTimeout
 
+    on = service.settings
     for name, flt in _filters(service):
-        for mode in modes:
+        for label in modes:
+            mode = label.rstrip("*")
+            service.settings = on if label == mode else on.replace(search=replace(on.search, impact_lists=False))
             times, stages, timeouts, total = [], {}, 0, 0
             for q in queries:
                 query = service.parse({"q": q, "mode": mode, **flt})
@@ -199,9 +216,10 @@ def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword",
                 for key, value in result.timings.items():
                     stages.setdefault(key, []).append(value)
             p50, p95, p99 = _percentiles(times)
-            measured.append((mode, name, p50, p99))
+            measured.append((label, name, p50, p99))
             parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
-            rows.append((f"{mode:7} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
+            service.settings = on
+            rows.append((f"{label:8} filter: {name}", f"total {total}" + (f", {timeouts} timeouts" if timeouts else ""),
                          f"p50 {p50:.1f} / p95 {p95:.1f} / "
                          f"p99 {p99:.1f} ms", f"median stages (ms): {parts}"))
     return measured
@@ -390,6 +408,7 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
     embedder = load_embedder(settings)
     if not (index_dir / "manifest.json").is_file():
         build_index(settings, n_chunks, embedder, rows)
+    _impact_lists(settings, index_dir, rows)
     with SearchService.load(settings) as service:
         queries = _queries(settings, n_queries)
         service.search(service.parse({"q": "warm up"}))

@@ -4,7 +4,8 @@
 synthetic store of CHUNKS chunks in WORKDIR (no vectors, no model) and times keyword queries
 through SearchService.search under the bench's filters, printing p50/p95/p99 and the time per
 query of each store read behind BM25. It runs unchanged against older code (store methods it
-does not find are skipped), so two versions can be timed side by side on one store.
+does not find are skipped), so two versions can be timed side by side on one store. With
+search.impact_lists in the settings, each filter runs twice, impact lists on and off, in turn.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from indexer.store import DocumentStore
 from searchd.eval import bench
 from searchd.service import SearchService
 
-READS = ("keyword_scored", "keyword_chunks", "phrase_counts", "phrase_rows")
+READS = ("keyword_scored", "keyword_chunks", "phrase_counts", "phrase_rows", "term_impacts", "phrase_tokens")
 
 
 def main(n_chunks: int, work: Path, n_queries: int = 200) -> None:
@@ -48,17 +49,25 @@ def main(n_chunks: int, work: Path, n_queries: int = 200) -> None:
         setattr(svc.store, name, timed)
     queries = bench._queries(s, n_queries)
     svc.search(svc.parse({"q": "warm up", "mode": "keyword"}))
+    toggles = (True, False) if hasattr(s.search, "impact_lists") else (None,)
+    if toggles[0] and svc.store.term_impacts(svc.bm25_weights()) is None:
+        svc.store.build_impacts(svc.bm25_weights(), s.search.impact_list_size)
     for label, flt in bench._filters(svc):
-        times = []
-        calls.clear()
-        for q in queries:
-            t = time.perf_counter()
-            svc.search(svc.parse({"q": q, "mode": "keyword", **flt}))
-            times.append((time.perf_counter() - t) * 1000)
-        per = ", ".join(f"{k} {1000 * sum(v) / len(queries):.1f} ms/q ({len(v) / len(queries):.1f}/q)"
-                        for k, v in calls.items())
-        p50, p95, p99 = np.percentile(times, [50, 95, 99])
-        print(f"{label:28} p50 {p50:6.1f} p95 {p95:6.1f} p99 {p99:6.1f} max {max(times):6.1f} | {per}", flush=True)
+        for on in toggles:
+            if on is not None:
+                svc.settings = svc.settings.replace(search=dataclasses.replace(svc.settings.search, impact_lists=on))
+            times = []
+            calls.clear()
+            for q in queries:
+                t = time.perf_counter()
+                svc.search(svc.parse({"q": q, "mode": "keyword", **flt}))
+                times.append((time.perf_counter() - t) * 1000)
+            per = ", ".join(f"{k} {1000 * sum(v) / len(queries):.1f} ms/q ({len(v) / len(queries):.1f}/q)"
+                            for k, v in calls.items())
+            p50, p95, p99 = np.percentile(times, [50, 95, 99])
+            name = label if on is None else f"{label} [lists {'on' if on else 'off'}]"
+            print(f"{name:40} p50 {p50:6.1f} p95 {p95:6.1f} p99 {p99:6.1f} max {max(times):6.1f} | {per}",
+                  flush=True)
 
 
 if __name__ == "__main__":
