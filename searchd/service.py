@@ -192,8 +192,14 @@ class SearchService:
         return self._hits(docs[:k], None, 0)
 
     def stats(self) -> dict[str, Any]:
-        """Counts of the store and the vector index, the manifest, and when this service loaded it."""
-        return {"store": self.store.counts(), "vectors": self.index.ntotal, "index_type": self.index.description,
+        """Counts of the store and the vector index, the manifest, and when this service loaded it.
+
+        `in_step` is false (and `pending_chunks` > 0) in the moment between a writer's store commit and
+        its new vectors being loaded: the counts then differ, and say so, rather than disagree silently."""
+        counts = self.store.counts()
+        vectors = int(self.index.ntotal)
+        return {"store": counts, "vectors": vectors, "in_step": counts["chunks"] == vectors,
+                "pending_chunks": counts["chunks"] - vectors, "index_type": self.index.description,
                 "exact": self.index.exact, "embedder": self.embedder.name, "manifest": self.manifest,
                 "loaded_at": self.loaded_at}
 

@@ -137,7 +137,7 @@ def run_load(served, clients: int, rounds: int) -> tuple[Counter, list, list]:
     status, stats = fetch(f"{base}/stats")
     assert status == 200
     assert stats["store"]["documents"] == stats["manifest"]["documents"] == 12
-    assert stats["vectors"] == stats["store"]["chunks"] == stats["manifest"]["chunks"]
+    assert stats["vectors"] == stats["store"]["chunks"] == stats["manifest"]["chunks"] and stats["in_step"]
     return statuses, failures, seen
 
 

@@ -47,6 +47,7 @@ def test_searchd_reloads_a_changed_index(tmp_path):
     after = client.get("/stats").get_json()
     assert after["reload"]["generation"] == before["reload"]["generation"] + 1
     assert after["vectors"] > before["vectors"] and after["manifest"]["chunks"] == after["store"]["chunks"]
+    assert before["in_step"] and after["in_step"] and after["pending_chunks"] == 0
     assert after["manifest"]["documents"] == after["store"]["documents"] == before["store"]["documents"] + 1
     for mode in ("dense", "hybrid", "keyword"):
         hits = client.get(f"/search?q=zolpidem+asleep&mode={mode}").get_json()["hits"]
