@@ -101,6 +101,8 @@ _CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
 _SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.,\-]\d+)+(?![\d.,]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
 # "NRS 454", "NAC 639.742": a span that is itself a code's name and a section number
 _CODE_SPAN = re.compile(r"^[A-Z]{2,5}\s+\d+(?:[.,\-]\d+)*$")
+# a VA General Counsel precedent opinion cited by number ("VAOPGCPREC 12-99"), seen as a Drug in served BVA pages
+_PRECEDENT_CITE = re.compile(r"^VAOPGCPREC\b", re.IGNORECASE)
 _NEUTRAL_CITE = re.compile(r"\d{4}-$")
 # "NMSA 1978, § 52-1-26", "(NRS 630)": a code's name before its year of compilation or a bare chapter
 _CODE_AFTER = re.compile(r"^\s*(?:\d{4},|\d{1,4}\))")
@@ -240,7 +242,7 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
     generic head alone, maybe someone's ("the Veteran's disorder"), an injury the lexicon does not know, an
     event or a death."""
     surface = " ".join(mention.text.split())
-    if _CODE_SPAN.match(surface) or (surface.endswith("-") and _RANK_AFTER.match(text[mention.end:mention.end + 2])):
+    if _CODE_SPAN.match(surface) or _PRECEDENT_CITE.match(surface) or (surface.endswith("-") and _RANK_AFTER.match(text[mention.end:mention.end + 2])):
         return True
     if mention.label != "Disease":
         return False

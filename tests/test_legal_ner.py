@@ -285,6 +285,13 @@ def test_legal_only_span_rules():
     assert [m.text for m in stop.filter(medical, found)] == ["chronic cough", "disorder", "E-"]  # not legal text
 
 
+def test_a_va_precedent_opinion_citation_is_not_a_drug():
+    stop = LegalFilter()
+    text = "See VAOPGCPREC 12-99 and 38 C.F.R. § 3.304(f); the Veteran was prescribed sertraline."
+    mentions = [_m(text, "VAOPGCPREC 12-99", "Drug"), _m(text, "sertraline", "Drug")]
+    assert [m.text for m in stop.filter(text, mentions)] == ["sertraline"]
+
+
 def test_a_repaired_span_keeps_its_least_sure_confidence():
     text = "He had paroxysmal atrial tachycardia."
     parts = [dict_replace(_m(text, "paroxysmal", "Disease"), 0.6), dict_replace(_m(text, "atrial tachycardia",
