@@ -323,7 +323,8 @@ def train_embedder(settings: Settings) -> TrainResult:
 
 
 def save(model, out: Path) -> None:
-    """Save in sentence-transformers format (the Dropout module is saved too; it is inert at inference)."""
+    """Replace `out` with `model.save` (sentence-transformers format; also a CrossEncoder's). An embedder's
+    Dropout module is saved too; it is inert at inference."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 from indexer.errors import ConfigError, choices
 from indexer.models import resolve_device, resolve_model_dir
 from indexer.settings import Settings, TrainRerankerSettings
-from indexer.train.embedder import PRECISIONS, use_bf16
+from indexer.train.embedder import PRECISIONS, save, use_bf16  # save: replace the dir, model.save (ST and CrossEncoder)
 from indexer.train.pairs import DevSet, Encode, Pair, TrainingData, check_sources, collect, dev_triplets, mine_triplets
 
 
@@ -211,11 +211,3 @@ def train_reranker(settings: Settings) -> RerankerResult:
               "history": run["history"]}
     (ts.output_dir / "training.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     return result
-
-
-def save(model, out: Path) -> None:
-    """Save in sentence-transformers CrossEncoder format (config.json with the one-label head, tokenizer)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    model.save(str(out))
