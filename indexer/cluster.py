@@ -86,22 +86,26 @@ def _read_block(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, n
     """Rows (kind, id, text) of the blocks in `batch`: document texts to tag, 'Title. chunk' texts to encode."""
     from indexer.pipeline import STORE, embed_text
 
-    kinds, ids, texts = [], [], []
+    kinds, ids, texts, legal = [], [], [], []
     store = DocumentStore(settings.index.dir / STORE, create=False)
     try:
         for kind, raw in zip(batch["kind"], batch["ids"]):
             block = np.frombuffer(raw, dtype=np.int64)
             if kind == TAG:
                 rows = [r for part in store.document_texts(block.tolist(), len(block)) for r in part]
+                known = store.legal_documents([i for i, _ in rows])
+                legal += [i in known for i, _ in rows]
             else:
                 found = store.chunk_texts(block.tolist())
                 rows = [(i, embed_text(*found[i], settings)) for i in block.tolist() if i in found]
+                legal += [False] * len(rows)
             kinds += [int(kind)] * len(rows)
             ids += [i for i, _ in rows]
             texts += [t for _, t in rows]
     finally:
         store.close()
-    return {"kind": np.asarray(kinds, np.int8), "id": np.asarray(ids, np.int64), "text": np.asarray(texts, dtype=object)}
+    return {"kind": np.asarray(kinds, np.int8), "id": np.asarray(ids, np.int64), "text": np.asarray(texts, dtype=object),
+            "legal": np.asarray(legal, dtype=bool)}
 
 
 class _Worker:
@@ -135,7 +139,8 @@ class _Worker:
         step = max(1, self.settings.ner.build_batch)  # the local build's tagger calls, so the same windows batch
         for start in range(0, len(tag), step):
             part = tag[start:start + step]
-            for i, found in zip(part, self.tagger.tag([texts[i] for i in part])):
+            hints = [True if batch["legal"][i] else None for i in part]  # as tagging.tag_documents gives them
+            for i, found in zip(part, self.tagger.tag([texts[i] for i in part], legal=hints)):
                 mentions[i] = json.dumps([dataclasses.asdict(m) for m in found])
         return {"kind": kinds, "id": batch["id"], "vector": vectors, "mentions": mentions}
 

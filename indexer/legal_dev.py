@@ -25,6 +25,13 @@ HELDOUT = ANNOTATION_DIR / "heldout.jsonl"  # the fresh held-out set (round 1), 
 HELDOUT2 = ANNOTATION_DIR / "heldout2.jsonl"  # the second fresh held-out set (round 3b), tuned on in round 3c
 HELDOUT3 = ANNOTATION_DIR / "heldout3.jsonl"  # the third fresh held-out set (round 3c)
 ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3)
+# what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
+# nm_appeals.py), given to each passage of the corpus
+READER_META: dict[str, dict[str, str]] = {
+    "bva-decisions": {"court": "Board of Veterans' Appeals", "doc_type": "decision"},
+    "nv-medical-board-malpractice-filings": {"court": "Nevada State Board of Medical Examiners"},
+    "cap-nm-appeals-outcome": {"doc_type": "opinion"},
+}
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
 
 
@@ -79,6 +86,9 @@ def passages(data_dir: Path, annotations: Path | Sequence[Path] = ANNOTATION_FIL
             raise ReaderError(f"passage {row['_id']} does not match its checksum (the data differs from the "
                               f"one annotated)", str(path), f"line {n}")
         mentions = [dict(m, text=text[m["start"]:m["end"]]) for m in row["mentions"]]
+        # the court and doc_type the corpus's reader gives the whole document, so a passage is tagged as legal
+        # text the way the build tags it (indexer.legal_filter.is_legal_document)
+        meta = {**READER_META.get(meta["source"], {}), **meta}
         yield {"_id": row["_id"], "title": "", "text": text, "metadata": meta, "mentions": mentions}
 
 

@@ -132,6 +132,16 @@ _EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|sp
 _OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
 _FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
 _RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
+# Documents of these kinds (or with a court) are legal, as the legal readers (bva, nv-bme, nm-appeals, aila) set
+# them: a passage of one may have no legal word ("tested positive for the herpes virus before the rape").
+LEGAL_DOC_TYPES = frozenset({"decision", "opinion", "case", "statute"})
+
+
+def is_legal_document(meta: dict) -> bool | None:
+    """True for a document a legal reader imported (a court, or a legal doc_type); None when nothing says so."""
+    return True if meta.get("court") or meta.get("doc_type") in LEGAL_DOC_TYPES else None
+
+
 # Medical corpora whose vocabulary a legal-only word never appears in.
 MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
 
@@ -358,12 +368,13 @@ class LegalFilter:
                                                                       self.phrases)
         return local
 
-    def filter(self, text: str, mentions: Sequence[Mention]) -> list[Mention]:
+    def filter(self, text: str, mentions: Sequence[Mention], legal: bool | None = None) -> list[Mention]:
         """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
-        the legal-only span rules and the confidence floor."""
+        the legal-only span rules and the confidence floor. `legal` True: the text is (part of) a legal
+        document, whatever its words say; None: `is_legal` judges."""
         rules = self.with_text(text)
         kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
-        if not self.is_legal(text):
+        if not (legal if legal is not None else self.is_legal(text)):
             return kept
         kept = [legal_span_repair(m, self.lexicon) for m in kept]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)

@@ -37,7 +37,8 @@ class Tagger(Protocol):
     labels: tuple[str, ...]
     checksum: str  # identifies the model's weights and lexicon (recorded per tagged document)
 
-    def tag(self, texts: Sequence[str]) -> list[list[Entity]]: ...  # predicts, never writes
+    # predicts, never writes; `legal[i]` True: text i comes from a legal document (None: judge by its words)
+    def tag(self, texts: Sequence[str], legal: Sequence[bool | None] | None = None) -> list[list[Entity]]: ...
 
 
 # ---- words, tags, spans (pure functions) ------------------------------------------------------
@@ -215,8 +216,12 @@ class BertCrfTagger:
         self.device = device
         self.labels = tuple(sorted({t[2:] for t in model.config.tags if t != "O"}))
 
-    def tag(self, texts: Sequence[str]) -> list[list[Entity]]:
-        """Entity mentions of each text, as character spans, normalised and with their negation state."""
+    def tag(self, texts: Sequence[str], legal: Sequence[bool | None] | None = None) -> list[list[Entity]]:
+        """Entity mentions of each text, as character spans, normalised and with their negation state.
+
+        `legal`: per text, True when its document is known to be legal (a court or a legal doc_type, see
+        `indexer.legal_filter.is_legal_document`), so the legal rules apply to any passage of it; None leaves
+        it to the filter to judge from the words."""
         units = []  # (text index, sentence words, window spans)
         jobs = []  # (unit index, window span, words)
         budget = self.model.config.max_length - 2
@@ -243,7 +248,8 @@ class BertCrfTagger:
                 out[t].append(Mention(start, end, texts[t][start:end], label, label, negation=state,
                                       confidence=round(confidence, 4)))
         if self.mention_filter is not None:
-            out = [self.mention_filter.filter(text, ms) for text, ms in zip(texts, out)]
+            hints = list(legal) if legal is not None else [None] * len(texts)
+            out = [self.mention_filter.filter(text, ms, legal=hint) for text, ms, hint in zip(texts, out, hints)]
         if self.min_confidence > 0:  # after the filter, so a repaired span is judged by its least sure word
             out = [[m for m in ms if m.confidence >= self.min_confidence] for ms in out]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
@@ -385,7 +391,8 @@ def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagg
         tagger.mention_filter.lexicon = tagger.normalizer  # forms the tagger knows are never taken for names
     use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
-        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}"
+        # ("doc": legal documents get the legal rules by their court or doc_type, not only by their words)
+        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}doc"
     if settings.ner.min_confidence > 0:
         tagger.checksum += f"+conf{settings.ner.min_confidence:g}"
     return tagger

@@ -23,7 +23,8 @@ def tag_documents(store: DocumentStore, doc_ids: Sequence[int], tagger: Tagger, 
     counts: Counter = Counter()
     with tqdm(total=len(doc_ids), desc=desc, unit="doc", dynamic_ncols=True) as bar:
         for batch in store.document_texts(doc_ids, max(1, batch_size)):
-            found = tagger.tag([text for _, text in batch])
+            legal = store.legal_documents([doc_id for doc_id, _ in batch])
+            found = tagger.tag([text for _, text in batch], legal=[doc_id in legal or None for doc_id, _ in batch])
             counts.update(store.replace_model_mentions({doc_id: m for (doc_id, _), m in zip(batch, found)},
                                                        tagger.checksum))
             bar.update(len(batch))

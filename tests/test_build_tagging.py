@@ -27,7 +27,7 @@ class WordTagger:
         self.stop_after = stop_after
         self.texts: list[str] = []
 
-    def tag(self, texts):
+    def tag(self, texts, legal=None):
         if self.stop_after is not None and len(self.texts) >= self.stop_after:
             raise KeyboardInterrupt  # what a Ctrl-C between batches looks like
         self.texts += texts
@@ -96,3 +96,29 @@ def test_cli_build_without_a_tagger_says_so_once(settings, sample_dir, tmp_path)
     result = runner.invoke(main, ["build", *opts])
     assert result.exit_code == 0, result.output
     assert result.output.count("no tagger found") == 1 and "indexer train-models" in result.output
+
+
+class HintTagger(WordTagger):
+    """Records the legal hint the build gives each text."""
+
+    def __init__(self):
+        super().__init__()
+        self.hints: dict[str, object] = {}
+
+    def tag(self, texts, legal=None):
+        self.hints.update(zip(texts, legal))
+        return super().tag(texts, legal)
+
+
+def test_build_tells_the_tagger_which_documents_are_legal(settings, sample_dir):
+    from indexer.documents import Document
+
+    docs = [Document("bva-1", "Decision", "The Veteran was treated with sertraline.",
+                     {"court": "Board of Veterans' Appeals", "doc_type": "decision"}),
+            Document("nm-1", "Opinion", "She tested positive before the ptsd episode.", {"doc_type": "opinion"}),
+            Document("pm-1", "Abstract", "Warfarin caused bleeding.", {"doc_type": "abstract"})]
+    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store.upsert_documents("mixed", docs, sample_chunker)
+    tagger = HintTagger()
+    pipeline.sync(settings, store, KeywordEmbedder(), tagger=tagger)
+    assert tagger.hints == {docs[0].text: True, docs[1].text: True, docs[2].text: None}

@@ -328,3 +328,24 @@ def test_the_legal_confidence_floor_applies_to_legal_text_only():
         found = [replace(_m(text, "PTSD", "Disease"), confidence=0.95),
                  replace(_m(text, "insomnia", "Disease"), confidence=0.85)]
         assert [m.text for m in stop.filter(text, found)] == want
+
+
+def test_a_legal_document_hint_applies_the_legal_rules_to_any_passage():
+    text = "She had tested positive for the virus before the rape and had no symptoms."
+    start = text.index("rape")
+    rape = Mention(start, start + 4, "rape", "Disease", confidence=0.99)
+    rules = LegalFilter()
+    assert not rules.is_legal(text)
+    assert rules.filter(text, [rape]) == [rape], "no legal word: read as medical text"
+    assert rules.filter(text, [rape], legal=True) == [], "a passage of a court's opinion: an event, not a diagnosis"
+
+
+def test_legal_dev_passages_carry_what_their_readers_give_documents():
+    from indexer.legal_dev import READER_META
+    from indexer.legal_filter import is_legal_document
+    from indexer.readers import bva, nv_bme
+
+    assert READER_META["bva-decisions"]["court"] == bva.COURT
+    assert READER_META["nv-medical-board-malpractice-filings"]["court"] == nv_bme.BOARD
+    assert all(is_legal_document(meta) for meta in READER_META.values())
+    assert is_legal_document({"doc_type": "abstract"}) is None and is_legal_document({}) is None

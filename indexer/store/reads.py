@@ -137,6 +137,16 @@ class StoreReads(Database):
             texts = dict(self.rows_for_ids("SELECT id, text FROM documents WHERE id IN ({ids})", part))
             yield [(i, texts[i]) for i in part if i in texts]
 
+    def legal_documents(self, doc_ids: Sequence[int]) -> set[int]:
+        """The given documents a legal reader imported: those with a court or a legal doc_type
+        (`indexer.legal_filter.LEGAL_DOC_TYPES`); the tagger reads them as legal text whatever a passage says."""
+        from indexer.legal_filter import LEGAL_DOC_TYPES
+
+        kinds = ", ".join(f"'{k}'" for k in sorted(LEGAL_DOC_TYPES))
+        return {r[0] for r in self.rows_for_ids(
+            f"SELECT id FROM documents WHERE id IN ({{ids}}) AND (court IS NOT NULL OR doc_type IN ({kinds}))",
+            [int(i) for i in doc_ids])}
+
     def mentions_of(self, doc_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, int, int, str]]]:
         """Document id -> its mentions as (label, norm id, norm name, start, end, negation), by start."""
         out: dict[int, list] = {d: [] for d in doc_ids}

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import torch
 
 from indexer.documents import Document, Mention
+from indexer.legal_filter import is_legal_document
 from indexer.errors import ConfigError
 from indexer.importing import CorpusReader
 from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, Tagger, encode_words, sentence_words,
@@ -176,7 +177,8 @@ def evaluate(tagger: Tagger, docs: Sequence[Document], progress: bool = False, b
     t0 = time.perf_counter()
     for k in tqdm(range(0, len(docs), batch), desc="eval-ner", unit="batch", disable=not progress,
                   dynamic_ncols=True):
-        predicted.extend(tagger.tag([d.text for d in docs[k:k + batch]]))
+        part = docs[k:k + batch]
+        predicted.extend(tagger.tag([d.text for d in part], legal=[is_legal_document(d.meta) for d in part]))
     seconds = time.perf_counter() - t0
     metrics = score(docs, predicted)
     metrics.update(seconds=round(seconds, 2), docs_per_s=round(len(docs) / max(seconds, 1e-9), 2),
