@@ -60,10 +60,14 @@ _APPOSITIVE = re.compile(rf"\b(?:{_ROLES})s?['’]?,\s+({_CAP})(?:\s+({_CAP}))?\
 _ALIAS = re.compile(rf"\b{_CAP}\s+({_CAP})\s+\(\s*({_CAP})\s*\)")
 _PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|explained|admitted|agreed|claimed|"
                  "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
-                 "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes")
+                 "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes|"
+                 "was charged|was convicted|was sentenced|was arrested|was indicted|was found guilty")
 _ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
 _PARTY = re.compile(rf"\b(?:Petitioner|Respondent|Defendant|Plaintiff|Appellant|Appellee|Claimant|Licensee)s?,?\s+"
                     rf"({_CAP})(?:\s+[A-Z]\.)?(?:\s+({_CAP}))?,?\s+(?:M\.D\.|D\.O\.|P\.A\.|R\.N\.|Esq)")
+# "Michael J. Skaltsounis<tab>Acting Veterans Law Judge", "John Q. Smith, M.D.": first name, initial, surname,
+# then a comma, a line's end or a title
+_INITIALED = re.compile(rf"\b({_CAP})\s+[A-Z]\.\s+({_CAP})(?=[ \t]*(?:,|\n|\t|$)|\s+(?:Acting|Veterans|Judge|Jr|Esq))")
 _DEGREE = re.compile(rf"\b({_CAP}),?\s+(?:M\.D\.|D\.O\.|P\.A\.-C|R\.N\.|Ph\.D\.)")
 _DEFINED = re.compile(r"((?:[\w'’]+[\s\-–]+){1,8})\(\s*\"?([A-Z][A-Z0-9&]{1,7})\"?\s*\)")
 _CHARGED = re.compile(r"\b(?:convicted of|charged with|counts? of|guilty of|convictions? (?:for|of)|indicted for)"
@@ -122,16 +126,31 @@ _LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\
 # span ("chronic cough" -> cough), heads that name no diagnosis alone ("a disorder", "blunt force injuries"),
 # and events ("sexually assaulted").
 LEGAL_DROP_MODIFIERS = {"chronic", "physical", "advanced", "severe", "mild", "moderate", "longstanding",
-                        "long-standing", "ongoing", "significant", "serious", "possible", "probable", "current"}
+                        "long-standing", "ongoing", "significant", "serious", "possible", "probable", "current",
+                        "acquired"}  # the VA's "acquired psychiatric disorder"
+# A Disease span made only of these adjectives names no condition: "psychiatric treatment", "a normal psychiatric
+# examination", "mental health" (the head the tagger left out is no disease).
+RELATIONAL_ADJECTIVES = {"psychiatric", "psychological", "psychologic", "mental", "emotional", "neurological",
+                         "neurologic", "medical", "physical", "cardiac", "orthopedic", "orthopaedic", "behavioral",
+                         "behavioural", "clinical", "somatic", "cognitive", "respiratory", "gastrointestinal",
+                         "dermatological", "urological", "gynecological", "psychosocial", "physiological"}
 GENERIC_HEADS = {"disorder", "disease", "illness", "condition", "ailment", "sickness", "malady", "injury", "impairment",
                  "disability", "symptom", "problem"}
-INJURY_HEADS = {"injury", "wound", "trauma", "harm"}
+INJURY_HEADS = {"injury", "wound", "trauma", "harm", "damage"}
 _EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|"
-                    r"shooting|stabbing|beating|accident|falls?)\b", re.IGNORECASE)
+                    r"shooting|stabbing|beating|accident|falls?|collisions?|crash(?:es)?)\b", re.IGNORECASE)
 # "the Veteran's disorder", "Segura's fall": someone's generic condition or event, no diagnosis
 _OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
 _FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
-_RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
+_RANK_AFTER = re.compile(r"^\d")
+# A capitalised Disease span inside the name of a publication or an institution ("Diagnostic and Statistical
+# Manual of Mental Disorders", "American Cancer Society") is part of a name.
+NAME_HEADS = {"manual", "journal", "society", "foundation", "association", "institute", "institutes", "academy",
+              "center", "centers", "college", "council", "hospital", "clinic", "university", "department"}
+_NAME_LEFT = re.compile(r"((?:\b(?:[A-Z][a-z]+|of|and|the|for|on)\s+){1,6})$")
+_NAME_RIGHT = re.compile(r"^((?:\s+(?:[A-Z][a-z]+|of|and|for)\b){1,4})")
+_SPACED_DASH = re.compile(r"\s+[-–—]\s+")
+_TRAILING_FUNCTION = re.compile(r"(?:\s+(?:of|the|and|or|in|to|for|with|by))+$")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
 # Documents of these kinds (or with a court) are legal, as the legal readers (bva, nv-bme, nm-appeals, aila) set
 # them: a passage of one may have no legal word ("tested positive for the herpes virus before the rape").
 LEGAL_DOC_TYPES = frozenset({"decision", "opinion", "case", "statute"})
@@ -195,6 +214,7 @@ def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[st
         counts["names"].update(n for m in _ALIAS.finditer(text) for n in m.groups() if n)
         counts["names"].update(n for m in _PARTY.finditer(text) for n in m.groups() if n)
         counts["names"].update(m.group(1) for m in _DEGREE.finditer(text))
+        counts["names"].update(n for m in _INITIALED.finditer(text) for n in m.groups())
         counts["actors"].update(m.group(1) for m in _ACTOR.finditer(text))
         for m in _DEFINED.finditer(text):
             words = m.group(1).split()
@@ -247,6 +267,20 @@ def legal_span_repair(mention: Mention, lexicon: Normalizer | None) -> Mention:
     return mention if start == mention.start else replace(mention, start=start, text=text)
 
 
+def split_dashed(text: str, mention: Mention) -> list[Mention]:
+    """A span across a spaced dash ("nerve disorder - numbness") is two mentions; trailing "of", "or" go."""
+    out, at = [], mention.start
+    for part in _SPACED_DASH.split(mention.text) + [None]:
+        if part is None:
+            break
+        part_start = text.index(part, at) if part else at
+        trimmed = _TRAILING_FUNCTION.sub("", part)
+        if trimmed.strip():
+            out.append(replace(mention, start=part_start, end=part_start + len(trimmed), text=trimmed))
+        at = part_start + len(part)
+    return out if len(out) != 1 or out[0].text != mention.text else [mention]
+
+
 def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | None) -> bool:
     """In legal text: a code and section ("NRS 454") or a pay grade ("E-" of "E-1"); a Disease span that is a
     generic head alone, maybe someone's ("the Veteran's disorder"), an injury the lexicon does not know, an
@@ -260,11 +294,31 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
     words = [singular(w) for w in key(owned.group(1) if owned else surface).split()]
     if not words:
         return False
-    if (len(words) == 1 and words[0] in GENERIC_HEADS) or words == ["death"]:
+    if (len(words) == 1 and words[0] in GENERIC_HEADS) or words == ["death"] or \
+            all(w in RELATIONAL_ADJECTIVES for w in words):
         return True
+    if all(w[:1].isupper() and w[1:].islower() for w in surface.split()):
+        around = (_NAME_LEFT.search(text[max(0, mention.start - 80):mention.start]),
+                  _NAME_RIGHT.match(text[mention.end:mention.end + 60]))
+        if any(w.lower() in NAME_HEADS for m in around if m for w in m.group(1).split()):
+            return True
     if words[-1] in INJURY_HEADS and not _known(lexicon, surface):
         return True
     return bool(_EVENT.search(surface))
+
+
+# Drug spans that name no substance: "Rx" (a prescription, as in the legend "Rx Only")
+NOT_DRUGS = {"rx"}
+_CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
+
+
+def _crack(text: str, mention: Mention) -> Mention:
+    """"crack cocaine" is the drug's name, not "cocaine" alone."""
+    before = _CRACK_BEFORE.search(text[max(0, mention.start - 8):mention.start])
+    if mention.label != "Drug" or not before or mention.text.lower() != "cocaine":
+        return mention
+    start = mention.start - len(before.group(0))
+    return replace(mention, start=start, text=text[start:mention.end])
 
 
 class LegalFilter:
@@ -376,7 +430,10 @@ class LegalFilter:
         kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
         if not (legal if legal is not None else self.is_legal(text)):
             return kept
-        kept = [legal_span_repair(m, self.lexicon) for m in kept]
+        kept = [legal_span_repair(p, self.lexicon) for m in kept for p in split_dashed(text, m)]
+        kept = [_crack(text, m) for m in kept if not (m.label == "Drug" and m.text.lower() in NOT_DRUGS)
+                and not (m.label == "Disease" and len(m.text.split()) > 2 and any(
+                    p in key(m.text) for p in self.phrases))]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)
                 and (m.confidence is None or m.confidence >= self.min_confidence)]
 
