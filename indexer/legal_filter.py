@@ -62,7 +62,14 @@ _PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|exp
                  "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
                  "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes|"
                  "was charged|was convicted|was sentenced|was arrested|was indicted|was found guilty")
-_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+(?:{_PERSON_VERBS})\b")
+_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+"
+                    rf"(?:(?:also|then|later|further|never|again|first|once)\s+)?(?:{_PERSON_VERBS})\b")
+# Read from the text being tagged: "Kristyn's medical bills", "Drez' admission" (a possessive, unless an
+# eponym's disease follows), "La-Fave, supra", "a man named \"Ismael\"": a person's name.
+_OWNER = re.compile(rf"\b({_CAP})['’](?:s\b|(?=\s))(?!s?\s+(?:disease|syndrome|disorder|palsy|sarcoma|lymphoma|"
+                    rf"anomaly|ulcer|sign|phenomenon|test|criteria|scale)\b)")
+_SUPRA = re.compile(rf"\b({_CAP}),?\s+supra\b")
+_NAMED = re.compile(rf"\b(?:named|called)\s+[\"“]?({_CAP})\b")
 _PARTY = re.compile(rf"\b(?:Petitioner|Respondent|Defendant|Plaintiff|Appellant|Appellee|Claimant|Licensee)s?,?\s+"
                     rf"({_CAP})(?:\s+[A-Z]\.)?(?:\s+({_CAP}))?,?\s+(?:M\.D\.|D\.O\.|P\.A\.|R\.N\.|Esq)")
 # "Michael J. Skaltsounis<tab>Acting Veterans Law Judge", "John Q. Smith, M.D.": first name, initial, surname,
@@ -127,7 +134,8 @@ _LEGAL_MARKS = re.compile(r"§|\bC\.F\.R\b|\bU\.S\.C|\bN\.M\.|\bNMSA\b|\bNRS\b|\
 # and events ("sexually assaulted").
 LEGAL_DROP_MODIFIERS = {"chronic", "physical", "advanced", "severe", "mild", "moderate", "longstanding",
                         "long-standing", "ongoing", "significant", "serious", "possible", "probable", "current",
-                        "acquired"}  # the VA's "acquired psychiatric disorder"
+                        "acquired", "occupational"}  # the VA's "acquired psychiatric disorder", an
+# "occupational disease" (a workers' compensation term)
 # A Disease span made only of these adjectives names no condition: "psychiatric treatment", "a normal psychiatric
 # examination", "mental health" (the head the tagger left out is no disease).
 RELATIONAL_ADJECTIVES = {"psychiatric", "psychological", "psychologic", "mental", "emotional", "neurological",
@@ -138,9 +146,10 @@ GENERIC_HEADS = {"disorder", "disease", "illness", "condition", "ailment", "sick
                  "disability", "symptom", "problem"}
 INJURY_HEADS = {"injury", "wound", "trauma", "harm", "damage"}
 _EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|spousal)\s+abuse|rape[ds]?|molest\w*|"
-                    r"shooting|stabbing|beating|accident|falls?|collisions?|crash(?:es)?)\b", re.IGNORECASE)
+                    r"shooting|stabbing|beating|accident|falls?|collisions?|crash(?:es)?|violence|MVAs?)\b", re.IGNORECASE)
 # "the Veteran's disorder", "Segura's fall": someone's generic condition or event, no diagnosis
 _OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
+EPONYM_HEADS = {"disease", "syndrome", "palsy", "sarcoma", "lymphoma", "anomaly", "ulcer", "phenomenon"}
 _FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
 _RANK_AFTER = re.compile(r"^\d")
 # A capitalised Disease span inside the name of a publication or an institution ("Diagnostic and Statistical
@@ -201,7 +210,9 @@ def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[st
     the two-word phrases with a `focus` word (a word of the tagger's lexicon)."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
     counts["long_forms"], counts["words"], counts["actors"] = Counter(), Counter(), Counter()
+    counts["upper"] = Counter()  # words written in capitals (abbreviations: "PTSD"), lower-cased
     for text in texts:
+        counts["upper"].update(w.lower() for w in re.findall(r"\b[A-Z]{2,}\b", text))
         words = [singular(w) for w in _WORD.findall(text.lower())]
         counts["words"].update(words)
         if focus:
@@ -262,6 +273,9 @@ def legal_span_repair(mention: Mention, lexicon: Normalizer | None) -> Mention:
     if mention.label != "Disease" or _known(lexicon, mention.text):
         return mention
     text, start = mention.text, mention.start
+    if text.endswith(" NOS") and len(text) > 4:  # "anxiety disorder NOS": not otherwise specified
+        mention = replace(mention, end=mention.end - 4, text=text[:-4].rstrip())
+        text = mention.text
     while (first := _FIRST_WORD.match(text)) and first.group(1).lower().rstrip(",") in LEGAL_DROP_MODIFIERS:
         text, start = text[first.end():], start + first.end()
     return mention if start == mention.start else replace(mention, start=start, text=text)
@@ -291,6 +305,8 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
     if mention.label != "Disease":
         return False
     owned = _OWNED.match(surface)
+    if owned and (_known(lexicon, surface) or owned.group(1).split()[-1].lower() in EPONYM_HEADS):
+        return False  # "Parkinson's disease", "Bell's palsy": an eponym's disease, not someone's condition
     words = [singular(w) for w in key(owned.group(1) if owned else surface).split()]
     if not words:
         return False
@@ -375,8 +391,9 @@ class LegalFilter:
                          and all(_is_official(long.split(), lexicon) for long in forms[a])}
         crimes = {k for k, c in counts["crimes"].items() if c >= min_count and not _known(lexicon, k)
                   and not MEDICAL_HEADS.intersection(k.split())}
+        # an abbreviation ("PTSD" of "PTSD rating") is never a term of art
         terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
-                 and c >= term_share * counts["words"][w]}
+                 and counts["upper"][w] * 2 < counts["words"][w] and c >= term_share * counts["words"][w]}
         return cls(names, abbreviations, crimes, terms, legal_only, phrases)
 
     def stops(self, text: str, mention: Mention) -> bool:
@@ -407,9 +424,12 @@ class LegalFilter:
         return key(surface) in self.crimes or key(surface) in self.phrases or \
             (mention.label == "Disease" and key(surface) in self.terms)
 
-    def with_text(self, text: str) -> "LegalFilter":
-        """This filter plus the names and office abbreviations that the text itself introduces."""
+    def with_text(self, text: str, legal: bool = False) -> "LegalFilter":
+        """This filter plus the names and office abbreviations that the text itself introduces (in legal text
+        also its possessives, "X, supra" and "named X")."""
         counts = learn_counts([text])
+        if legal:
+            counts["names"].update(m.group(1) for pattern in (_OWNER, _SUPRA, _NAMED) for m in pattern.finditer(text))
         forms: dict[str, list[str]] = {}
         for abbr, long in counts["long_forms"]:
             forms.setdefault(abbr, []).append(long)
@@ -426,12 +446,14 @@ class LegalFilter:
         """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
         the legal-only span rules and the confidence floor. `legal` True: the text is (part of) a legal
         document, whatever its words say; None: `is_legal` judges."""
-        rules = self.with_text(text)
+        legal = legal if legal is not None else self.is_legal(text)
+        rules = self.with_text(text, legal)
         kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]
-        if not (legal if legal is not None else self.is_legal(text)):
+        if not legal:
             return kept
         kept = [legal_span_repair(p, self.lexicon) for m in kept for p in split_dashed(text, m)]
-        kept = [_crack(text, m) for m in kept if not (m.label == "Drug" and m.text.lower() in NOT_DRUGS)
+        kept = [_crack(text, m) for m in kept if not (m.label == "Drug" and (m.text.lower() in NOT_DRUGS or (
+                    m.text.isupper() and text[m.end:m.end + 2] in ("'s", "’s"))))  # "The AMC's compliance"
                 and not (m.label == "Disease" and len(m.text.split()) > 2 and any(
                     p in key(m.text) for p in self.phrases))]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon)

@@ -352,3 +352,21 @@ def test_legal_dev_passages_carry_what_their_readers_give_documents():
     assert READER_META["nv-medical-board-malpractice-filings"]["court"] == nv_bme.BOARD
     assert all(is_legal_document(meta) for meta in READER_META.values())
     assert is_legal_document({"doc_type": "abstract"}) is None and is_legal_document({}) is None
+
+
+def test_legal_text_names_its_people_by_possessives_supra_and_named():
+    text = ("The Department paid for Kristyn's medications. La-Fave, supra, agrees. A man named \"Ismael\" had "
+            "shot her. The patient had Parkinson's disease.")
+    found = [Mention(text.index(w), text.index(w) + len(w), w, label, confidence=0.99)
+             for w, label in (("Kristyn", "Drug"), ("La-Fave", "Drug"), ("Ismael", "Drug"),
+                              ("Parkinson's disease", "Disease"))]
+    kept = LegalFilter().filter(text, found, legal=True)
+    assert [m.text for m in kept] == ["Parkinson's disease"], "an eponym's disease is no one's possession"
+    assert [m.text for m in LegalFilter().filter(text, found[:1], legal=None)] == ["Kristyn"], \
+        "outside legal text a possessive names no one"
+
+
+def test_terms_of_art_are_never_abbreviations():
+    texts = ["The PTSD rating was increased; a PTSD claim and PTSD benefits followed."] * 30
+    learned = LegalFilter.learn(texts, medical=["an unrelated medical sentence"])
+    assert "ptsd" not in learned.terms
