@@ -416,10 +416,14 @@ class SearchService:
     def _hits(self, page: Sequence[tuple[int, int, float]], match: str | None, offset: int) -> list[Hit]:
         """Hits with snippets around the best chunk and entity badges."""
         docs = [d for d, _, _ in page]
+        # the FTS5 highlight query, the slowest of the four, runs in a worker thread beside the other three
+        # (SQLite releases the GIL while it executes)
+        terms = self._pool.submit(self.store.term_highlights, match, [c for _, c, _ in page]) \
+            if match and page else None
         infos = self.store.doc_infos(docs)
         mentions = self.store.mentions_of(docs)
         chunks = self.store.chunk_rows([c for _, c, _ in page])
-        terms = self.store.term_highlights(match, [c for _, c, _ in page]) if match else {}
+        terms = terms.result() if terms is not None else {}
         size = self.settings.search.snippet_chars
         hits = []
         for rank, (doc, chunk, score) in enumerate(page, offset + 1):

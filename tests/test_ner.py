@@ -291,3 +291,13 @@ def test_unpacked_bilstm_and_numpy_viterbi_equal_the_packed_lstm_and_pytorch_crf
             torch.nn.init.uniform_(p, -2, 2)
         scores = torch.randn(5, 9, 5) * 3
         assert viterbi(scores.numpy(), mask.numpy(), crf) == crf.decode(scores, mask=mask)
+
+
+
+def test_tagging_texts_together_equals_tagging_each_alone(tiny_bert):
+    tagger = tiny_tagger(tiny_bert)
+    texts = ["Lithium caused renal failure in two patients. No seizures were seen.", "",
+             "Aspirin and ibuprofen; hypertension was treated. " * 3]
+    together = tagger.tag(texts)
+    assert together == [tagger.tag([t])[0] for t in texts]
+    assert sum(map(len, together)) > 0, "the random tagger found nothing: the comparison would be empty"

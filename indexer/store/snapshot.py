@@ -95,6 +95,11 @@ class StoreSnapshot:
         self.m_label = np.asarray(lab, dtype=np.int32)
         self.m_value = np.asarray(val, dtype=np.int32)
         self.m_state = np.asarray(affirmed, dtype=np.int8)
+        # per label, the (document row, value) of its affirmed mentions of documents in the store: what an
+        # entity facet counts, so a query gathers those rows alone instead of testing every mention row
+        keep = (self.m_state == 0) & (self.m_doc >= 0)
+        self.affirmed_rows = [(self.m_doc[keep & (self.m_label == i)], self.m_value[keep & (self.m_label == i)])
+                              for i in range(len(self.labels))]
 
     # ---- filters -------------------------------------------------------------------------
     def mask(self, flt: DocFilter) -> np.ndarray:
@@ -150,21 +155,28 @@ class StoreSnapshot:
         if name in self.meta:
             col = self.meta[name]
             codes = col.codes[mask & (col.codes >= 0)]
-            return self._top(np.bincount(codes, minlength=len(col.values)), col.values, col.values, limit)
+            return self._top(np.bincount(codes, minlength=len(col.values)), col.values, col.values, limit,
+                             ids_sorted=True)
         if name == "year":
             years = self.year[mask & (self.year != MISSING_YEAR)]
             values, counts = np.unique(years, return_counts=True)
             labels = [str(y) for y in values]
             return self._top(counts, labels, labels, limit)
-        code = self.labels.index(name) if name in self.labels else -1
-        rows = (self.m_label == code) & (self.m_state == 0) & (self.m_doc >= 0)
-        rows[rows] &= mask[self.m_doc[rows]]
-        return self._top(np.bincount(self.m_value[rows], minlength=len(self.values)), self.values, self.display, limit)
+        if name not in self.labels:
+            return [], False
+        docs, values = self.affirmed_rows[self.labels.index(name)]
+        counts = np.bincount(values[mask[docs]], minlength=len(self.values))
+        return self._top(counts, self.values, self.display, limit, ids_sorted=True)
 
     @staticmethod
-    def _top(counts: np.ndarray, ids: list[str], names: list[str], limit: int) -> tuple[list[tuple[str, str, int]], bool]:
+    def _top(counts: np.ndarray, ids: list[str], names: list[str], limit: int,
+             ids_sorted: bool = False) -> tuple[list[tuple[str, str, int]], bool]:
+        """Values by count, ties by id; `ids_sorted`: ids ascend, so position breaks ties (no string sort)."""
         nonzero = np.flatnonzero(counts)
-        order = nonzero[np.lexsort((np.asarray(ids, dtype=object)[nonzero].astype(str), -counts[nonzero]))] \
-            if len(nonzero) else nonzero
+        if ids_sorted:  # a stable sort of ascending positions keeps equal counts in id order
+            order = nonzero[np.argsort(-counts[nonzero], kind="stable")]
+        else:
+            order = nonzero[np.lexsort((np.asarray(ids, dtype=object)[nonzero].astype(str), -counts[nonzero]))] \
+                if len(nonzero) else nonzero
         top = [(ids[i], names[i], int(counts[i])) for i in order[:limit]]
         return top, len(order) > limit
