@@ -7,6 +7,7 @@ sqlite3, where SQLAlchemy row objects would cost more than the query.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -269,16 +270,18 @@ class StoreReads(Database):
         return rows[0][0] if rows else None
 
 
+_MARKERS = re.compile("[\x01\x02]")
+
+
 def _marker_spans(marked: str) -> list[tuple[int, int]]:
-    """Spans between \\x01 and \\x02 markers, as offsets into the text without them."""
-    spans, plain, start = [], 0, None
-    for ch in marked:
-        if ch == "\x01":
+    """Spans between \\x01 and \\x02 markers, as offsets into the text without them (only the markers are
+    visited: a per-character loop cost 0.17 ms per 3,700-character chunk, docs/benchmarks.md)."""
+    spans, start = [], None
+    for seen, m in enumerate(_MARKERS.finditer(marked)):
+        plain = m.start() - seen  # offset in the text without the markers before this one
+        if m.group() == "\x01":
             start = plain
-        elif ch == "\x02":
-            if start is not None:
-                spans.append((start, plain))
+        elif start is not None:
+            spans.append((start, plain))
             start = None
-        else:
-            plain += 1
     return spans
