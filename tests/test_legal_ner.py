@@ -372,3 +372,19 @@ def test_terms_of_art_are_never_abbreviations():
     texts = ["The PTSD rating was increased; a PTSD claim and PTSD benefits followed."] * 30
     learned = LegalFilter.learn(texts, medical=["an unrelated medical sentence"])
     assert "ptsd" not in learned.terms
+
+
+def test_name_model_tells_names_from_drug_forms():
+    from indexer.legal_filter import NAME_ODDS, NameModel
+
+    names = ["Velasquez", "Griego", "Martinez", "Gonzales", "Romero", "Sanchez", "Dominguez", "Vasquez"]
+    drugs = ["clonazepam", "lorazepam", "diazepam", "oxycodone", "hydrocodone", "methadone", "gabapentin"]
+    model = NameModel(names, drugs)
+    assert model.log_odds("Rodriguez") > NAME_ODDS > model.log_odds("alprazolam")
+    assert not NameModel([], drugs).ready, "no names learned: the rule stays off"
+    text = "The court noted that Hernandez was taking it."
+    start = text.index("Hernandez")
+    drug = Mention(start, start + 9, "Hernandez", "Drug", confidence=0.99)
+    rules = LegalFilter(names=names)
+    rules._name_model = model
+    assert rules.filter(text, [drug], legal=True) == [] and rules.filter(text, [drug]) == [drug]
