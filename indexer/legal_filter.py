@@ -152,7 +152,7 @@ _EVENT = re.compile(r"\b(?:assault\w*|(?:sexual|child|physical|domestic|elder|sp
 _OWNED = re.compile(r"^[A-Z][\w-]*['’]s\s+(\S.*)$", re.DOTALL)
 EPONYM_HEADS = {"disease", "syndrome", "palsy", "sarcoma", "lymphoma", "anomaly", "ulcer", "phenomenon"}
 _FIRST_WORD = re.compile(r"(\S+)\s+(?=\S)")
-_RANK_AFTER = re.compile(r"^\d")
+_RANK_AFTER = re.compile(r"^\d")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
 # A capitalised Disease span inside the name of a publication or an institution ("Diagnostic and Statistical
 # Manual of Mental Disorders", "American Cancer Society") is part of a name.
 NAME_HEADS = {"manual", "journal", "society", "foundation", "association", "institute", "institutes", "academy",
@@ -160,7 +160,7 @@ NAME_HEADS = {"manual", "journal", "society", "foundation", "association", "inst
 _NAME_LEFT = re.compile(r"((?:\b(?:[A-Z][a-z]+|of|and|the|for|on)\s+){1,6})$")
 _NAME_RIGHT = re.compile(r"^((?:\s+(?:[A-Z][a-z]+|of|and|for)\b){1,4})")
 _SPACED_DASH = re.compile(r"\s+[-–—]\s+")
-_TRAILING_FUNCTION = re.compile(r"(?:\s+(?:of|the|and|or|in|to|for|with|by))+$")  # "E-1 to E-2": a pay grade, when the span ends in its hyphen
+_TRAILING_FUNCTION = re.compile(r"(?:\s+(?:of|the|and|or|in|to|for|with|by))+$")
 # Documents of these kinds (or with a court) are legal, as the legal readers (bva, nv-bme, nm-appeals, aila) set
 # them: a passage of one may have no legal word ("tested positive for the herpes virus before the rape").
 LEGAL_DOC_TYPES = frozenset({"decision", "opinion", "case", "statute"})
