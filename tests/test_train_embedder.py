@@ -200,7 +200,10 @@ def test_a_few_steps_lower_the_loss(tiny_bert, tmp_path, sample_docs, mini_batch
     run = fit(model, data, ts, tmp_path / "work", "cpu")
     losses = [h["loss"] for h in run["history"] if "loss" in h]
     assert run["steps"] >= 12 and len(losses) >= 12
-    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    # an even window: with two objectives the logged losses alternate between them (cached MNRL, triplet),
+    # so each window holds as many of each; three steps against three were at the mercy of one noisy step
+    k = max(2, len(losses) // 3 // 2 * 2)
+    assert np.mean(losses[-k:]) < np.mean(losses[:k]), losses
 
 
 @pytest.mark.slow
