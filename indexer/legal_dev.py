@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from indexer.errors import ConfigError, ReaderError
+from indexer.readers import bva, nv_bme
 from indexer.readers.util import read_text
 
 ANNOTATION_DIR = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev"
@@ -31,8 +32,8 @@ ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5
 # what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
 # nm_appeals.py), given to each passage of the corpus
 READER_META: dict[str, dict[str, str]] = {
-    "bva-decisions": {"court": "Board of Veterans' Appeals", "doc_type": "decision"},
-    "nv-medical-board-malpractice-filings": {"court": "Nevada State Board of Medical Examiners"},
+    "bva-decisions": {"court": bva.COURT, "doc_type": "decision"},
+    "nv-medical-board-malpractice-filings": {"court": nv_bme.BOARD},
     "cap-nm-appeals-outcome": {"doc_type": "opinion"},
 }
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")

@@ -370,11 +370,20 @@ class NameModel:
         return sum(math.log((self.names[g] + 1) / name_den) - math.log((self.drugs[g] + 1) / drug_den)
                    for g in self.grams(word))
 
+    @staticmethod
+    def name_words(names: Iterable[str]) -> list[str]:
+        """The learned names the model reads: letters (and hyphens), three or more."""
+        return sorted({n for n in names if n.replace("-", "").isalpha() and len(n) >= 3})
+
+    @staticmethod
+    def drug_words(lexicon: Normalizer | None) -> list[str]:
+        """The lexicon's one-word Drug forms of four or more letters."""
+        forms = {f.lstrip("=") for f in (lexicon.lexicon.get("Drug", {}) if lexicon else ())}
+        return sorted(d for d in forms if d.isalpha() and len(d) >= 4)
+
     @classmethod
     def from_lists(cls, names: Iterable[str], lexicon: Normalizer | None) -> "NameModel":
-        drugs = {f.lstrip("=") for f in (lexicon.lexicon.get("Drug", {}) if lexicon else ())}
-        return cls({n for n in names if n.replace("-", "").isalpha() and len(n) >= 3},
-                   {d for d in drugs if d.isalpha() and len(d) >= 4})
+        return cls(cls.name_words(names), cls.drug_words(lexicon))
 
 
 _NAME_SHAPE = re.compile(r"^[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?$")
@@ -504,12 +513,20 @@ class LegalFilter:
         if not legal:
             return kept
         kept = [legal_span_repair(p, self.lexicon) for m in kept for p in split_dashed(text, m)]
-        kept = [_crack(text, m) for m in kept if not (m.label == "Drug" and (m.text.lower() in NOT_DRUGS or (
-                    m.text.isupper() and text[m.end:m.end + 2] in ("'s", "’s"))))  # "The AMC's compliance"
-                and not (m.label == "Disease" and len(m.text.split()) > 2 and any(
-                    p in key(m.text) for p in self.phrases))]
+        kept = [_crack(text, m) for m in kept if not self._no_substance_or_phrase(text, m)]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon) and not self.looks_like_a_name(m)
                 and (m.confidence is None or m.confidence >= self.min_confidence)]
+
+    def _no_substance_or_phrase(self, text: str, mention: Mention) -> bool:
+        """A Drug that names no substance ("Rx", "The AMC's compliance"), or a long Disease span holding a
+        learned legal phrase ("death or great bodily injury")."""
+        if mention.label == "Drug":
+            return mention.text.lower() in NOT_DRUGS or (mention.text.isupper()
+                                                         and text[mention.end:mention.end + 2] in ("'s", "’s"))
+        if mention.label != "Disease" or len(mention.text.split()) <= 2:
+            return False
+        folded = key(mention.text)
+        return any(p in folded for p in self.phrases)
 
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
@@ -566,9 +583,7 @@ def check_name_model(names: Iterable[str], lexicon: Normalizer, seed: int = 0) -
     import random
 
     rng = random.Random(seed)
-    names = sorted({n for n in names if n.replace("-", "").isalpha() and len(n) >= 3})
-    drugs = sorted({d.lstrip("=") for d in lexicon.lexicon.get("Drug", {}) if d.lstrip("=").isalpha()
-                    and len(d.lstrip("=")) >= 4})
+    names, drugs = NameModel.name_words(names), NameModel.drug_words(lexicon)
     rng.shuffle(names)
     rng.shuffle(drugs)
     cut_n, cut_d = len(names) // 5, len(drugs) // 5

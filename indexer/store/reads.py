@@ -139,14 +139,13 @@ class StoreReads(Database):
             yield [(i, texts[i]) for i in part if i in texts]
 
     def legal_documents(self, doc_ids: Sequence[int]) -> set[int]:
-        """The given documents a legal reader imported: those with a court or a legal doc_type
-        (`indexer.legal_filter.LEGAL_DOC_TYPES`); the tagger reads them as legal text whatever a passage says."""
-        from indexer.legal_filter import LEGAL_DOC_TYPES
+        """The given documents a legal reader imported (`indexer.legal_filter.is_legal_document`: a court or a
+        legal doc_type); the tagger reads them as legal text whatever a passage says."""
+        from indexer.legal_filter import is_legal_document
 
-        kinds = ", ".join(f"'{k}'" for k in sorted(LEGAL_DOC_TYPES))
-        return {r[0] for r in self.rows_for_ids(
-            f"SELECT id FROM documents WHERE id IN ({{ids}}) AND (court IS NOT NULL OR doc_type IN ({kinds}))",
-            [int(i) for i in doc_ids])}
+        rows = self.rows_for_ids("SELECT id, court, doc_type FROM documents WHERE id IN ({ids})",
+                                 [int(i) for i in doc_ids])
+        return {i for i, court, doc_type in rows if is_legal_document({"court": court, "doc_type": doc_type})}
 
     def mentions_of(self, doc_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, int, int, str]]]:
         """Document id -> its mentions as (label, norm id, norm name, start, end, negation), by start."""

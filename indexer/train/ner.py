@@ -18,9 +18,9 @@ from typing import Iterable, Sequence
 import torch
 
 from indexer.documents import Document, Mention
-from indexer.legal_filter import is_legal_document
 from indexer.errors import ConfigError
 from indexer.importing import CorpusReader
+from indexer.legal_filter import is_legal_document
 from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, Tagger, encode_words, sentence_words,
                          subtoken_counts, tags_from_mentions, windows)
 from indexer.negation import NegationDetector
