@@ -25,8 +25,9 @@ a statute or a reporter.
 Some rules hold only in text that reads as legal (`is_legal`: a citation, a code, a party, or two
 legal-only words; no BC5CDR abstract does): a Disease span loses "chronic" and like modifiers, a
 generic head alone, someone's condition, an unknown injury, an event or a bare death is no
-diagnosis, codes with sections and pay grades are no entity, and mentions under `min_confidence`
-go. Two-word legal phrases ("bodily injury", "death penalty") are learned like the legal-only words.
+diagnosis, codes with sections and pay grades are no entity, and mentions of forms the lexicon
+does not know go under `min_confidence` (0.98 by default: legal text's false positives are mostly
+names and legal senses the lexicon has never seen; what it knows keeps the general 0.8). Two-word legal phrases ("bodily injury", "death penalty") are learned like the legal-only words.
 
 `python -m indexer.legal_filter` learns the list from the configured data directory's legal
 corpora and writes it to indexer/data/legal_stoplist.json, the file the tagger loads.
@@ -108,7 +109,7 @@ _POSSESSIVE = re.compile(r"(?:\b(?:his|her|their|its|my|your|our)|[A-Za-z]['’]
 _POSSESSIVE_TAIL = re.compile(r"^(\S.*?)\s+(?:of|in|on|to)\s+(?:his|her|their|its|my|your|our)\s.*$", re.DOTALL)
 # "Gilbert v. Derwinski", not "i.v. thiopental": a party name stands on each side of the "v."
 _CITE_BEFORE = re.compile(r"[A-Z][\w'’-]*\s+v\.\s+$")
-_CITE_AFTER = re.compile(r"^\s+v\.\s+[A-Z]")
+_CITE_AFTER = re.compile(r"^\s+v\.(?:\s+[A-Z]|\s*$)")  # "Pelegrini v. Principi", or a passage cut after "v."
 # "NAC 630.153(1)", "NRS 630.301(4)", "1999-NMCA-135": a statute's or a reporter's name, not a drug.
 _SECTION_AFTER = re.compile(r"^\s*(?:§\s*)?\d+(?:[.,\-]\d+)+(?![\d.,]*\s*(?:mg|g|ml|mL|µg|mcg|kg|mM|µM|%))")
 # "NRS 454", "NAC 639.742": a span that is itself a code's name and a section number
@@ -321,11 +322,23 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
             return True
     if words[-1] in INJURY_HEADS and not _known(lexicon, surface):
         return True
+    if words[-1] == "disability" and not _known(lexicon, surface):
+        return True  # "psychiatric disability": a rating's or a claim's term (the guidelines' legal "disability")
+    if _DAMAGES.match(surface) or (words[-1] == "seizure"
+                                   and _SEARCH_BEFORE.search(text[max(0, mention.start - 24):mention.start])):
+        return True
     return bool(_EVENT.search(surface))
 
 
-# Drug spans that name no substance: "Rx" (a prescription, as in the legend "Rx Only")
-NOT_DRUGS = {"rx"}
+# Drug spans that name no substance: "Rx" (a prescription, as in the legend "Rx Only") and the Latin of citations
+NOT_DRUGS = {"rx", "supra", "infra", "id", "ibid"}
+# In legal text: a loss that is a head of damages ("future wage loss", "loss of consortium"), not a symptom as
+# "hearing loss" is; a seizure that is a search's ("unreasonable seizure"), not a fit
+_DAMAGES = re.compile(r"^(?:(?:wage|wages|earnings?|income|property|economic|financial|business)\s+loss(?:es)?|"
+                      r"loss(?:es)?\s+of\s+(?:wages|earnings?|income|consortium|enjoyment|support|property))$",
+                      re.IGNORECASE)
+_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|mL|mcg|µg|units?)\b")  # "NAC 40 mg": a drug's dose
+_SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless|search(?:es)?\s+and)\s+$", re.IGNORECASE)
 _CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
 
 
@@ -393,7 +406,8 @@ class LegalFilter:
     """Stop lists of names, abbreviations and crimes, and the rule that applies them to mentions.
 
     `lexicon` (the tagger's) keeps the forms it knows out of the names a text introduces; in legal text,
-    mentions whose confidence (`indexer.ner_confidence`) is under `min_confidence` are dropped.
+    mentions whose confidence (`indexer.ner_confidence`) is under `min_confidence` are dropped unless the lexicon
+    knows their form (those keep the tagger's general floor, `ner.min_confidence`).
     """
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
@@ -515,12 +529,26 @@ class LegalFilter:
         kept = [legal_span_repair(p, self.lexicon) for m in kept for p in split_dashed(text, m)]
         kept = [_crack(text, m) for m in kept if not self._no_substance_or_phrase(text, m)]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon) and not self.looks_like_a_name(m)
-                and (m.confidence is None or m.confidence >= self.min_confidence)]
+                and (m.confidence is None or m.confidence >= self.min_confidence or _known(self.lexicon, m.text))]
+
+    def _defined_as_substance(self, text: str, abbreviation: str) -> bool:
+        """Whether the text spells the abbreviation out as something other than an institution or a document
+        ("nitric oxide (NO)", not "the Veterans Claims Assistance Act of 2000 (VCAA)")."""
+        for m in _DEFINED.finditer(text):
+            if m.group(2) == abbreviation:
+                words = m.group(1).split()[-(len(abbreviation) + 2):]
+                if not _is_official(words, self.lexicon):
+                    return True
+        return False
 
     def _no_substance_or_phrase(self, text: str, mention: Mention) -> bool:
         """A Drug that names no substance ("Rx", "The AMC's compliance"), or a long Disease span holding a
         learned legal phrase ("death or great bodily injury")."""
         if mention.label == "Drug":
+            if mention.text.isupper() and mention.text.isalpha() and not _known(self.lexicon, mention.text) and \
+                    not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
+                    not self._defined_as_substance(text, mention.text):
+                return True  # an acronym the lexicon does not know ("VCAA", "SNHD"): an act's or an office's
             return mention.text.lower() in NOT_DRUGS or (mention.text.isupper()
                                                          and text[mention.end:mention.end + 2] in ("'s", "’s"))
         if mention.label != "Disease" or len(mention.text.split()) <= 2:

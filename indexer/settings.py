@@ -112,7 +112,8 @@ class NerSettings:
     build_batch: int = setting(8, "documents tagged per transaction by indexer build; each batch is a resume point")
     legal_filter: bool = setting(True, "drop party names, office abbreviations, crimes (indexer/data/legal_stoplist.json)")
     min_confidence: float = setting(0.8, "drop mentions whose least sure word's CRF marginal is below this (0 = keep all)")
-    legal_min_confidence: float = setting(0.9, "the same floor for text the legal filter reads as legal (with ner.legal_filter)")
+    legal_min_confidence: float = setting(0.98, "the floor, in text the legal filter reads as legal, for forms the "
+                                          "tagger's lexicon does not know (known forms keep ner.min_confidence)")
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,34 @@ def test_the_legal_confidence_floor_applies_to_legal_text_only():
         assert [m.text for m in stop.filter(text, found)] == want
 
 
+def test_the_legal_floor_spares_the_forms_the_lexicon_knows():
+    from dataclasses import replace
+
+    lexicon = Normalizer({"Disease": {key("insomnia"): "MESH:D007319"}}, {"MESH:D007319": "insomnia"})
+    stop = LegalFilter(min_confidence=0.98, lexicon=lexicon)
+    text = "Under 38 C.F.R. § 3.304 the Veteran has nightmares and insomnia."
+    found = [replace(_m(text, "nightmares", "Disease"), confidence=0.95),
+             replace(_m(text, "insomnia", "Disease"), confidence=0.85)]
+    assert [m.text for m in stop.filter(text, found)] == ["insomnia"]  # the unknown form needs 0.98
+
+
+def test_legal_senses_acts_and_citations_are_no_entities():
+    stop = LegalFilter()
+    text = ("Under the Veterans Claims Assistance Act of 2000 (VCAA), see 38 C.F.R. § 3.159, the VCAA applies. "
+            "He claimed an acquired psychiatric disability, hearing loss, future wage loss and loss of consortium. "
+            "The search and unreasonable seizure of his car preceded a seizure. Torcia, supra, at 66. "
+            "Nitric oxide (NO) fell; NAC 600 mg was given; see Pelegrini v.")
+    found = [_m(text, "VCAA", "Drug", nth=1), _m(text, "psychiatric disability", "Disease"),
+             _m(text, "hearing loss", "Disease"), _m(text, "wage loss", "Disease"),
+             _m(text, "loss of consortium", "Disease"), _m(text, "seizure", "Disease"),
+             _m(text, "seizure", "Disease", nth=1), _m(text, "supra", "Drug"), _m(text, "NO", "Drug"),
+             _m(text, "NAC", "Drug"), _m(text, "Pelegrini", "Drug")]
+    kept = stop.filter(text, found)
+    assert [(m.text, m.start) for m in kept] == [("hearing loss", text.index("hearing loss")),
+                                                 ("seizure", text.index("a seizure") + 2),
+                                                 ("NO", text.index("(NO)") + 1), ("NAC", text.index("NAC"))]
+
+
 def test_a_legal_document_hint_applies_the_legal_rules_to_any_passage():
     text = "She had tested positive for the virus before the rape and had no symptoms."
     start = text.index("rape")
