@@ -64,7 +64,7 @@ _PERSON_VERBS = ("testified|stated|told|said|asked|argued|contended|contends|exp
                  "responded|denied|recalled|acknowledged|maintained|asserted|alleged|would|wrote|signed|pleaded|"
                  "pled|appeals|appealed|moved|filed|objected|conceded|involved|held|sued|testifies|argues|notes|"
                  "was charged|was convicted|was sentenced|was arrested|was indicted|was found guilty")
-_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s))({_CAP})\s+"
+_ACTOR = re.compile(rf"(?:^|(?<=[.;:!?}}]\s)|(?<=[\n}}])|(?<=\band\s)|(?<=\bthat\s)|(?<=,\s))({_CAP})\s+"
                     rf"(?:(?:also|then|later|further|never|again|first|once)\s+)?(?:{_PERSON_VERBS})\b")
 # Read from the text being tagged: "Kristyn's medical bills", "Drez' admission" (a possessive, unless an
 # eponym's disease follows), "La-Fave, supra", "a man named \"Ismael\"": a person's name.
@@ -324,8 +324,10 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
         return True
     if words[-1] == "disability" and not _known(lexicon, surface):
         return True  # "psychiatric disability": a rating's or a claim's term (the guidelines' legal "disability")
-    if _DAMAGES.match(surface) or (words[-1] == "seizure"
-                                   and _SEARCH_BEFORE.search(text[max(0, mention.start - 24):mention.start])):
+    if _DAMAGES.match(surface) or (words[-1] == "seizure" and (
+            _SEARCH_BEFORE.search(text[max(0, mention.start - 24):mention.start])
+            or _SEARCH_WORDS.search(text[max(0, mention.start - 300):mention.start] + " " +
+                                    text[mention.end:mention.end + 300]))):
         return True
     return bool(_EVENT.search(surface))
 
@@ -338,6 +340,13 @@ _DAMAGES = re.compile(r"^(?:(?:wage|wages|earnings?|income|property|economic|fin
                       r"loss(?:es)?\s+of\s+(?:wages|earnings?|income|consortium|enjoyment|support|property))$",
                       re.IGNORECASE)
 _DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|mL|mcg|µg|units?)\b")  # "NAC 40 mg": a drug's dose
+# a search's seizure, by the words around it ("the seizure of the cocaine ... inevitable discovery")
+_SEARCH_WORDS = re.compile(r"\b(?:search(?:es|ed)?|warrant\w*|suppress\w*|Fourth Amendment|detention|detain\w*|"
+                           r"seized?|inevitable discovery|probable cause|reasonable suspicion|encounter)\b",
+                           re.IGNORECASE)
+# an act named under its acronym in a statute's frame ("pursuant to the MPA", "a violation of the NRS")
+_STATUTE_BEFORE = re.compile(r"\b(?:pursuant to|under|violat\w+ of|in accordance with|provisions? of)\s+(?:the\s+)?$",
+                             re.IGNORECASE)
 _SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless|search(?:es)?\s+and)\s+$", re.IGNORECASE)
 _CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
 
@@ -545,6 +554,8 @@ class LegalFilter:
         """A Drug that names no substance ("Rx", "The AMC's compliance"), or a long Disease span holding a
         learned legal phrase ("death or great bodily injury")."""
         if mention.label == "Drug":
+            if mention.text.isupper() and _STATUTE_BEFORE.search(text[max(0, mention.start - 30):mention.start]):
+                return True  # "pursuant to the MPA": the Medical Practice Act, whatever the lexicon knows
             if mention.text.isupper() and mention.text.isalpha() and not _known(self.lexicon, mention.text) and \
                     not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
                     not self._defined_as_substance(text, mention.text):

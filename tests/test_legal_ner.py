@@ -357,16 +357,24 @@ def test_legal_senses_acts_and_citations_are_no_entities():
     text = ("Under the Veterans Claims Assistance Act of 2000 (VCAA), see 38 C.F.R. § 3.159, the VCAA applies. "
             "He claimed an acquired psychiatric disability, hearing loss, future wage loss and loss of consortium. "
             "The search and unreasonable seizure of his car preceded a seizure. Torcia, supra, at 66. "
-            "Nitric oxide (NO) fell; NAC 600 mg was given; see Pelegrini v.")
+            "Nitric oxide (NO) fell; NAC 600 mg was given; see Pelegrini v. As we noted, Feil testified. "
+            "After the search, the seizure of the cocaine was upheld. He had a seizure disorder. "
+            "He was disciplined pursuant to the MPA for failing to keep records.")
     found = [_m(text, "VCAA", "Drug", nth=1), _m(text, "psychiatric disability", "Disease"),
              _m(text, "hearing loss", "Disease"), _m(text, "wage loss", "Disease"),
              _m(text, "loss of consortium", "Disease"), _m(text, "seizure", "Disease"),
              _m(text, "seizure", "Disease", nth=1), _m(text, "supra", "Drug"), _m(text, "NO", "Drug"),
-             _m(text, "NAC", "Drug"), _m(text, "Pelegrini", "Drug")]
+             _m(text, "NAC", "Drug"), _m(text, "Pelegrini", "Drug"), _m(text, "Feil", "Drug"),
+             _m(text, "seizure", "Disease", nth=2), _m(text, "seizure disorder", "Disease"), _m(text, "MPA", "Drug")]
     kept = stop.filter(text, found)
     assert [(m.text, m.start) for m in kept] == [("hearing loss", text.index("hearing loss")),
-                                                 ("seizure", text.index("a seizure") + 2),
-                                                 ("NO", text.index("(NO)") + 1), ("NAC", text.index("NAC"))]
+                                                 ("NO", text.index("(NO)") + 1), ("NAC", text.index("NAC")),
+                                                 ("seizure disorder", text.index("seizure disorder"))]
+
+
+def test_a_seizure_is_a_fit_unless_a_search_is_near():
+    text = "Under 38 C.F.R. § 3.309 the Veteran had a seizure in service and headaches since."
+    assert [m.text for m in LegalFilter().filter(text, [_m(text, "seizure", "Disease")])] == ["seizure"]
 
 
 def test_a_legal_document_hint_applies_the_legal_rules_to_any_passage():
