@@ -72,6 +72,14 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where documents, chunks and mentions live: the index directory's SQLite file, or PostgreSQL (docs/scale-out.md)."""
+
+    url: str = setting("", "empty = store.sqlite in index.dir; or postgresql+psycopg://user@host/db (the [postgres] "
+                           "extra): several processes may import at once, keyword search ranks by ts_rank_cd")
+
+
+@dataclass(frozen=True)
 class ChunkSettings:
     """How long documents are cut into passages (indexer import)."""
 
@@ -320,6 +328,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     models: ModelsSettings = field(default_factory=ModelsSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ner: NerSettings = field(default_factory=NerSettings)

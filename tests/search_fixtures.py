@@ -71,11 +71,10 @@ def sample_documents(sample_dir):
 def build_sample_index(settings, sample_dir, embedder=None, collection="sample"):
     """Import the sample corpus into settings.index.dir and build the vectors; returns a SearchService."""
     from indexer import pipeline
-    from indexer.store import DocumentStore
     from searchd.service import SearchService
 
     embedder = embedder or KeywordEmbedder()
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.upsert_documents(collection, sample_documents(sample_dir), sample_chunker)
     pipeline.sync(settings, store, embedder)
     store.close()

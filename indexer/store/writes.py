@@ -67,7 +67,9 @@ class StoreWrites(Database):
                 self._upsert_one(s, cid, doc, chunker, stats)
         return stats
 
-    def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats) -> None:
+    def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats,
+                    moved: tuple[list[int], list[int]] | None = None) -> None:
+        """Write one document; `moved` collects the ids of the chunks it adds and of those it removes."""
         digest = content_hash(doc)
         row = s.scalar(select(DocumentRow).where(DocumentRow.collection_id == cid, DocumentRow.external_id == doc.id))
         if row is not None and row.content_hash == digest:
@@ -80,6 +82,8 @@ class StoreWrites(Database):
             s.add(row)
             stats.added += 1
         else:
+            if moved is not None:
+                moved[1].extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == row.id)))
             s.execute(delete(MentionRow).where(MentionRow.document_id == row.id))
             s.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
             s.execute(delete(TaggingRow).where(TaggingRow.document_id == row.id))  # new text: tag it again
@@ -94,6 +98,8 @@ class StoreWrites(Database):
         s.add_all(chunk_rows)
         s.flush()
         stats.chunks += len(chunk_rows)
+        if moved is not None:
+            moved[0].extend(r.id for r in chunk_rows)
         self._add_mentions(s, row.id, chunks, [r.id for r in chunk_rows], doc.mentions, "gold")
         stats.mentions.update(m.label for m in doc.mentions)
 
@@ -119,24 +125,25 @@ class StoreWrites(Database):
         transaction holds SQLite's write lock (the pipeline encodes before calling this).
         """
         stats = ImportStats()
+        # this transaction's own chunk ids, not a diff of the table: on PostgreSQL other writers commit meanwhile
+        moved: tuple[list[int], list[int]] = ([], [])
         with self.session() as s:
-            before = set(s.scalars(select(ChunkRow.id))) if before_commit is not None else set()
             cid = self.collection_id(s, collection, create=bool(upserts))
             for doc in upserts:
-                self._upsert_one(s, cid, doc, chunker, stats)
+                self._upsert_one(s, cid, doc, chunker, stats, moved)
             if deletes:
                 doc_ids = self._document_ids(s, cid, deletes)
+                moved[1].extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(doc_ids))))
                 self._delete(s, doc_ids)
                 stats.deleted = len(doc_ids)
             if before_commit is None:
                 return stats
             s.flush()
-            after = set(s.scalars(select(ChunkRow.id)))
-            new = sorted(after - before)
+            added = set(moved[0])
             rows = s.execute(select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
                              .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-                             .where(ChunkRow.id >= new[0])).all() if new else []  # AUTOINCREMENT: new ids are the largest
-            before_commit([tuple(r) for r in rows], sorted(before - after))
+                             .where(ChunkRow.id >= min(added)).order_by(ChunkRow.id)).all() if added else []
+            before_commit([tuple(r) for r in rows if r[0] in added], sorted(set(moved[1])))
         return stats
 
     def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]], tagger: str | None = None) -> Counter:

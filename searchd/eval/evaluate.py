@@ -192,12 +192,11 @@ class Services:
 
         if model_dir not in self.open:
             if self.keyword_only:
-                from indexer.pipeline import STORE
-                from indexer.store import DocumentStore
+                from indexer.pipeline import open_store
 
                 s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
                 # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
-                self.open[model_dir] = SearchService.keyword_only(DocumentStore(s.index.dir / STORE, create=False), s)
+                self.open[model_dir] = SearchService.keyword_only(open_store(s, create=False), s)
             else:
                 s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
                 self.open[model_dir] = SearchService.load(s)
