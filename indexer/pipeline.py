@@ -46,7 +46,12 @@ def store_location(settings: Settings) -> str | Path:
 
 
 def open_store(settings: Settings, create: bool = True) -> DocumentStore:
-    """The configured store (a MissingStore error, with create=False, when there is none)."""
+    """The configured store (a MissingStore error, with create=False, when there is none).
+
+    With create, the index directory is made too, as an SQLite store makes its file's: the vectors go there.
+    """
+    if create:
+        settings.index.dir.mkdir(parents=True, exist_ok=True)
     return DocumentStore(store_location(settings), create=create)
 
 

@@ -199,10 +199,9 @@ def _postgres_engine(url: str) -> Engine:
     if parsed.drivername != "postgresql+psycopg":
         raise ConfigError(f"store.url {parsed.render_as_string()!r} uses driver {parsed.drivername!r}; "
                           "valid: postgresql+psycopg (psycopg 3), or an empty store.url for the index's SQLite file")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise ConfigError("store.url names PostgreSQL but psycopg is not installed; pip install -e '.[postgres]'") \
-            from None
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("store.url names PostgreSQL but psycopg is not installed; pip install -e '.[postgres]'")
     # pool_pre_ping: a connection the server dropped (restart, idle timeout) is replaced, not handed out
     return create_engine(parsed, future=True, pool_pre_ping=True)
