@@ -25,6 +25,7 @@ from indexer.errors import ConfigError, choices
 
 DATA_DIR_ENV = "MEDLEX_DATA_DIR"
 CONFIG_ENV = "MEDLEX_CONFIG"
+STORE_URL_ENV = "MEDLEX_STORE_URL"  # store.url from the environment: a database password stays out of config.toml
 CONFIG_HEADER = ("medlex configuration. Every key has a default; relative paths resolve against this file.\n"
                  "Override any key on the command line: --set section.key=value")
 
@@ -76,7 +77,8 @@ class StoreSettings:
     """Where documents, chunks and mentions live: the index directory's SQLite file, or PostgreSQL (docs/scale-out.md)."""
 
     url: str = setting("", "empty = store.sqlite in index.dir; or postgresql+psycopg://user@host/db (the [postgres] "
-                           "extra): several processes may import at once, keyword search ranks by ts_rank_cd")
+                           "extra): several processes may import at once, keyword search ranks by ts_rank_cd; "
+                           "env MEDLEX_STORE_URL wins")
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,8 @@ def load_settings(path: str | Path | None = None, overrides: typing.Iterable[str
     settings = Settings(**sections, root=root)
     if env.get(DATA_DIR_ENV):
         settings = settings.replace(data=DataSettings(dir=Path(env[DATA_DIR_ENV]).resolve()))
+    if env.get(STORE_URL_ENV):
+        settings = settings.replace(store=StoreSettings(url=env[STORE_URL_ENV]))
     return settings
 
 

@@ -1,9 +1,10 @@
 """Shared fixtures: the sample corpus, a temporary index directory, a tiny random BERT, the store backend.
 
-`pytest --store-backend postgres` runs every store-touching test on PostgreSQL: the `settings`
-fixture then carries a `store.url` of a fresh database per test (tests/pg_cluster.py starts a
-throwaway cluster, or MEDLEX_TEST_PG_URL names a server), and `store_location` is that URL
-where it would be an SQLite file. Tests marked `sqlite_only` are skipped there, with their reason.
+`pytest --store-backend postgres` runs every store-touching test on PostgreSQL: each test gets a
+fresh database (tests/pg_cluster.py starts a throwaway cluster, or MEDLEX_TEST_PG_URL names a
+server) as MEDLEX_STORE_URL, so every settings the test loads, in this process or in the commands
+it starts, name it as store.url; `store_location` is that URL where it would be an SQLite file.
+Tests marked `sqlite_only` are skipped there, with their reason.
 """
 from __future__ import annotations
 
@@ -68,6 +69,21 @@ def pg_database(pg_server):
     drop_database(url)
 
 
+@pytest.fixture(autouse=True)
+def _store_url_env(request, monkeypatch):
+    """On postgres: MEDLEX_STORE_URL = the test's fresh database (every load_settings reads it)."""
+    if store_backend(request.config) == "postgres":
+        from indexer.settings import STORE_URL_ENV
+
+        monkeypatch.setenv(STORE_URL_ENV, request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def store_url(request) -> str:
+    """The test's store.url: empty on sqlite, the fresh database's URL on postgres."""
+    return request.getfixturevalue("pg_database") if store_backend(request.config) == "postgres" else ""
+
+
 @pytest.fixture
 def store_location(request, tmp_path):
     """Where a test's store goes: an SQLite file in tmp_path, or (postgres) a fresh database's URL."""
@@ -87,15 +103,13 @@ def sample_dir() -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path, request) -> Settings:
-    """Repository settings with the index directory in a temporary folder (and, on postgres, a fresh store.url)."""
-    store = [f'store.url="{request.getfixturevalue("pg_database")}"'] \
-        if store_backend(request.config) == "postgres" else []
+def settings(tmp_path) -> Settings:
+    """Repository settings with the index directory in a temporary folder (on postgres, MEDLEX_STORE_URL's store)."""
     # an empty models path: library tests never pick up a model trained on this machine or shared beside the data;
     # torch, so that no test exports a model unless it asks (tests/test_backends.py does)
     return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"', f'models.path=["{tmp_path / "models"}"]',
                                                 f'models.exports_dir="{tmp_path / "exports"}"', "embedder.backend=torch",
-                                                "embedder.precision=fp32", "ner.backend=torch", "ner.precision=fp32", *store])
+                                                "embedder.precision=fp32", "ner.backend=torch", "ner.precision=fp32"])
 
 
 @pytest.fixture(scope="session")
