@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.errors import StoreError
-from indexer.store.schema import (FTS_DDL, FTS_LAYOUT, FTS_REBUILD, OLD_FTS, PG_DDL, PG_SCHEMA_LOCK, Base, CollectionRow,
+from indexer.store.schema import (FTS_DDL, FTS_LAYOUT, FTS_REBUILD, OLD_FTS, PG_DDL, PG_READY, PG_SCHEMA_LOCK, Base, CollectionRow,
                                   is_url, make_engine)
 
 # SQLite builds before 3.32 cap a statement at 999 bound parameters; 900 ids leave room for a few more
@@ -63,9 +63,12 @@ class Database:
                     raise MissingStore(f"no store at {self.location!r}; run `indexer import` first")
                 # two processes opening a new store at once would both create its tables
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_SCHEMA_LOCK})
-                Base.metadata.create_all(conn)
-                for ddl in PG_DDL:
-                    conn.exec_driver_sql(ddl)
+                # a store made already is left alone: its DDL locks tables, and beside other processes'
+                # writes that deadlocked (ALTER TABLE chunks against a writer's insert, measured here)
+                if conn.exec_driver_sql(PG_READY).scalar() is None:
+                    Base.metadata.create_all(conn)
+                    for ddl in PG_DDL:
+                        conn.exec_driver_sql(ddl)
         except MissingStore:
             self.engine.dispose()
             raise

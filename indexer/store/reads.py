@@ -299,11 +299,21 @@ class StoreReads(Database):
     def load_snapshot(self, version: tuple | None = None) -> StoreSnapshot:
         """Read the in-memory filter and facet arrays of the store as it is now, tagged with `version`."""
         version = self.version() if version is None else version
-        docs = self._fetch("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
-                           "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
-        chunks = self._fetch("SELECT id, document_id FROM chunks ORDER BY id")
-        mentions = self._fetch("SELECT document_id, label, norm_id, norm_name, negation, count(*) FROM mentions "
-                               "GROUP BY document_id, label, norm_id, norm_name, negation")
+        # the three reads share one read transaction, so a writer committing meanwhile (another process on
+        # PostgreSQL, the indexer beside searchd on SQLite) cannot leave chunks whose document is not read
+        with self.reading() as conn:
+            raw = None if self.postgres else conn.connection.driver_connection
+            if raw is not None:
+                raw.execute("SAVEPOINT load_snapshot")
+            try:
+                docs = self.fetch(conn, "SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
+                                  "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
+                chunks = self.fetch(conn, "SELECT id, document_id FROM chunks ORDER BY id")
+                mentions = self.fetch(conn, "SELECT document_id, label, norm_id, norm_name, negation, count(*) "
+                                      "FROM mentions GROUP BY document_id, label, norm_id, norm_name, negation")
+            finally:
+                if raw is not None:
+                    raw.execute("RELEASE load_snapshot")
         return StoreSnapshot(version, docs, chunks, mentions)
 
     def mention_forms(self, labels: Sequence[str]) -> list[tuple[str, str, str]]:

@@ -160,6 +160,9 @@ PG_DDL = [
     "CREATE OR REPLACE TRIGGER documents_title_tsv AFTER UPDATE OF title ON documents FOR EACH ROW "
     "WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION documents_title_tsv()",
 ]
+# the last object PG_DDL makes: once it exists, the store's schema is complete
+PG_READY = ("SELECT 1 FROM pg_trigger WHERE tgname = 'documents_title_tsv' "
+            "AND tgrelid = to_regclass('documents')")
 PG_SCHEMA_LOCK = 7_220_150  # pg_advisory_xact_lock key: processes opening a new store create its schema one at a time
 
 
