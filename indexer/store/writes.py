@@ -55,6 +55,11 @@ class ImportStats:
 Chunker = Callable[[Document], list[Chunk]]
 
 
+def _no_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, one character for one, so every offset still holds."""
+    return text.replace("\x00", "\ufffd")
+
+
 class StoreWrites(Database):
     """Writes: documents with their chunks and gold mentions, model mentions, and deletes."""
 
@@ -88,13 +93,14 @@ class StoreWrites(Database):
             s.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
             s.execute(delete(TaggingRow).where(TaggingRow.document_id == row.id))  # new text: tag it again
             stats.updated += 1
-        row.title, row.text, row.meta, row.content_hash = doc.title, doc.text, meta, digest
+        title, body = (_no_nul(doc.title), _no_nul(doc.text)) if self.postgres else (doc.title, doc.text)
+        row.title, row.text, row.meta, row.content_hash = title, body, meta, digest
         row.source, row.doc_type, row.court, row.date = cols["source"], cols["doc_type"], cols["court"], cols["date"]
         row.year = year_of(row.date)
         s.flush()
         chunks = chunker(doc)
-        chunk_rows = [ChunkRow(document_id=row.id, ordinal=c.ordinal, start=c.start, end=c.end, text=c.text)
-                      for c in chunks]
+        chunk_rows = [ChunkRow(document_id=row.id, ordinal=c.ordinal, start=c.start, end=c.end,
+                               text=_no_nul(c.text) if self.postgres else c.text) for c in chunks]
         s.add_all(chunk_rows)
         s.flush()
         stats.chunks += len(chunk_rows)
@@ -110,7 +116,8 @@ class StoreWrites(Database):
             ordinal = chunk_of(chunks, m.start, m.end)
             nid, name = norm_value(m)
             rows.append(dict(document_id=doc_id, chunk_id=chunk_ids[ordinal] if ordinal is not None else None,
-                             label=m.label, source_label=m.source_label, text=m.text, start=m.start, end=m.end,
+                             label=m.label, source_label=m.source_label,
+                             text=_no_nul(m.text) if self.postgres else m.text, start=m.start, end=m.end,
                              norm_id=nid, norm_name=name, negation=m.negation, origin=origin))
         if rows:
             s.execute(MentionRow.__table__.insert(), rows)
