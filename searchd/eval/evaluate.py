@@ -265,7 +265,8 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
         service = services.reranking(model) if SYSTEMS[name].rerank else services.get(model)
         runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
                                 _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
-        label = "none (FTS5 BM25)" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
+        keyword = "PostgreSQL ts_rank_cd" if settings.store.url else "FTS5 BM25"
+        label = f"none ({keyword})" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
         if SYSTEMS[name].rerank:
             label += f" + cross-encoder {Path(services.reranker.name).name} (top {settings.eval.rerank_depth})"
         summaries[name] = system_summary(runs[name], data, cutoffs, label)
