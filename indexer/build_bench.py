@@ -44,6 +44,9 @@ def run_build_bench(settings: Settings, engines: list[tuple[str, int]], workdir:
     from indexer.pipeline import STORE, open_index, sync
     from indexer.store import DocumentStore
 
+    if settings.store.url:  # each engine builds a copy of the store file; a database is not copied so
+        raise ConfigError("indexer build-bench copies the index's SQLite store per engine; unset store.url "
+                          f"({settings.store.url.split('@')[-1]!r}) to run it")
     source = settings.index.dir / STORE
     if not source.is_file():
         raise ConfigError(f"no store in {str(settings.index.dir)!r} to build; run `indexer import` first")

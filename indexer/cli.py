@@ -32,8 +32,12 @@ def config_options(func):
     return wrapper
 
 
-def writes_index(func):
-    """--no-wait on a command that writes the index directory; its body runs holding the writer lock."""
+def writes_index(func, store_only: bool = False):
+    """--no-wait on a command that writes the index directory; its body runs holding the writer lock.
+
+    `store_only`: the command writes the store and nothing else of the directory (import), so on
+    PostgreSQL (store.url), which takes writes from many processes at once, it runs without the lock.
+    """
 
     @click.option("--no-wait", is_flag=True,
                   help="Refuse at once when another writer is at work on the index instead of waiting for it.")
@@ -41,11 +45,18 @@ def writes_index(func):
     def wrapper(settings: Settings, no_wait: bool, **kwargs):
         from indexer.writer_lock import writer_lock
 
+        if store_only and settings.store.url:
+            return func(settings=settings, **kwargs)
         with writer_lock(settings.index.dir, _command_line(), wait=not no_wait,
                          say=lambda message: click.echo(message, err=True)):
             return func(settings=settings, **kwargs)
 
     return wrapper
+
+
+def writes_store(func):
+    """writes_index for a command that writes only the store: no lock on a PostgreSQL store."""
+    return writes_index(func, store_only=True)
 
 
 def _command_line() -> str:
@@ -134,7 +145,7 @@ def _skip_bad_hint(*notes: str) -> Iterator[None]:
 
 @main.command("import")
 @config_options
-@writes_index
+@writes_store
 @click.option("--format", "fmt", required=True, help="Corpus format (see README).")
 @click.option("--collection", required=True, help="Collection to add the documents to.")
 @click.option("--batch-size", default=200, show_default=True, help="Documents per transaction.")

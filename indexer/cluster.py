@@ -84,10 +84,10 @@ def _blocks(kind: int, ids: np.ndarray, size: int) -> list[dict[str, Any]]:
 
 def _read_block(batch: dict[str, np.ndarray], settings: Settings) -> dict[str, np.ndarray]:
     """Rows (kind, id, text) of the blocks in `batch`: document texts to tag, 'Title. chunk' texts to encode."""
-    from indexer.pipeline import STORE, embed_text
+    from indexer.pipeline import embed_text, open_store
 
     kinds, ids, texts, legal = [], [], [], []
-    store = DocumentStore(settings.index.dir / STORE, create=False)
+    store = open_store(settings, create=False)
     try:
         for kind, raw in zip(batch["kind"], batch["ids"]):
             block = np.frombuffer(raw, dtype=np.int64)

@@ -128,4 +128,4 @@ def load_embedder(settings: Settings, prepare: bool = False,
     from indexer.inference.select import store_texts
 
     return SentenceTransformerEmbedder(resolve_embedder_dir(settings), settings.embedder, settings.models.exports_dir,
-                                       prepare, calibration or (lambda: store_texts(settings.index.dir)))
+                                       prepare, calibration or (lambda: store_texts(settings.store.url or settings.index.dir)))

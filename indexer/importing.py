@@ -199,11 +199,10 @@ def _ticking(docs: Iterable[Document], bar) -> Iterator[Document]:
 
 
 def open_store(settings: Settings, create: bool = True) -> DocumentStore:
-    """The DocumentStore of the configured index directory."""
-    from indexer.pipeline import STORE
-    from indexer.store import DocumentStore
+    """The configured DocumentStore: store.url, else the index directory's store.sqlite."""
+    from indexer import pipeline
 
-    return DocumentStore(settings.index.dir / STORE, create=create)
+    return pipeline.open_store(settings, create)
 
 
 def make_chunker(settings: Settings) -> Chunker:

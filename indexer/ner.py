@@ -359,7 +359,7 @@ def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepar
     exports = settings.models.exports_dir
     tagger.choice = choice_for(settings.ner.backend, settings.ner.precision, device, exports, checksum)
     session = open_variant("encoder", encoder_dir, checksum, tagger.choice, exports, settings.ner.threads, prepare,
-                           calibration or (lambda: store_texts(settings.index.dir)), EXPORT_COMMAND)
+                           calibration or (lambda: store_texts(settings.store.url or settings.index.dir)), EXPORT_COMMAND)
     if session is not None:
         tagger.model.encoder = ExportedEncoder(session, tagger.model.encoder.config)
         # the BiLSTM + emission run fp32 on the same backend: in torch they cost as much as an int8 encoder

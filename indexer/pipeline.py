@@ -25,7 +25,7 @@ from indexer.embedder import Embedder
 from indexer.errors import IndexMismatchError
 from indexer.settings import Settings
 from indexer.kill_points import reached
-from indexer.store import Chunker, DocumentStore, ImportStats, content_hash
+from indexer.store import Chunker, DocumentStore, ImportStats, MissingStore, content_hash
 from indexer.tagging import tag_untagged
 from indexer.vector_index import FaissIndex
 
@@ -38,6 +38,32 @@ FORMAT = 1
 COMPACT_ABOVE = 0.2  # rebuild an index without removal support when this share of it is tombstones
 COMPATIBLE_COSINE = 0.99  # vectors of another backend/precision this close to the stored ones may extend an index
 COMPATIBILITY_SAMPLE = 64  # indexed chunks re-encoded to measure that
+
+
+def store_location(settings: Settings) -> str | Path:
+    """Where the index's store is: store.url when set, else the index directory's store.sqlite."""
+    return settings.store.url or settings.index.dir / STORE
+
+
+def open_store(settings: Settings, create: bool = True) -> DocumentStore:
+    """The configured store (a MissingStore error, with create=False, when there is none).
+
+    With create, the index directory is made too, as an SQLite store makes its file's: the vectors go there.
+    """
+    if create:
+        settings.index.dir.mkdir(parents=True, exist_ok=True)
+    return DocumentStore(store_location(settings), create=create)
+
+
+def has_store(settings: Settings) -> bool:
+    """True when the configured store exists (a PostgreSQL store: its tables)."""
+    if not settings.store.url:
+        return (settings.index.dir / STORE).is_file()
+    try:
+        open_store(settings, create=False).close()
+    except MissingStore:
+        return False
+    return True
 
 
 def embed_text(title: str, text: str, settings: Settings) -> str:
@@ -164,7 +190,7 @@ def manifest_for(index: FaissIndex, store: DocumentStore, embedder: dict[str, An
 def open_index(settings: Settings, mmap: bool = False) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
     """Open an index directory and check that manifest, FAISS index and store agree (`mmap`: read-only, mapped)."""
     d = settings.index.dir
-    if not (d / STORE).is_file():
+    if not has_store(settings):
         raise IndexMismatchError(f"no store in {str(d)!r}; run `indexer import` and then `indexer build`")
     manifest = read_json(d / MANIFEST)
     if manifest is None or not (d / VECTORS).is_file():
@@ -175,7 +201,7 @@ def open_index(settings: Settings, mmap: bool = False) -> tuple[DocumentStore, F
     if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
         raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but the "
                                  f"manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")
-    store = DocumentStore(d / STORE, create=False)
+    store = open_store(settings, create=False)
     missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
     if len(missing) or len(stale):
         raise IndexMismatchError(f"the vector index is out of step with the store: {len(missing)} chunks are not "
@@ -338,7 +364,7 @@ def change(settings: Settings, embedder: Embedder, collection: str, upserts: Seq
     """
     d = settings.index.dir
     if not (d / MANIFEST).is_file():  # no index yet: write the store, then build one
-        with DocumentStore(d / STORE) as store:
+        with open_store(settings) as store:
             stats = store.apply_changes(collection, upserts, deletes, chunker)
             sync(settings, store, embedder)
             return stats
@@ -382,7 +408,7 @@ def _open_for_change(settings: Settings, embedder: Embedder) -> tuple[DocumentSt
 
         why = str(exc).split("; run `")[0]
         tqdm.write(f"note: an earlier writer stopped midway ({why}); bringing the index in step first", file=sys.stderr)
-        with DocumentStore(d / STORE, create=False) as store:
+        with open_store(settings, create=False) as store:
             sync(settings, store, embedder)
         return open_index(settings)
 

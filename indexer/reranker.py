@@ -106,17 +106,21 @@ def load_reranker(settings: Settings, prepare: bool = False,
     return CrossEncoderReranker(path, s.rerank_max_length, s.rerank_backend, s.rerank_precision,
                                 resolve_device(settings.embedder.device), settings.models.exports_dir,
                                 settings.embedder.threads, prepare,
-                                calibration or (lambda: store_pairs(settings.index.dir)))
+                                calibration or (lambda: store_pairs(settings.store.url or settings.index.dir)))
 
 
-def store_pairs(index_dir: Path, limit: int = 256) -> list[tuple[str, str]]:
+def store_pairs(index_dir: Path | str, limit: int = 256) -> list[tuple[str, str]]:
     """Calibration pairs: (a document's title, one of its chunks) for the first chunks of the store."""
     from indexer.store import DocumentStore
 
-    path = Path(index_dir) / "store.sqlite"
-    if not path.is_file():
+    from indexer.store import MissingStore
+    from indexer.store.schema import is_url
+
+    path = index_dir if is_url(index_dir) else Path(index_dir) / "store.sqlite"  # store.url, or the index's file
+    try:
+        store = DocumentStore(path, create=False)
+    except MissingStore:
         return []
-    store = DocumentStore(path, create=False)
     try:
         return [(title or text[:80], text) for title, text in store.chunk_texts(store.chunk_ids()[:limit]).values()]
     finally:

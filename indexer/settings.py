@@ -25,6 +25,7 @@ from indexer.errors import ConfigError, choices
 
 DATA_DIR_ENV = "MEDLEX_DATA_DIR"
 CONFIG_ENV = "MEDLEX_CONFIG"
+STORE_URL_ENV = "MEDLEX_STORE_URL"  # store.url from the environment: a database password stays out of config.toml
 CONFIG_HEADER = ("medlex configuration. Every key has a default; relative paths resolve against this file.\n"
                  "Override any key on the command line: --set section.key=value")
 
@@ -69,6 +70,15 @@ class IndexSettings:
     checkpoint_every: int = setting(2048, "chunks between resumable build checkpoints")
     embed_title: bool = setting(True, 'encode chunks as "Title. chunk text" (the document title gives each chunk context)')
     shards: int = setting(1, "FAISS files searchd searches in parallel, split by chunk-id range (1 = vectors.faiss alone)")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where documents, chunks and mentions live: the index directory's SQLite file, or PostgreSQL (docs/scale-out.md)."""
+
+    url: str = setting("", "empty = store.sqlite in index.dir; or postgresql+psycopg://user@host/db (the [postgres] "
+                           "extra): several processes may import at once, keyword search ranks by ts_rank_cd; "
+                           "env MEDLEX_STORE_URL wins")
 
 
 @dataclass(frozen=True)
@@ -321,6 +331,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     models: ModelsSettings = field(default_factory=ModelsSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     chunk: ChunkSettings = field(default_factory=ChunkSettings)
     embedder: EmbedderSettings = field(default_factory=EmbedderSettings)
     ner: NerSettings = field(default_factory=NerSettings)
@@ -455,6 +466,8 @@ def load_settings(path: str | Path | None = None, overrides: typing.Iterable[str
     settings = Settings(**sections, root=root)
     if env.get(DATA_DIR_ENV):
         settings = settings.replace(data=DataSettings(dir=Path(env[DATA_DIR_ENV]).resolve()))
+    if env.get(STORE_URL_ENV):
+        settings = settings.replace(store=StoreSettings(url=env[STORE_URL_ENV]))
     return settings
 
 

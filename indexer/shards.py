@@ -250,10 +250,10 @@ def open_search_index(settings: Settings, mmap: bool = False) -> tuple[DocumentS
                                                                       dict[str, Any]]:
     """What searchd searches: the shards the manifest lists, else vectors.faiss (`open_index`); checked against the
     store. `mmap`: flat/HNSW vectors mapped read-only (search.mmap_vectors)."""
-    from indexer.pipeline import FORMAT, MANIFEST, STORE, open_index, read_json
+    from indexer.pipeline import FORMAT, MANIFEST, has_store, open_index, open_store, read_json
 
     d = settings.index.dir
-    manifest = read_json(d / MANIFEST) if (d / STORE).is_file() else None
+    manifest = read_json(d / MANIFEST) if has_store(settings) else None
     listed = (manifest or {}).get("shards")
     if not listed or manifest.get("format") != FORMAT:
         return open_index(settings, mmap=mmap)
@@ -263,7 +263,7 @@ def open_search_index(settings: Settings, mmap: bool = False) -> tuple[DocumentS
                                  f"`indexer reshard`")
     shards = [FaissIndex.load(d / s["file"], settings.index, s["index_type"], mmap=mmap) for s in listed]
     index = ShardedIndex(shards)
-    store = DocumentStore(d / STORE, create=False)
+    store = open_store(settings, create=False)
     ids, store_ids = index.ids(), np.asarray(store.chunk_ids(), dtype=np.int64)
     if index.dim != manifest["dim"] or len(ids) != len(store_ids) or not np.array_equal(ids, store_ids):
         index.close()

@@ -5,7 +5,9 @@ A second writer says once whom it waits for and waits, or (wait=False, `--no-wai
 at once naming the holder. The kernel drops the lock when its holder's process ends, kill -9
 included, so a crashed writer never leaves the directory locked; the file itself stays and
 only says who held it last. Readers (searchd, web) never take it: SQLite's WAL lets them read
-while a writer commits.
+while a writer commits. With a PostgreSQL store (store.url) `indexer import`, which writes only
+the store, runs without it: PostgreSQL takes writes from many processes at once. The commands
+that also write vectors.faiss (build, add, update, delete) and `tag` still hold it.
 """
 from __future__ import annotations
 

@@ -19,6 +19,10 @@ what keyword mode finds (its total and facets count it). Scoring is then bounded
   matching chunk in query order gives FTS5's own scores (the same floating-point sum), so the
   ranking is the exact one, with no bm25() call per match; rare terms are scored by FTS5 on the
   fly. Without lists for this store state (changed since the build), MaxScore runs.
+
+A PostgreSQL store scores by ts_rank_cd (`store.keyword_scoring`), which is no sum of per-phrase
+scores with a known cap: neither MaxScore nor impact lists hold for it, so every allowed match
+is scored in one statement, exactly, at the cost of one ts_rank_cd per matching chunk.
 """
 from __future__ import annotations
 
@@ -117,6 +121,10 @@ def rank(store: DocumentStore, snap: StoreSnapshot, query: KeywordQuery, mask: n
     need = min(need, int(np.count_nonzero(np.bincount(doc_rows[keep], minlength=1))))
     if need <= 0:
         return KeywordRanking([], matched)
+    if store.keyword_scoring != "bm25":
+        chunks, scores = store.keyword_scored(match, matched if mask is not None and len(matched) <= AMONG else None,
+                                              weights, deadline)
+        return KeywordRanking(best_documents(chunks, scores, snap, mask)[:need], matched)
     if impacts:
         docs = by_impacts(store, snap, query, matched, mask, need, deadline, weights)
         if docs is not None:

@@ -1,4 +1,11 @@
-"""Shared fixtures: the sample corpus, a temporary index directory, a tiny random BERT."""
+"""Shared fixtures: the sample corpus, a temporary index directory, a tiny random BERT, the store backend.
+
+`pytest --store-backend postgres` runs every store-touching test on PostgreSQL: each test gets a
+fresh database (tests/pg_cluster.py starts a throwaway cluster, or MEDLEX_TEST_PG_URL names a
+server) as MEDLEX_STORE_URL, so every settings the test loads, in this process or in the commands
+it starts, name it as store.url; `store_location` is that URL where it would be an SQLite file.
+Tests marked `sqlite_only` are skipped there, with their reason.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +16,80 @@ from indexer.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "data" / "sample"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store-backend", choices=("sqlite", "postgres"), default="sqlite",
+                     help="store of the tests that touch one: sqlite (default) or postgres (a throwaway PostgreSQL "
+                          "cluster, or the server MEDLEX_TEST_PG_URL names)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): tests SQLite-specific behaviour; skipped on postgres")
+    config.addinivalue_line("markers", "postgres_only(reason): needs a PostgreSQL store; skipped on sqlite")
+
+
+def pytest_runtest_setup(item):
+    backend = item.config.getoption("--store-backend")
+    for name, skip_on in (("sqlite_only", "postgres"), ("postgres_only", "sqlite")):
+        marker = item.get_closest_marker(name)
+        if marker is not None and backend == skip_on:
+            why = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            pytest.skip(f"{name.replace('_', ' ')}: {why}")
+
+
+def store_backend(config) -> str:
+    return config.getoption("--store-backend")
+
+
+@pytest.fixture(scope="session")
+def pg_server(request):
+    """URL of a PostgreSQL server for the session: MEDLEX_TEST_PG_URL, else a throwaway cluster stopped at the end."""
+    import os
+
+    from tests.pg_cluster import PG_URL_ENV, Cluster
+
+    if os.environ.get(PG_URL_ENV):
+        yield os.environ[PG_URL_ENV]
+        return
+    cluster = Cluster()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_database(pg_server):
+    """A fresh database on the session's server, dropped after the test."""
+    from tests.pg_cluster import create_database, drop_database
+
+    url = create_database(pg_server)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _store_url_env(request, monkeypatch):
+    """On postgres: MEDLEX_STORE_URL = the test's fresh database (every load_settings reads it)."""
+    if store_backend(request.config) == "postgres":
+        from indexer.settings import STORE_URL_ENV
+
+        monkeypatch.setenv(STORE_URL_ENV, request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def store_url(request) -> str:
+    """The test's store.url: empty on sqlite, the fresh database's URL on postgres."""
+    return request.getfixturevalue("pg_database") if store_backend(request.config) == "postgres" else ""
+
+
+@pytest.fixture
+def store_location(request, tmp_path):
+    """Where a test's store goes: an SQLite file in tmp_path, or (postgres) a fresh database's URL."""
+    if store_backend(request.config) == "postgres":
+        return request.getfixturevalue("pg_database")
+    return tmp_path / "s.sqlite"
 
 
 def data_dir() -> Path:
@@ -23,7 +104,7 @@ def sample_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    """Repository settings with the index directory in a temporary folder."""
+    """Repository settings with the index directory in a temporary folder (on postgres, MEDLEX_STORE_URL's store)."""
     # an empty models path: library tests never pick up a model trained on this machine or shared beside the data;
     # torch, so that no test exports a model unless it asks (tests/test_backends.py does)
     return load_settings(REPO / "config.toml", [f'index.dir="{tmp_path / "index"}"', f'models.path=["{tmp_path / "models"}"]',

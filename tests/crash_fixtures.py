@@ -125,21 +125,25 @@ class CrashIndex:
     # ---- what must hold --------------------------------------------------------------------
     def store_state(self) -> dict:
         """Counts and external ids of the store, after asserting no duplicates, orphans or a torn FTS index."""
-        from indexer.pipeline import STORE
-        from indexer.store import DocumentStore
+        from indexer.pipeline import open_store
 
-        with DocumentStore(self.settings.index.dir / STORE, create=False) as store:
+        with open_store(self.settings, create=False) as store:
             one = lambda sql: store.raw(sql)[0][0]  # noqa: E731
             assert one("SELECT count(*) FROM (SELECT 1 FROM documents GROUP BY collection_id, external_id "
-                       "HAVING count(*) > 1)") == 0, "duplicated documents"
+                       "HAVING count(*) > 1) AS dup") == 0, "duplicated documents"
             assert one("SELECT count(*) FROM chunks WHERE document_id NOT IN (SELECT id FROM documents)") == 0
             assert one("SELECT count(*) FROM documents d WHERE NOT EXISTS "
                        "(SELECT 1 FROM chunks c WHERE c.document_id = d.id)") == 0, "documents without chunks"
             assert one("SELECT count(*) FROM mentions WHERE document_id NOT IN (SELECT id FROM documents) OR "
                        "(chunk_id IS NOT NULL AND chunk_id NOT IN (SELECT id FROM chunks))") == 0, "orphaned mentions"
             assert one("SELECT count(*) FROM taggings WHERE document_id NOT IN (SELECT id FROM documents)") == 0
-            with store.engine.connect() as conn:  # raises when FTS5 disagrees with the chunks table
-                conn.exec_driver_sql("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+            if store.postgres:  # every chunk's tsvector is the one its title and text give
+                assert one("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.tsv IS "
+                           "DISTINCT FROM setweight(to_tsvector('medlex', d.title), 'A') || "
+                           "setweight(to_tsvector('medlex', c.text), 'B')") == 0, "torn keyword index"
+            else:
+                with store.engine.connect() as conn:  # raises when FTS5 disagrees with the chunks table
+                    conn.exec_driver_sql("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
             ids = {r[0] for r in store.raw("SELECT external_id FROM documents")}
             return {**store.counts(), "ids": ids, "chunk_ids": [r[0] for r in store.raw("SELECT id FROM chunks")]}
 

@@ -71,13 +71,38 @@ def sample_documents(sample_dir):
 def build_sample_index(settings, sample_dir, embedder=None, collection="sample"):
     """Import the sample corpus into settings.index.dir and build the vectors; returns a SearchService."""
     from indexer import pipeline
-    from indexer.store import DocumentStore
     from searchd.service import SearchService
 
     embedder = embedder or KeywordEmbedder()
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.upsert_documents(collection, sample_documents(sample_dir), sample_chunker)
     pipeline.sync(settings, store, embedder)
     store.close()
     store, index, manifest = pipeline.open_index(settings)
     return SearchService(store, index, embedder, settings, manifest)
+
+
+def brute_keyword(store, text: str, weights=(1.0, 1.0)) -> list[tuple[int, int, float]]:
+    """(chunk, document, score) of every chunk the keyword query `text` matches, scored in one SQL statement.
+
+    SQLite: FTS5's bm25() with the column weights. PostgreSQL: ts_rank_cd over chunks.tsv with
+    the weights scaled into [0, 1] as the store scales them, and the tsquery written here from the
+    parsed words (not by indexer/store/tsquery.py, so that the two are held against each other).
+    """
+    from searchd.keyword import parse
+
+    query = parse(text)
+    if not store.postgres:
+        return store.raw("SELECT f.rowid, c.document_id, -bm25(chunks_fts, :t, :x) FROM chunks_fts f JOIN chunks c "
+                         "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=query.fts(), t=weights[0], x=weights[1])
+    params = {f"p{i}": p for i, p in enumerate(query.include)} | {f"e{i}": p for i, p in enumerate(query.exclude)}
+    tsq = "(" + " || ".join(f"phraseto_tsquery('medlex', :p{i})" for i in range(len(query.include))) + ")"
+    tsq = "(" + tsq + "".join(f" && !!phraseto_tsquery('medlex', :e{i})" for i in range(len(query.exclude))) + ")"
+    top = max(weights) or 1.0
+    return store.raw(f"SELECT id, document_id, ts_rank_cd(CAST(:w AS float4[]), tsv, {tsq}) FROM chunks "
+                     f"WHERE tsv @@ {tsq}", w=[0.0, 0.0, weights[1] / top, weights[0] / top], **params)
+
+
+def matching_documents(store, text: str) -> set[int]:
+    """Store ids of the documents with a chunk the keyword query `text` matches, straight from SQL."""
+    return {doc for _, doc, _ in brute_keyword(store, text)}

@@ -1,11 +1,9 @@
 """Keyword ranking without scoring every match: the same documents, in the same order, as scoring all of them."""
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pytest
-from search_fixtures import build_sample_index
+from search_fixtures import brute_keyword, build_sample_index
 
 from searchd import bm25
 from searchd.keyword import parse
@@ -21,11 +19,8 @@ def service(settings, sample_dir):
 
 
 def brute(service, q: str, allowed: set[int] | None, weights=(1.0, 1.0)) -> list[tuple[int, int, float]]:
-    """Every matching chunk scored by FTS5 in one statement, best chunk per document, ties by chunk id."""
-    con = sqlite3.connect(service.settings.index.dir / "store.sqlite")
-    rows = con.execute("SELECT f.rowid, c.document_id, -bm25(chunks_fts, ?, ?) FROM chunks_fts f JOIN chunks c "
-                       "ON c.id = f.rowid WHERE chunks_fts MATCH ?", (*weights, parse(q).fts())).fetchall()
-    con.close()
+    """Every matching chunk scored in one statement (FTS5 bm25, or ts_rank_cd), best chunk per document, ties by chunk id."""
+    rows = brute_keyword(service.store, q, weights)
     best: dict[int, tuple[int, int, float]] = {}
     for chunk, doc, score in sorted(rows, key=lambda r: (-round(r[2], 9), r[0])):
         if (allowed is None or doc in allowed) and doc not in best:
@@ -61,6 +56,7 @@ def test_column_weights_rank_as_fts5_weighted_bm25_does(service, q, weights):
             np.testing.assert_allclose([s for _, _, s in got], [s for _, _, s in want[:5]], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.sqlite_only("MaxScore passes hold for BM25's per-phrase caps; PostgreSQL's ts_rank_cd is scored in one pass")
 def test_rare_words_are_scored_first_and_common_ones_only_when_needed(service, monkeypatch):
     """The first pass scores only chunks with the rarest word; more join only while unscored chunks could win."""
     passes = []

@@ -10,7 +10,6 @@ from search_fixtures import KeywordEmbedder, sample_chunker, sample_documents
 
 from indexer import pipeline
 from indexer.documents import Mention
-from indexer.store import DocumentStore
 from searchd.query import Query
 from searchd.service import SearchService
 
@@ -41,7 +40,7 @@ def untagged(settings, sample_dir):
     settings = settings.replace(ner=dataclasses.replace(settings.ner, build_batch=3))
     docs = sample_documents(sample_dir)
     docs = docs[:2] + [dataclasses.replace(d, mentions=[]) for d in docs[2:]]
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.upsert_documents("sample", docs, sample_chunker)
     return settings, store, docs
 
@@ -117,7 +116,7 @@ def test_build_tells_the_tagger_which_documents_are_legal(settings, sample_dir):
                      {"court": "Board of Veterans' Appeals", "doc_type": "decision"}),
             Document("nm-1", "Opinion", "She tested positive before the ptsd episode.", {"doc_type": "opinion"}),
             Document("pm-1", "Abstract", "Warfarin caused bleeding.", {"doc_type": "abstract"})]
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.upsert_documents("mixed", docs, sample_chunker)
     tagger = HintTagger()
     pipeline.sync(settings, store, KeywordEmbedder(), tagger=tagger)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from indexer import readers
 from indexer.cli import main
 from indexer.documents import Document
-from indexer.store import DocumentStore
+from indexer.store import DocumentStore, MissingStore
 
 FORMATS_DIR = Path(__file__).parent / "data" / "formats"
 
@@ -24,11 +24,13 @@ def run(tmp_path):
     return invoke
 
 
-def store_of(tmp_path) -> DocumentStore:
-    return DocumentStore(tmp_path / "index" / "store.sqlite", create=False)
+@pytest.fixture
+def store_of(store_url):
+    """tmp_path -> the store the commands wrote (MEDLEX_STORE_URL's database on postgres)."""
+    return lambda tmp_path: DocumentStore(store_url or tmp_path / "index" / "store.sqlite", create=False)
 
 
-def test_import_summary_and_reimport_in_place(run, tmp_path):
+def test_import_summary_and_reimport_in_place(run, store_of, tmp_path):
     corpus = tmp_path / "brat"
     shutil.copytree(FORMATS_DIR / "brat", corpus)
     code, out = run("import", "--format", "brat", "--collection", "notes", str(corpus))
@@ -43,12 +45,12 @@ def test_import_summary_and_reimport_in_place(run, tmp_path):
     assert "0 added, 1 updated, 1 unchanged" in out
     store = store_of(tmp_path)
     assert store.counts()["documents"] == 2 and store.counts()["mentions"] == 4
-    assert store.raw("select count(*) from chunks_fts where chunks_fts match 'sepsis'") == [(1,)]
+    assert len(store.keyword_chunks('"sepsis"')) == 1
     code, out = run("info")
     assert code == 0 and "documents    2" in out
 
 
-def test_malformed_record_stops_the_import_naming_file_and_line(run, tmp_path):
+def test_malformed_record_stops_the_import_naming_file_and_line(run, store_of, tmp_path):
     code, out = run("import", "--format", "brat", "--collection", "bad", str(FORMATS_DIR / "brat_bad"))
     assert code == 1
     assert "a_offsets.ann:line 2" in out and "--skip-bad" in out and "Traceback" not in out
@@ -62,7 +64,7 @@ def test_skip_bad_counts_and_goes_on(run, tmp_path):
     assert "bad: 1 added, 0 updated, 0 unchanged, 2 skipped" in out
 
 
-def test_field_mapping_and_source_through_the_cli(run, tmp_path):
+def test_field_mapping_and_source_through_the_cli(run, store_of, tmp_path):
     code, out = run("import", "--format", "json", "--collection", "j", "--skip-bad", "--source", "rulings",
                     "--field", "records=results", "--field", "id=doc.key", "--field", "text=body.full",
                     "--field", "court=court.name", "--field", "date=decided", str(FORMATS_DIR / "json" / "nested.json"))
@@ -74,7 +76,7 @@ def test_field_mapping_and_source_through_the_cli(run, tmp_path):
     assert code == 1 and "not NAME=FIELD" in out
 
 
-def test_interrupted_import_keeps_finished_batches_only(run, tmp_path, monkeypatch):
+def test_interrupted_import_keeps_finished_batches_only(run, store_of, tmp_path, monkeypatch):
     def interrupted(path, options):
         for i in range(5):
             yield Document(f"d{i}", "", f"Document {i} mentions aspirin and fever.", {"source": "t"})
@@ -87,7 +89,7 @@ def test_interrupted_import_keeps_finished_batches_only(run, tmp_path, monkeypat
     # two full batches (4 documents) were committed; the fifth, in an unfinished batch, was not
     assert store.counts()["documents"] == 4
     chunks = store.counts()["chunks"]
-    assert store.raw("select count(*) from chunks_fts where chunks_fts match 'aspirin'") == [(chunks,)]
+    assert len(store.keyword_chunks('"aspirin"')) == chunks
 
 
 def test_limit_counts_documents_not_skipped_records(run, tmp_path):
@@ -97,11 +99,13 @@ def test_limit_counts_documents_not_skipped_records(run, tmp_path):
     assert "bad: 1 added, 0 updated, 0 unchanged, 2 skipped" in out
 
 
-def test_add_stops_at_a_malformed_record_before_changing_anything(run, tmp_path):
+def test_add_stops_at_a_malformed_record_before_changing_anything(run, store_of, tmp_path):
     code, out = run("add", "--format", "brat", "--collection", "bad", str(FORMATS_DIR / "brat_bad"))
     assert code == 1 and "Traceback" not in out
     assert "a_offsets.ann:line 2" in out and "(nothing was changed; --skip-bad skips such records)" in out
     assert not (tmp_path / "index" / "store.sqlite").exists()
+    with pytest.raises(MissingStore):  # on postgres: no tables were made either
+        store_of(tmp_path)
 
 
 def test_a_malformed_field_option_is_a_config_error():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from indexer.documents import Document, chunk_text
 from indexer.store import DocumentStore
 
@@ -24,13 +26,17 @@ def docs():
 
 
 def match(store, q, column=None):
+    if store.postgres:  # a word of one column: the tsvector's weight label (title A, text B)
+        expr = q if column is None else f"{q}:{dict(title='A', text='B')[column]}"
+        return sorted(r[0] for r in store.raw("SELECT d.external_id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                                              "WHERE c.tsv @@ to_tsquery('medlex', :q)", q=expr))
     expr = q if column is None else f"{column}: {q}"
     return sorted(r[0] for r in store.raw("SELECT d.external_id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
                                           "JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH :q", q=expr))
 
 
-def test_stemmed_words_match_other_forms_and_titles_match_on_their_own(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_stemmed_words_match_other_forms_and_titles_match_on_their_own(store_location):
+    store = DocumentStore(store_location)
     store.upsert_documents("c", docs(), chunker)
     assert set(match(store, "bleeding")) == {"w"}  # porter: bleeding, bleeds -> bleed
     assert set(match(store, "warfarin")) == {"w"}  # only in the title
@@ -38,8 +44,8 @@ def test_stemmed_words_match_other_forms_and_titles_match_on_their_own(tmp_path)
     assert set(match(store, "nightmare")) == {"p"}
 
 
-def test_title_changes_and_deletes_keep_the_index_exact(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_title_changes_and_deletes_keep_the_index_exact(store_location):
+    store = DocumentStore(store_location)
     store.upsert_documents("c", docs(), chunker)
     renamed = Document("w", "Heparin in the elderly", docs()[0].text, {})
     store.upsert_documents("c", [renamed], chunker)
@@ -50,11 +56,17 @@ def test_title_changes_and_deletes_keep_the_index_exact(tmp_path):
     with store.engine.begin() as conn:  # a document deleted without its chunks first (documents_bd)
         conn.exec_driver_sql("DELETE FROM documents WHERE external_id = 'w'")
     assert match(store, "aspirin") == [] and match(store, "bleeding") == []
+    if store.postgres:  # every chunk's tsvector is the one its title and text give now
+        assert store.raw("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.tsv IS "
+                         "DISTINCT FROM setweight(to_tsvector('medlex', d.title), 'A') || "
+                         "setweight(to_tsvector('medlex', c.text), 'B')") == [(0,)]
+        return
     # FTS5's own consistency check: the index holds exactly what the content view holds
     with store.engine.begin() as conn:  # raises "database disk image is malformed" on any drift
         conn.exec_driver_sql("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
 
 
+@pytest.mark.sqlite_only("the FTS5 layout of stores made before the title column; PostgreSQL stores never had it")
 def test_a_store_from_before_the_title_column_is_rebuilt_once_on_open(tmp_path, capsys):
     path = tmp_path / "s.sqlite"
     store = DocumentStore(path)

@@ -1,6 +1,8 @@
 """The entity tagger: tags and spans, windows, a tiny random BERT trained a few steps, save/load, CLI."""
 from __future__ import annotations
 
+import os
+
 import json
 import random
 
@@ -215,9 +217,10 @@ def test_cli_eval_ner_and_tag(tiny_bert, tmp_path, sample_dir):
                                             "support": 1}
     assert "micro avg" in result.output
     assert runner.invoke(main, ["import", *sets, "--format", "beir", "--collection", "s", str(sample_dir)]).exit_code == 0
+    from indexer.settings import STORE_URL_ENV
     from indexer.store import DocumentStore
 
-    store = DocumentStore(tmp_path / "index" / "store.sqlite")
+    store = DocumentStore(os.environ.get(STORE_URL_ENV) or tmp_path / "index" / "store.sqlite")  # postgres: the test's
     gold = store.raw("select count(*) from mentions where origin='gold'")
     for _ in range(2):  # a second run replaces, never duplicates
         result = runner.invoke(main, ["tag", *sets, "--collection", "s"])

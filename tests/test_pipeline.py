@@ -12,7 +12,6 @@ from search_fixtures import KeywordEmbedder, build_sample_index, sample_chunker,
 from indexer import pipeline
 from indexer.documents import Document
 from indexer.errors import IndexMismatchError
-from indexer.store import DocumentStore
 from searchd.query import Query
 from searchd.service import SearchService
 
@@ -56,7 +55,7 @@ def test_manifest_records_the_build(settings, sample_dir):
 
 def test_sync_is_incremental(settings, sample_dir):
     build_sample_index(settings, sample_dir)
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     extra = Document("new-1", "Lithium and the kidney", "Lithium caused nephrogenic diabetes insipidus.", {"date": "2021"})
     store.upsert_documents("sample", [extra], sample_chunker)
     with pytest.raises(IndexMismatchError, match="1 chunks are not encoded.*indexer build"):
@@ -98,7 +97,7 @@ def test_a_build_killed_midway_leaves_the_old_index_answering(settings, sample_d
     build_sample_index(settings, sample_dir)
     before = ranking(reopen(settings))
     vectors_before = (settings.index.dir / pipeline.VECTORS).read_bytes()
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     with pytest.raises(KeyboardInterrupt):
         pipeline.sync(settings, store, ExplodingEmbedder(fail_on=5), rebuild=True)  # after two checkpoints
     assert (settings.index.dir / pipeline.VECTORS).read_bytes() == vectors_before
@@ -115,11 +114,11 @@ def test_a_build_killed_midway_leaves_the_old_index_answering(settings, sample_d
 def test_a_failed_update_changes_nothing(settings, sample_dir):
     build_sample_index(settings, sample_dir)
     before = ranking(reopen(settings))
-    counts = DocumentStore(settings.index.dir / pipeline.STORE).counts()
+    counts = pipeline.open_store(settings).counts()
     docs = [Document(f"new-{i}", "t", f"text number {i} about lithium", {}) for i in range(5)]
     with pytest.raises(KeyboardInterrupt):
         pipeline.change(settings, ExplodingEmbedder(fail_on=1), "sample", docs, ["bva-001"], sample_chunker)
-    assert DocumentStore(settings.index.dir / pipeline.STORE).counts() == counts
+    assert pipeline.open_store(settings).counts() == counts
     assert ranking(reopen(settings)) == before
     assert not list(settings.index.dir.glob(".*.tmp"))
 
@@ -133,7 +132,7 @@ def test_hnsw_deletes_become_tombstones_then_compact(settings, sample_dir):
     service = reopen(settings)
     assert not service.search(Query("x", "dense")).exact
     assert "bva-001" not in {h.external_id for h in service.search(Query("PTSD stressor", "dense", k=12)).hits}
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.apply_changes("sample", [], ["bva-002", "bva-003", "pm-003"], sample_chunker, lambda added, removed: None)
     m = pipeline.sync(settings, store, KeywordEmbedder())  # over 20% dead: rebuilt without tombstones
     assert m["tombstones"] == [] and m["vectors"] == m["chunks"]
@@ -211,6 +210,7 @@ class LockProbingEmbedder(KeywordEmbedder):
         return super().embed_documents(texts)
 
 
+@pytest.mark.sqlite_only("probes SQLite's write lock from the embedder; PostgreSQL has no store-wide write lock")
 def test_change_encodes_outside_the_store_transaction_and_each_new_chunk_once(settings, sample_dir):
     build_sample_index(settings, sample_dir)
     emb = LockProbingEmbedder(settings.index.dir / pipeline.STORE)

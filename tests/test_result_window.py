@@ -2,14 +2,12 @@
 the total, the pages and every facet count are over that set, checked against brute force."""
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 
 import pytest
-from search_fixtures import build_sample_index, sample_chunker, sample_documents
+from search_fixtures import build_sample_index, matching_documents, sample_chunker, sample_documents
 
 from indexer.pipeline import embed_text
-from searchd.keyword import fts_query
 from searchd.query import Query
 
 WINDOW = 4
@@ -35,10 +33,10 @@ def dense_top(service, sample_dir, q: str, allowed: set[str] | None = None) -> l
 
 def facet_counts(service, external_ids: set[str], label: str) -> dict[str, int]:
     """Documents per affirmed norm id of `label` among `external_ids`, straight from SQLite."""
-    con = sqlite3.connect(service.store.path)
     counts: Counter = Counter()
-    for ext, norm_id in con.execute("SELECT DISTINCT d.external_id, m.norm_id FROM mentions m JOIN documents d "
-                                    "ON d.id = m.document_id WHERE m.label = ? AND m.negation = 'affirmed'", (label,)):
+    for ext, norm_id in service.store.raw("SELECT DISTINCT d.external_id, m.norm_id FROM mentions m JOIN documents d "
+                                          "ON d.id = m.document_id WHERE m.label = :l AND m.negation = 'affirmed'",
+                                          l=label):
         if ext in external_ids:
             counts[norm_id] += 1
     return dict(counts)
@@ -81,10 +79,7 @@ def test_filtered_window_stays_inside_the_filter(service, sample_dir):
 
 def test_keyword_mode_still_counts_every_match(service):
     result = service.search(Query("veteran OR warfarin", "keyword", k=2))
-    con = sqlite3.connect(service.store.path)
-    matched = {r[0] for r in con.execute("SELECT DISTINCT c.document_id FROM chunks_fts f JOIN chunks c "
-                                         "ON c.id = f.rowid WHERE chunks_fts MATCH ?",
-                                         (fts_query("veteran OR warfarin"),))}
+    matched = matching_documents(service.store, "veteran OR warfarin")
     assert result.total == len(matched) > WINDOW
 
 

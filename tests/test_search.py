@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import random
-import sqlite3
 
 import numpy as np
 import pytest
-from search_fixtures import KeywordEmbedder, build_sample_index, sample_chunker, sample_documents
+from search_fixtures import (KeywordEmbedder, brute_keyword, build_sample_index, matching_documents, sample_chunker,
+                             sample_documents)
 
 from indexer.documents import Document, Mention
 from indexer.errors import DocumentNotFound, QueryError
@@ -121,16 +121,13 @@ def test_unknown_filter_name_is_a_query_error(service):
 
 def test_keyword_total_and_facets_match_sql(service):
     result = service.search(Query("PTSD OR warfarin", "keyword", k=3))
-    con = sqlite3.connect(service.store.path)
-    match = fts_query("PTSD OR warfarin")
-    matched = {r[0] for r in con.execute("SELECT DISTINCT c.document_id FROM chunks_fts f JOIN chunks c "
-                                         "ON c.id = f.rowid WHERE chunks_fts MATCH ?", (match,))}
+    matched = matching_documents(service.store, "PTSD OR warfarin")
     assert result.total == len(matched) and len(result.hits) == 3
     disease = next(f for f in result.facets if f.name == "disease")
     for value in disease.values:
-        n = con.execute("SELECT count(DISTINCT document_id) FROM mentions WHERE label='Disease' AND norm_id=? "
-                        "AND negation='affirmed' AND document_id IN (%s)" % ",".join(map(str, matched)),
-                        (value.id,)).fetchone()[0]
+        n = service.store.raw("SELECT count(DISTINCT document_id) FROM mentions WHERE label='Disease' AND norm_id=:v "
+                              "AND negation='affirmed' AND document_id IN (" + ",".join(map(str, matched)) + ")",
+                              v=value.id)[0][0]
         assert value.count == n
     assert [v.count for v in disease.values] == sorted((v.count for v in disease.values), reverse=True)
 
@@ -139,8 +136,7 @@ def test_facets_over_whole_filtered_set_with_truncation(settings, sample_dir):
     settings = settings.replace(search=settings.search.__class__(facet_limit=2))
     service = build_sample_index(settings, sample_dir)
     result = service.search(Query("court", "dense", k=1, filters={"source": ("bva", "nm-appeals")}))
-    con = sqlite3.connect(service.store.path)
-    sql_counts = dict(con.execute(
+    sql_counts = dict(service.store.raw(
         "SELECT doc_type, count(*) FROM documents WHERE source IN ('bva','nm-appeals') GROUP BY doc_type"))
     facet = next(f for f in result.facets if f.name == "doc_type")
     assert {v.id: v.count for v in facet.values} == sql_counts  # counts over 6 documents, not the 1-hit page
@@ -300,7 +296,7 @@ def test_hostile_keyword_input_never_raises(service, text):
         assert result.total >= 0
     match = fts_query(text)
     if match is not None:
-        service.store.raw("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :q", q=match)
+        service.store.keyword_chunks(match)
 
 
 def test_random_hostile_input_never_raises(service):
@@ -310,7 +306,7 @@ def test_random_hostile_input_never_raises(service):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 25)))
         match = fts_query(text)
         if match is not None:
-            service.store.raw("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :q", q=match)
+            service.store.keyword_chunks(match)
 
 
 def test_keyword_parser_semantics(service):
@@ -389,9 +385,7 @@ def test_keyword_mode_ranks_every_match(service):
     result = service.search(Query("veteran stressor", "keyword", k=100))
     best: dict[int, float] = {}
     s = service.settings.search  # the title column weighs bm25_title_weight (2 by default), the text 1
-    for doc, score in service.store.raw("SELECT c.document_id, -bm25(chunks_fts, :t, :x) FROM chunks_fts f JOIN chunks c "
-                                        "ON c.id = f.rowid WHERE chunks_fts MATCH :q", q=fts_query("veteran stressor"),
-                                        t=s.bm25_title_weight, x=s.bm25_text_weight):
+    for _, doc, score in brute_keyword(service.store, "veteran stressor", (s.bm25_title_weight, s.bm25_text_weight)):
         best[doc] = max(score, best.get(doc, score))
     rows = list(best.items())
     want = sorted(rows, key=lambda r: (-r[1], r[0]))

@@ -147,12 +147,11 @@ def test_the_service_closes_its_pool_index_and_store(settings, sample_dir):
 
 def test_a_keyword_only_service_says_why_dense_search_cannot_run(settings, sample_dir):
     from indexer.errors import QueryError
-    from indexer.pipeline import STORE
-    from indexer.store import DocumentStore
+    from indexer.pipeline import open_store
     from searchd.service import SearchService
 
     build_sample_index(settings, sample_dir).close()
-    with SearchService.keyword_only(DocumentStore(settings.index.dir / STORE, create=False), settings) as service:
+    with SearchService.keyword_only(open_store(settings, create=False), settings) as service:
         assert service.search(service.parse({"q": "veteran", "mode": "keyword"})).hits
         with pytest.raises(QueryError, match="mode=keyword"):
             service.search(service.parse({"q": "veteran", "mode": "dense"}))

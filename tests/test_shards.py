@@ -180,7 +180,7 @@ def test_load_refuses_missing_or_stale_shards(settings, sample_dir):
     build_sample_index(settings, sample_dir).close()
     d = settings.index.dir
     listed = json.loads((d / pipeline.MANIFEST).read_text())["shards"]
-    store = pipeline.DocumentStore(d / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.apply_changes("sample", [], ["bva-001"], sample_chunker, lambda added, removed: None)  # store moves on
     store.close()
     with pytest.raises(IndexMismatchError, match="shards hold .* run `indexer build`"):

@@ -12,8 +12,8 @@ def make_doc(text="The veteran has PTSD. He was prescribed sertraline for depres
     return Document("d1", "Title", text, {"source": "bva", "date": "2015-12-31", **meta}, mentions)
 
 
-def test_reimport_updates_in_place(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_reimport_updates_in_place(store_location):
+    store = DocumentStore(store_location)
     stats = store.upsert_documents("c", [make_doc()], chunker)
     assert (stats.added, stats.updated) == (1, 0)
     first_chunks = store.chunk_ids()
@@ -26,26 +26,26 @@ def test_reimport_updates_in_place(tmp_path):
     assert store.raw("select court, year from documents") == [("BVA", 2015)]
 
 
-def test_fts_follows_chunks(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_fts_follows_chunks(store_location):
+    store = DocumentStore(store_location)
     store.upsert_documents("c", [make_doc()], chunker)
-    hits = store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'")
-    assert len(hits) >= 1
+    hits = store.keyword_chunks('"sertraline"')
+    assert len(hits) >= 1 and set(hits.tolist()) <= set(store.chunk_ids())
     store.apply_changes("c", [], ["d1"], chunker, lambda added, removed: None)
-    assert store.raw("select rowid from chunks_fts where chunks_fts match 'sertraline'") == []
+    assert len(store.keyword_chunks('"sertraline"')) == 0
     assert store.counts() == {"collections": 1, "documents": 0, "chunks": 0, "mentions": 0}
 
 
-def test_mentions_attach_to_chunks_and_norm_values(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_mentions_attach_to_chunks_and_norm_values(store_location):
+    store = DocumentStore(store_location)
     store.upsert_documents("c", [make_doc()], chunker)
     rows = store.raw("select m.norm_id, m.norm_name, c.start <= m.start and m.\"end\" <= c.\"end\" "
                      "from mentions m join chunks c on c.id = m.chunk_id order by m.start")
     assert rows == [("MESH:D013313", "PTSD", 1), ("text:sertraline", "sertraline", 1)]
 
 
-def test_failed_batch_writes_nothing(tmp_path):
-    store = DocumentStore(tmp_path / "s.sqlite")
+def test_failed_batch_writes_nothing(store_location):
+    store = DocumentStore(store_location)
 
     def exploding(doc):
         if doc.id == "bad":
@@ -61,7 +61,7 @@ def test_failed_batch_writes_nothing(tmp_path):
     assert store.counts()["documents"] == 0
 
 
-def test_reads_by_id_cover_more_ids_than_sqlite_binds(tmp_path):
+def test_reads_by_id_cover_more_ids_than_sqlite_binds(store_location):
     """Lists longer than one batch of bound parameters are read whole (term_highlights used to stop at 900)."""
     from indexer.documents import Chunk
     from indexer.store import MAX_IDS
@@ -72,7 +72,7 @@ def test_reads_by_id_cover_more_ids_than_sqlite_binds(tmp_path):
     def one_chunk_per_word(doc):
         return [Chunk(i, 11 * i, 11 * i + 10, w) for i, w in enumerate(doc.text.split())]
 
-    with DocumentStore(tmp_path / "s.sqlite") as store:
+    with DocumentStore(store_location) as store:
         store.upsert_documents("c", [Document("long", "", text)], one_chunk_per_word)
         ids = store.chunk_ids()
         assert len(ids) == len(words)

@@ -37,6 +37,7 @@ def import_args(settings, sample_dir, *extra):
             "--collection", "sample", str(sample_dir)]
 
 
+@pytest.mark.sqlite_only("on PostgreSQL `indexer import` writes the store alone and takes no writer lock (several processes import at once)")
 def test_no_wait_refuses_at_once_naming_the_writer(settings, sample_dir, holder):
     from indexer.cli import main
 
@@ -48,6 +49,7 @@ def test_no_wait_refuses_at_once_naming_the_writer(settings, sample_dir, holder)
     assert not (settings.index.dir / "store.sqlite").exists(), "nothing was written"
 
 
+@pytest.mark.sqlite_only("on PostgreSQL `indexer import` writes the store alone and takes no writer lock (several processes import at once)")
 def test_a_second_writer_says_once_whom_it_waits_for_then_runs(settings, sample_dir, holder):
     from indexer.cli import main
 

@@ -110,14 +110,18 @@ def choice_for(backend: str, precision: str, device: str, exports: Path | None, 
     return resolve(backend, precision, gate_record(exports, checksum), machine_id())
 
 
-def store_texts(index_dir: Path, limit: int = 256) -> list[str]:
+def store_texts(index_dir: Path | str, limit: int = 256) -> list[str]:
     """Calibration texts: the first chunks of the index's store (by id), or none when there is no store."""
     from indexer.store import DocumentStore
 
-    path = Path(index_dir) / "store.sqlite"
-    if not path.is_file():
+    from indexer.store import MissingStore
+    from indexer.store.schema import is_url
+
+    path = index_dir if is_url(index_dir) else Path(index_dir) / "store.sqlite"  # store.url, or the index's file
+    try:
+        store = DocumentStore(path, create=False)
+    except MissingStore:
         return []
-    store = DocumentStore(path, create=False)
     try:
         ids = store.chunk_ids()[:limit]
         return [f"{title}. {text}" for title, text in store.chunk_texts(ids).values()]

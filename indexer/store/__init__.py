@@ -1,6 +1,7 @@
-"""The SQLite store of an index: the only code that runs SQL against store.sqlite.
+"""The store of an index (store.sqlite, or PostgreSQL with store.url): the only code that runs SQL.
 
-    schema.py    tables (SQLAlchemy 2.0), FTS5 DDL, the engine
+    schema.py    tables (SQLAlchemy 2.0), FTS5 and PostgreSQL full-text DDL, the engine
+    tsquery.py   keyword expressions (FTS5 syntax) -> PostgreSQL tsquery SQL
     database.py  Database: engine, transactions, read deadlines, batched id reads, close()
     writes.py    StoreWrites: upserts with chunks and gold mentions, model mentions, deletes
     reads.py     StoreReads: counts, document views, BM25, highlights, snapshot and lexicon reads
@@ -14,7 +15,7 @@ without a layer of forwarding methods.
 """
 from __future__ import annotations
 
-from indexer.store.database import MAX_IDS, StoreTimeout
+from indexer.store.database import MAX_IDS, MissingStore, StoreTimeout
 from indexer.store.filters import METADATA_FILTERS, DocFilter
 from indexer.store.impacts import ImpactLists, StoreImpacts
 from indexer.store.reads import DocInfo, StoreReads
@@ -24,8 +25,8 @@ from indexer.store.writes import Chunker, ImportStats, StoreWrites, content_hash
 
 
 class DocumentStore(StoreReads, StoreWrites, StoreImpacts):
-    """Documents, chunks and mentions in SQLite; `with DocumentStore(path) as store:` closes it after."""
+    """Documents, chunks and mentions in SQLite or PostgreSQL; `with DocumentStore(location) as store:` closes it after."""
 
 
-__all__ = ["MAX_IDS", "METADATA_FILTERS", "Chunker", "DocFilter", "DocInfo", "DocumentStore", "ImpactLists", "ImportStats",
+__all__ = ["MAX_IDS", "METADATA_FILTERS", "Chunker", "DocFilter", "DocInfo", "DocumentStore", "ImpactLists", "ImportStats", "MissingStore",
            "StoreSnapshot", "StoreTimeout", "content_hash", "make_engine", "norm_value", "year_of"]

@@ -15,6 +15,9 @@ tokens (Porter stems); a query phrase is looked up by tokenizing it with the sam
 an in-memory FTS5 table. A list is computed with a query phrase that tokenizes to exactly its
 term: the term itself, or (Porter stems are not always stems of themselves: "diseas") the term
 with one of a few endings ("disease"); a term none of them gives has no list.
+
+A PostgreSQL store has no impact lists: it ranks by ts_rank_cd, which is not a sum over phrases
+that a list could precompute, so `term_impacts` is None there and `build_impacts` writes none.
 """
 from __future__ import annotations
 
@@ -88,6 +91,8 @@ class StoreImpacts(Database):
 
     def fts_fingerprint(self) -> str:
         """Changes whenever the FTS index does (its structure record counts every write)."""
+        if self.postgres:  # chunks.tsv changes only with chunk and document writes, which move the version
+            return hashlib.sha1(repr(self.version()).encode()).hexdigest()
         with self.reading() as conn:
             raw = conn.connection.driver_connection
             blocks = raw.execute("SELECT id, block FROM chunks_fts_data WHERE id IN (1, 10) ORDER BY id").fetchall()
@@ -100,6 +105,8 @@ class StoreImpacts(Database):
                        deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, -bm25 unrounded) of the one-phrase query `phrase` (FTS5 syntax): what it adds to each chunk."""
         w = _weights(weights)
+        if self.postgres:
+            return self.keyword_scored(phrase, None, w, deadline)
         marks = ", ".join("?" * len(w))
         with self.reading(deadline) as conn:
             raw = conn.connection.driver_connection
@@ -119,6 +126,8 @@ class StoreImpacts(Database):
         w = _weights(weights)
         if size < 1:
             raise ValueError(f"impact list size must be at least 1, got {size}")
+        if self.postgres:
+            return 0
         before = self.fts_fingerprint()
         with self.reading() as conn:
             raw = conn.connection.driver_connection
@@ -160,6 +169,8 @@ class StoreImpacts(Database):
     def term_impacts(self, weights: Sequence[float]) -> ImpactLists | None:
         """The impact lists for `weights` when they match the FTS index as it is now, else None."""
         w = _weights(weights)
+        if self.postgres:
+            return None
         now = self.fts_fingerprint()
         cached = self._impacts
         if cached is not None and cached.fingerprint == now and cached.weights == w:

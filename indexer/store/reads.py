@@ -2,7 +2,9 @@
 
 Reads that take a list of ids go through Database.rows_for_ids, so no list is ever cut short by
 SQLite's bound-parameter cap. Reads behind a search that return many rows go straight through
-sqlite3, where SQLAlchemy row objects would cost more than the query.
+sqlite3, where SQLAlchemy row objects would cost more than the query. On PostgreSQL the keyword
+reads run on chunks.tsv (schema.PG_DDL) with the expression turned into a tsquery (tsquery.py),
+and chunks are scored by ts_rank_cd instead of BM25 (`keyword_scoring`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import func, select
 from indexer.store.database import MAX_IDS, Database
 from indexer.store.schema import FTS_COLUMNS, ChunkRow, CollectionRow, DocumentRow, MentionRow
 from indexer.store.snapshot import StoreSnapshot
+from indexer.store.tsquery import tsquery_sql
 
 
 
@@ -35,9 +38,14 @@ class StoreReads(Database):
     """Reads: everything search, evaluation, the tagger and the index build ask of the store."""
 
     def _fetch(self, sql: str, params: Sequence[Any] = (), deadline: float | None = None) -> list[tuple]:
-        """All rows of a statement, through sqlite3 (plain tuples), interrupted at `deadline`."""
+        """All rows of a `?`-marked statement (plain tuples), interrupted at `deadline`."""
         with self.reading(deadline) as conn:
-            return conn.connection.driver_connection.execute(sql, tuple(params)).fetchall()
+            return self.fetch(conn, sql, params)
+
+    @property
+    def keyword_scoring(self) -> str:
+        """How keyword search scores a chunk: "bm25" (SQLite FTS5) or "ts_rank_cd" (PostgreSQL)."""
+        return "ts_rank_cd" if self.postgres else "bm25"
 
     # ---- sizes and ids -------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -50,6 +58,10 @@ class StoreReads(Database):
 
     def version(self) -> tuple[int, int, int]:
         """Changes whenever documents, chunks or mentions are added, replaced or deleted."""
+        if self.postgres:  # serial ids are never reused either: a replaced document moves the largest chunk id on
+            return tuple(self._fetch("SELECT (SELECT count(*) FROM documents), greatest((SELECT coalesce(max(id), 0) "
+                                     "FROM documents), (SELECT coalesce(max(id), 0) FROM chunks)), "
+                                     "(SELECT coalesce(max(id), 0) FROM mentions)")[0])
         # AUTOINCREMENT ids are never reused, so a replaced document moves sqlite_sequence on
         return tuple(self._fetch("SELECT (SELECT count(*) FROM documents), "
                                  "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence), "
@@ -106,7 +118,8 @@ class StoreReads(Database):
                                  "ON c.id = d.collection_id WHERE d.id IN ({ids})", doc_ids)
         out: dict[int, DocInfo] = {}
         for i, ext, coll, title, meta, source, doc_type, court, date, year in rows:
-            meta = {**(json.loads(meta) if meta else {}), "source": source, "doc_type": doc_type,
+            meta = meta if isinstance(meta, dict) else json.loads(meta) if meta else {}  # psycopg decodes JSON itself
+            meta = {**meta, "source": source, "doc_type": doc_type,
                     "court": court, "date": date, "year": year}
             out[i] = DocInfo(i, ext, coll, title or "", meta)
         return out
@@ -161,12 +174,20 @@ class StoreReads(Database):
     def keyword_chunks(self, match: str, deadline: float | None = None) -> np.ndarray:
         """Ids of every chunk matching the FTS5 expression, unscored (what keyword mode finds)."""
         # one concatenated string crosses the driver instead of a tuple per chunk
+        if self.postgres:
+            q, params = tsquery_sql(match)
+            joined = self._fetch(f"SELECT string_agg(id::text, ',' ORDER BY id) FROM chunks WHERE tsv @@ {q}", params,
+                                 deadline)[0][0]
+            return np.array(joined.split(","), dtype=np.int64) if joined else np.zeros(0, dtype=np.int64)
         joined = self._fetch("SELECT group_concat(rowid) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,),
                              deadline)[0][0]
         return np.fromstring(joined, dtype=np.int64, sep=",") if joined else np.zeros(0, dtype=np.int64)
 
     def phrase_counts(self, phrases: Sequence[str], deadline: float | None = None) -> list[int]:
         """Number of chunks containing each FTS5 phrase (a quoted string): BM25's document frequency."""
+        if self.postgres:
+            return [self._fetch(f"SELECT count(*) FROM chunks WHERE tsv @@ {q}", params, deadline)[0][0]
+                    for q, params in map(tsquery_sql, phrases)]
         return [self._fetch("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (p,), deadline)[0][0]
                 for p in phrases]
 
@@ -179,6 +200,10 @@ class StoreReads(Database):
         """
         if not terms:
             return {}
+        if self.postgres:  # a tsquery of one lexeme, counted over the GIN index
+            counts = [self._fetch("SELECT count(*) FROM chunks WHERE tsv @@ ?::tsquery", ("'" + t.replace("'", "''") + "'",),
+                                  deadline)[0][0] for t in terms]
+            return {t: n for t, n in zip(terms, counts) if n}
         with self.reading(deadline) as conn:
             raw = conn.connection.driver_connection
             raw.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, row)")
@@ -207,6 +232,8 @@ class StoreReads(Database):
             raise ValueError(f"bm25 needs {len(FTS_COLUMNS)} column weights ({', '.join(FTS_COLUMNS)}), got {weights}")
         if among is not None and len(among) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
+        if self.postgres:
+            return self._ts_rank_scored(match, among, weights, deadline, within)
         marks = ", ".join("?" * len(weights))
         sql = f"SELECT rowid, -bm25(chunks_fts, {marks}) FROM chunks_fts WHERE chunks_fts MATCH ?"
         tail: tuple = ()
@@ -234,8 +261,36 @@ class StoreReads(Database):
         extra = alone[np.searchsorted(alone[:, 0], both[:, 0]), 1]  # rows of `both` are rows of `alone`
         return ids, np.round(both[:, 1] - extra, 9)
 
+    def _ts_rank_scored(self, match: str, among: np.ndarray | None, weights: Sequence[float],
+                        deadline: float | None, within: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """keyword_scored on PostgreSQL: ts_rank_cd of `match` over chunks.tsv, title words weighted apart.
+
+        ts_rank_cd's weights must lie in [0, 1]: (title, text) are scaled by the larger, which scales
+        every score alike and leaves the ranking as the weights' ratio makes it.
+        """
+        top = max(float(w) for w in weights) or 1.0
+        rank_weights = [0.0, 0.0, float(weights[1]) / top, float(weights[0]) / top]  # {D, C, B = text, A = title}
+        q, params = tsquery_sql(match)
+        sql = f"SELECT id, ts_rank_cd(?::float4[], tsv, {q}) FROM chunks WHERE tsv @@ {q}"
+        params = [rank_weights, *params, *params]
+        if within is not None:
+            wq, wparams = tsquery_sql(within)
+            sql += f" AND tsv @@ {wq}"
+            params += wparams
+        if among is not None:
+            sql += " AND id = ANY(?)"
+            params.append(np.asarray(among, dtype=np.int64).tolist())
+        both = np.asarray(self._fetch(sql + " ORDER BY id", params, deadline), dtype=np.float64).reshape(-1, 2)
+        return both[:, 0].astype(np.int64), np.round(both[:, 1], 9)
+
     def term_highlights(self, match: str, chunk_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
         """Chunk id -> character spans (in the chunk text) of the tokens FTS5 matched for `match`."""
+        if self.postgres:  # ts_headline marks the matched words of the whole text (HighlightAll)
+            q, params = tsquery_sql(match)
+            rows = self.rows_for_ids(f"SELECT id, ts_headline('medlex', text, {q}, 'HighlightAll=true, StartSel=' "
+                                     "|| chr(1) || ', StopSel=' || chr(2)) FROM chunks WHERE tsv @@ "
+                                     f"{q} AND id IN ({{ids}})", chunk_ids, before=(*params, *params))
+            return {rowid: _marker_spans(marked) for rowid, marked in rows}
         rows = self.rows_for_ids("SELECT rowid, highlight(chunks_fts, 1, char(1), char(2)) FROM chunks_fts "
                                  "WHERE chunks_fts MATCH ? AND rowid IN ({ids})", chunk_ids, before=(match,))
         return {rowid: _marker_spans(marked) for rowid, marked in rows}
@@ -244,11 +299,21 @@ class StoreReads(Database):
     def load_snapshot(self, version: tuple | None = None) -> StoreSnapshot:
         """Read the in-memory filter and facet arrays of the store as it is now, tagged with `version`."""
         version = self.version() if version is None else version
-        docs = self._fetch("SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
-                           "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
-        chunks = self._fetch("SELECT id, document_id FROM chunks ORDER BY id")
-        mentions = self._fetch("SELECT document_id, label, norm_id, norm_name, negation, count(*) FROM mentions "
-                               "GROUP BY document_id, label, norm_id, norm_name, negation")
+        # the three reads share one read transaction, so a writer committing meanwhile (another process on
+        # PostgreSQL, the indexer beside searchd on SQLite) cannot leave chunks whose document is not read
+        with self.reading() as conn:
+            raw = None if self.postgres else conn.connection.driver_connection
+            if raw is not None:
+                raw.execute("SAVEPOINT load_snapshot")
+            try:
+                docs = self.fetch(conn, "SELECT d.id, c.name, d.source, d.doc_type, d.court, d.year FROM documents d "
+                                  "JOIN collections c ON c.id = d.collection_id ORDER BY d.id")
+                chunks = self.fetch(conn, "SELECT id, document_id FROM chunks ORDER BY id")
+                mentions = self.fetch(conn, "SELECT document_id, label, norm_id, norm_name, negation, count(*) "
+                                      "FROM mentions GROUP BY document_id, label, norm_id, norm_name, negation")
+            finally:
+                if raw is not None:
+                    raw.execute("RELEASE load_snapshot")
         return StoreSnapshot(version, docs, chunks, mentions)
 
     def mention_forms(self, labels: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -264,7 +329,7 @@ class StoreReads(Database):
 
     def median_year(self) -> int | None:
         """The year of the middle document in year order (documents without a year sort first)."""
-        rows = self._fetch("SELECT year FROM documents ORDER BY year LIMIT 1 OFFSET (SELECT count(*) / 2 "
+        rows = self._fetch("SELECT year FROM documents ORDER BY year NULLS FIRST LIMIT 1 OFFSET (SELECT count(*) / 2 "
                            "FROM documents)")
         return rows[0][0] if rows else None
 

@@ -1,4 +1,7 @@
-"""The SQLite layout: SQLAlchemy 2.0 tables for collections, documents, chunks and mentions, and FTS5.
+"""The store layout: SQLAlchemy 2.0 tables for collections, documents, chunks and mentions, and the keyword index.
+
+The tables are the same on SQLite and PostgreSQL. The keyword index is FTS5 on SQLite (below)
+and, on PostgreSQL, a tsvector column of chunks with a GIN index (PG_DDL).
 
 Chunk ids are int64 AUTOINCREMENT keys that are never reused, so they double as FAISS ids: a
 deleted chunk's id can never come back meaning something else. The FTS5 table `chunks_fts` is
@@ -131,6 +134,43 @@ FTS_REBUILD = "INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')"
 FTS_LAYOUT = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks_fts'"
 
 
+# PostgreSQL: chunks.tsv holds the chunk's title words (weight A) and text words (weight B), filled by
+# a trigger that reads the document's title, as FTS5's triggers do; a changed title re-indexes the
+# document's chunks. The `medlex` text search configuration is PostgreSQL's English one with the
+# Snowball stemmer and no stop list: searchd/keyword.py drops stop words (search.stop_words), as
+# it does for FTS5, and a quoted phrase keeps them. Accents are not folded (FTS5 folds them).
+PG_CONFIG = "medlex"
+PG_DDL = [
+    "CREATE INDEX IF NOT EXISTS ix_mentions_name ON mentions(label, lower(norm_name))",
+    "DO $$ BEGIN "
+    "IF NOT EXISTS (SELECT 1 FROM pg_ts_dict WHERE dictname = 'medlex_stem') THEN "
+    "CREATE TEXT SEARCH DICTIONARY medlex_stem (TEMPLATE = snowball, Language = english); END IF; "
+    "IF NOT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = 'medlex') THEN "
+    "CREATE TEXT SEARCH CONFIGURATION medlex (COPY = english); "
+    "ALTER TEXT SEARCH CONFIGURATION medlex ALTER MAPPING REPLACE english_stem WITH medlex_stem; END IF; END $$",
+    "ALTER TABLE chunks ADD COLUMN IF NOT EXISTS tsv tsvector",
+    "CREATE INDEX IF NOT EXISTS ix_chunks_tsv ON chunks USING GIN (tsv)",
+    "CREATE OR REPLACE FUNCTION chunks_tsv() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "NEW.tsv := setweight(to_tsvector('medlex', coalesce((SELECT title FROM documents WHERE id = NEW.document_id), "
+    "'')), 'A') || setweight(to_tsvector('medlex', NEW.text), 'B'); RETURN NEW; END $$",
+    "CREATE OR REPLACE TRIGGER chunks_tsv BEFORE INSERT OR UPDATE OF text, document_id ON chunks "
+    "FOR EACH ROW EXECUTE FUNCTION chunks_tsv()",
+    "CREATE OR REPLACE FUNCTION documents_title_tsv() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "UPDATE chunks SET text = text WHERE document_id = NEW.id; RETURN NULL; END $$",
+    "CREATE OR REPLACE TRIGGER documents_title_tsv AFTER UPDATE OF title ON documents FOR EACH ROW "
+    "WHEN (OLD.title IS DISTINCT FROM NEW.title) EXECUTE FUNCTION documents_title_tsv()",
+]
+# the last object PG_DDL makes: once it exists, the store's schema is complete
+PG_READY = ("SELECT 1 FROM pg_trigger WHERE tgname = 'documents_title_tsv' "
+            "AND tgrelid = to_regclass('documents')")
+PG_SCHEMA_LOCK = 7_220_150  # pg_advisory_xact_lock key: processes opening a new store create its schema one at a time
+
+
+def is_url(location: str | Path) -> bool:
+    """True for a database URL (store.url), False for a path to an SQLite file."""
+    return isinstance(location, str) and "://" in location
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
@@ -140,8 +180,31 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def make_engine(path: Path) -> Engine:
-    """SQLite engine with WAL and foreign keys on every connection."""
-    engine = create_engine(f"sqlite:///{path}", future=True)
+def make_engine(location: str | Path) -> Engine:
+    """SQLite engine with WAL and foreign keys on every connection, or a PostgreSQL one (psycopg 3) for a URL."""
+    if is_url(location):
+        return _postgres_engine(str(location))
+    engine = create_engine(f"sqlite:///{location}", future=True)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _postgres_engine(url: str) -> Engine:
+    from sqlalchemy.engine import make_url
+
+    from indexer.errors import ConfigError
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # SQLAlchemy's ArgumentError names no key
+        raise ConfigError(f"store.url {url!r} is not a database URL; expected postgresql+psycopg://user@host/dbname") \
+            from None
+    if parsed.drivername != "postgresql+psycopg":
+        raise ConfigError(f"store.url {parsed.render_as_string()!r} uses driver {parsed.drivername!r}; "
+                          "valid: postgresql+psycopg (psycopg 3), or an empty store.url for the index's SQLite file")
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("store.url names PostgreSQL but psycopg is not installed; pip install -e '.[postgres]'")
+    # pool_pre_ping: a connection the server dropped (restart, idle timeout) is replaced, not handed out
+    return create_engine(parsed, future=True, pool_pre_ping=True)

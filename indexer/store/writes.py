@@ -55,6 +55,11 @@ class ImportStats:
 Chunker = Callable[[Document], list[Chunk]]
 
 
+def _no_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, one character for one, so every offset still holds."""
+    return text.replace("\x00", "\ufffd")
+
+
 class StoreWrites(Database):
     """Writes: documents with their chunks and gold mentions, model mentions, and deletes."""
 
@@ -67,7 +72,9 @@ class StoreWrites(Database):
                 self._upsert_one(s, cid, doc, chunker, stats)
         return stats
 
-    def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats) -> None:
+    def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats,
+                    moved: tuple[list[int], list[int]] | None = None) -> None:
+        """Write one document; `moved` collects the ids of the chunks it adds and of those it removes."""
         digest = content_hash(doc)
         row = s.scalar(select(DocumentRow).where(DocumentRow.collection_id == cid, DocumentRow.external_id == doc.id))
         if row is not None and row.content_hash == digest:
@@ -80,20 +87,25 @@ class StoreWrites(Database):
             s.add(row)
             stats.added += 1
         else:
+            if moved is not None:
+                moved[1].extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == row.id)))
             s.execute(delete(MentionRow).where(MentionRow.document_id == row.id))
             s.execute(delete(ChunkRow).where(ChunkRow.document_id == row.id))
             s.execute(delete(TaggingRow).where(TaggingRow.document_id == row.id))  # new text: tag it again
             stats.updated += 1
-        row.title, row.text, row.meta, row.content_hash = doc.title, doc.text, meta, digest
+        title, body = (_no_nul(doc.title), _no_nul(doc.text)) if self.postgres else (doc.title, doc.text)
+        row.title, row.text, row.meta, row.content_hash = title, body, meta, digest
         row.source, row.doc_type, row.court, row.date = cols["source"], cols["doc_type"], cols["court"], cols["date"]
         row.year = year_of(row.date)
         s.flush()
         chunks = chunker(doc)
-        chunk_rows = [ChunkRow(document_id=row.id, ordinal=c.ordinal, start=c.start, end=c.end, text=c.text)
-                      for c in chunks]
+        chunk_rows = [ChunkRow(document_id=row.id, ordinal=c.ordinal, start=c.start, end=c.end,
+                               text=_no_nul(c.text) if self.postgres else c.text) for c in chunks]
         s.add_all(chunk_rows)
         s.flush()
         stats.chunks += len(chunk_rows)
+        if moved is not None:
+            moved[0].extend(r.id for r in chunk_rows)
         self._add_mentions(s, row.id, chunks, [r.id for r in chunk_rows], doc.mentions, "gold")
         stats.mentions.update(m.label for m in doc.mentions)
 
@@ -104,7 +116,8 @@ class StoreWrites(Database):
             ordinal = chunk_of(chunks, m.start, m.end)
             nid, name = norm_value(m)
             rows.append(dict(document_id=doc_id, chunk_id=chunk_ids[ordinal] if ordinal is not None else None,
-                             label=m.label, source_label=m.source_label, text=m.text, start=m.start, end=m.end,
+                             label=m.label, source_label=m.source_label,
+                             text=_no_nul(m.text) if self.postgres else m.text, start=m.start, end=m.end,
                              norm_id=nid, norm_name=name, negation=m.negation, origin=origin))
         if rows:
             s.execute(MentionRow.__table__.insert(), rows)
@@ -119,24 +132,25 @@ class StoreWrites(Database):
         transaction holds SQLite's write lock (the pipeline encodes before calling this).
         """
         stats = ImportStats()
+        # this transaction's own chunk ids, not a diff of the table: on PostgreSQL other writers commit meanwhile
+        moved: tuple[list[int], list[int]] = ([], [])
         with self.session() as s:
-            before = set(s.scalars(select(ChunkRow.id))) if before_commit is not None else set()
             cid = self.collection_id(s, collection, create=bool(upserts))
             for doc in upserts:
-                self._upsert_one(s, cid, doc, chunker, stats)
+                self._upsert_one(s, cid, doc, chunker, stats, moved)
             if deletes:
                 doc_ids = self._document_ids(s, cid, deletes)
+                moved[1].extend(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id.in_(doc_ids))))
                 self._delete(s, doc_ids)
                 stats.deleted = len(doc_ids)
             if before_commit is None:
                 return stats
             s.flush()
-            after = set(s.scalars(select(ChunkRow.id)))
-            new = sorted(after - before)
+            added = set(moved[0])
             rows = s.execute(select(ChunkRow.id, DocumentRow.title, ChunkRow.text)
                              .join(DocumentRow, ChunkRow.document_id == DocumentRow.id)
-                             .where(ChunkRow.id >= new[0])).all() if new else []  # AUTOINCREMENT: new ids are the largest
-            before_commit([tuple(r) for r in rows], sorted(before - after))
+                             .where(ChunkRow.id >= min(added)).order_by(ChunkRow.id)).all() if added else []
+            before_commit([tuple(r) for r in rows if r[0] in added], sorted(set(moved[1])))
         return stats
 
     def replace_model_mentions(self, mentions_by_doc: dict[int, list[Mention]], tagger: str | None = None) -> Counter:

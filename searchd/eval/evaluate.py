@@ -192,12 +192,11 @@ class Services:
 
         if model_dir not in self.open:
             if self.keyword_only:
-                from indexer.pipeline import STORE
-                from indexer.store import DocumentStore
+                from indexer.pipeline import open_store
 
                 s, info = ensure_store(self.dataset, self.name, model_dir, self.settings)
                 # keyword mode reads only the store (FTS5); there is no vector index or embedder to load
-                self.open[model_dir] = SearchService.keyword_only(DocumentStore(s.index.dir / STORE, create=False), s)
+                self.open[model_dir] = SearchService.keyword_only(open_store(s, create=False), s)
             else:
                 s, info = ensure_index(self.dataset, self.name, model_dir, self.settings)
                 self.open[model_dir] = SearchService.load(s)
@@ -266,7 +265,8 @@ def _run_systems(services: Services, systems: list[str], data: EvalData,
         service = services.reranking(model) if SYSTEMS[name].rerank else services.get(model)
         runs[name] = run_system(name, service, Query, data, settings.eval.depth, settings.search.max_k,
                                 _filters_for(service, settings) if SYSTEMS[name].entity_filters else None)
-        label = "none (FTS5 BM25)" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
+        keyword = "PostgreSQL ts_rank_cd" if settings.store.url else "FTS5 BM25"
+        label = f"none ({keyword})" if SYSTEMS[name].mode == "keyword" else _label(model, dirs)
         if SYSTEMS[name].rerank:
             label += f" + cross-encoder {Path(services.reranker.name).name} (top {settings.eval.rerank_depth})"
         summaries[name] = system_summary(runs[name], data, cutoffs, label)

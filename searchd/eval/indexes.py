@@ -68,6 +68,18 @@ def _reusable(s: Settings, fingerprint: dict[str, Any], checksum: str, variant: 
             and manifest.get("embed_title") == s.index.embed_title)
 
 
+def _clear_database(s: Settings) -> None:
+    """A PostgreSQL store (store.url) outlives the eval index directory removed above: empty it too.
+
+    One store.url holds one eval corpus: point each dataset's run at a database of its own.
+    """
+    if s.store.url:
+        from indexer.pipeline import open_store
+
+        with open_store(s) as store:
+            store.clear()
+
+
 def _import(dataset: Path, s: Settings, collection: str) -> dict[str, int]:
     """Read the BEIR corpus into a fresh store, in batches, stopping on a malformed record."""
     from indexer.importing import CorpusReader, import_corpus, stored
@@ -83,8 +95,7 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
     from indexer.embedder import SentenceTransformerEmbedder, model_checksum
     from indexer.inference.select import choice_for, store_texts
     from indexer.models import resolve_device
-    from indexer.pipeline import STORE, save_json, sync
-    from indexer.store import DocumentStore
+    from indexer.pipeline import open_store, save_json, sync
     from searchd.eval.cache import CachedEmbedder, VectorCache
 
     checksum = model_checksum(model_dir)
@@ -101,11 +112,12 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
     if s.index.dir.exists():
         shutil.rmtree(s.index.dir)  # built from another corpus or config: start clean
     s.index.dir.mkdir(parents=True)
+    _clear_database(s)
     info.update(_import(dataset, s, name))
     embedder = SentenceTransformerEmbedder(model_dir, s.embedder, settings.models.exports_dir, prepare=True,
-                                           calibration=lambda: store_texts(s.index.dir))
+                                           calibration=lambda: store_texts(s.store.url or s.index.dir))
     cached = CachedEmbedder(embedder, VectorCache(settings.eval.cache_dir / key, embedder.dim))
-    store = DocumentStore(s.index.dir / STORE, create=False)
+    store = open_store(s, create=False)
     try:
         sync(s, store, cached)
     finally:
@@ -118,17 +130,18 @@ def ensure_index(dataset: Path, name: str, model_dir: Path, settings: Settings) 
 
 def ensure_store(dataset: Path, name: str, model_dir: Path, settings: Settings) -> tuple[Settings, dict[str, Any]]:
     """A store-only eval index (no vectors) for keyword-only runs: BM25 never reads the vectors."""
-    from indexer.pipeline import STORE, read_json, save_json
+    from indexer.pipeline import has_store, read_json, save_json
 
     s = settings_for(settings, model_dir, settings.eval.index_dir / f"{name}-store")
     fingerprint = _fingerprint(dataset, settings)
     info: dict[str, Any] = {"dir": str(s.index.dir), "embedder": "none (keyword only)", "checksum": "-"}
-    if read_json(s.index.dir / EVAL_META) == fingerprint and (s.index.dir / STORE).is_file():
+    if read_json(s.index.dir / EVAL_META) == fingerprint and has_store(s):
         return s, {**info, "reused": True}
     started = time.perf_counter()
     if s.index.dir.exists():
         shutil.rmtree(s.index.dir)
     s.index.dir.mkdir(parents=True)
+    _clear_database(s)
     info.update(_import(dataset, s, name))
     save_json(s.index.dir / EVAL_META, fingerprint)
     return s, {**info, "reused": False, "build_seconds": round(time.perf_counter() - started, 1),
