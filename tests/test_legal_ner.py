@@ -234,8 +234,14 @@ def test_the_sampler_is_seeded_stratified_and_leaves_used_files_out(shared_data)
     quotas = {corpus: (prefix, {"medical": 1, "none": 1}) for corpus, (prefix, _) in QUOTAS.items()}
     first = draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
     assert first == draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
-    assert len(first) == 6 and not {r["metadata"]["file"] for r in first} & used
-    assert Counter(r["metadata"]["stratum"] for r in first) == {"medical": 3, "none": 3}
+    assert len(first) == 8 and not {r["metadata"]["file"] for r in first} & used
+    assert Counter(r["metadata"]["stratum"] for r in first) == {"medical": 4, "none": 4}
+    assert {r["metadata"]["source"] for r in first} == set(QUOTAS) and all(
+        r["_id"].startswith("vc-") for r in first if r["metadata"]["source"] == "vetclaims")
+    # a corpus the quotas leave out is skipped and the others draw what they drew without it
+    without = {c: q for c, q in quotas.items() if c != "vetclaims"}
+    assert draw(shared_data, medical, seed=7, exclude=used, quotas=without) == \
+        [r for r in first if r["metadata"]["source"] != "vetclaims"]
     assert {r["metadata"]["file"] for r in draw(shared_data, medical, seed=8, exclude=used, quotas=quotas)} != \
         {r["metadata"]["file"] for r in first}
     assert used_files([HELDOUT]) and not used_files([HELDOUT]) & used
@@ -382,9 +388,11 @@ def test_a_legal_document_hint_applies_the_legal_rules_to_any_passage():
 def test_legal_dev_passages_carry_what_their_readers_give_documents():
     from indexer.legal_dev import READER_META
     from indexer.legal_filter import is_legal_document
-    from indexer.readers import bva, nv_bme
+    from indexer.readers import bva, nv_bme, vetclaims
 
     assert READER_META["bva-decisions"]["court"] == bva.COURT
+    decision = vetclaims.to_document({"docID": "1302554", "text": "The Veteran has PTSD."}, "vetclaims")
+    assert READER_META["vetclaims"].items() <= decision.meta.items()
     assert READER_META["nv-medical-board-malpractice-filings"]["court"] == nv_bme.BOARD
     assert all(is_legal_document(meta) for meta in READER_META.values())
     assert is_legal_document({"doc_type": "abstract"}) is None and is_legal_document({}) is None
