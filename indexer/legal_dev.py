@@ -29,7 +29,9 @@ HELDOUT4 = ANNOTATION_DIR / "heldout4.jsonl"  # the fourth (round 4: twice the q
 HELDOUT5 = ANNOTATION_DIR / "heldout5.jsonl"  # the fifth (round 5: seed 20261206)
 HELDOUT6 = ANNOTATION_DIR / "heldout6.jsonl"  # the sixth (round 6: seed 20261207)
 HELDOUT7 = ANNOTATION_DIR / "heldout7.jsonl"  # the seventh (round 7: twice the quotas, seed 20261208)
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7)
+# the eighth (round 8: vetclaims, Nevada and New Mexico, twice the quotas, seed 20261209)
+HELDOUT8 = ANNOTATION_DIR / "heldout8.jsonl"
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8)
 # what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
 # nm_appeals.py, vetclaims.py), given to each passage of the corpus
 READER_META: dict[str, dict[str, str]] = {

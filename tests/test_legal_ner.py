@@ -61,20 +61,20 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     from indexer.legal_dev import materialize
 
     dev = tmp_path / "corpus.jsonl"
-    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86
+    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86 + 112
     docs = load_documents([dev], "beir", {})
     splits = Counter(d.meta["split"] for d in docs)
     assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56, "heldout3": 56,
-                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86}
+                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86, "heldout8": 112}
     labels = Counter(m.label for d in docs for m in d.mentions)
-    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47
+    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + 70
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
-                                                "cap-nm-appeals-outcome"}
+                                                "cap-nm-appeals-outcome", "vetclaims"}
     # each fresh set draws from files no earlier set used, one passage per file
     files = {split: {d.meta["file"] for d in docs if d.meta["split"] in group} for split, group in
              (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)),
               ("heldout3", ("heldout3",)), ("heldout4", ("heldout4",)), ("heldout5", ("heldout5",)), ("heldout6", ("heldout6",)),
-              ("heldout7", ("heldout7",)))}
+              ("heldout7", ("heldout7",)), ("heldout8", ("heldout8",)))}
     assert not files["old"] & files["heldout"] and not (files["old"] | files["heldout"]) & files["heldout2"]
     assert not (files["old"] | files["heldout"] | files["heldout2"]) & files["heldout3"]
     assert not (files["old"] | files["heldout"] | files["heldout2"] | files["heldout3"]) & files["heldout4"]
@@ -87,6 +87,11 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     # the BVA sample had only 19 files no earlier set used: 18 BVA passages instead of the doubled quota's 44
     assert len(files["heldout7"]) == 86 and not set().union(*(v for k, v in files.items() if k != "heldout7")) & \
         files["heldout7"]
+    # the veterans' passages of heldout8 come from the vetclaims decisions (the single-issue folder ran out)
+    assert len(files["heldout8"]) == 112 and not set().union(*(v for k, v in files.items() if k != "heldout8")) & \
+        files["heldout8"]
+    assert {d.meta["source"] for d in docs if d.meta["split"] == "heldout8"} == {
+        "vetclaims", "nv-medical-board-malpractice-filings", "cap-nm-appeals-outcome"}
     assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
     assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
     assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
