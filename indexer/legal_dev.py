@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from indexer.errors import ConfigError, ReaderError
 from indexer.readers import bva, nv_bme
-from indexer.readers.util import read_text
+from indexer.readers.util import decode, normalise_newlines, read_text
 
 ANNOTATION_DIR = Path(__file__).resolve().parent.parent / "eval" / "legal-ner-dev"
 ANNOTATIONS = ANNOTATION_DIR / "annotations.jsonl"  # tune and test
@@ -29,13 +29,16 @@ HELDOUT4 = ANNOTATION_DIR / "heldout4.jsonl"  # the fourth (round 4: twice the q
 HELDOUT5 = ANNOTATION_DIR / "heldout5.jsonl"  # the fifth (round 5: seed 20261206)
 HELDOUT6 = ANNOTATION_DIR / "heldout6.jsonl"  # the sixth (round 6: seed 20261207)
 HELDOUT7 = ANNOTATION_DIR / "heldout7.jsonl"  # the seventh (round 7: twice the quotas, seed 20261208)
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7)
+# the eighth (round 8: vetclaims, Nevada and New Mexico, twice the quotas, seed 20261209)
+HELDOUT8 = ANNOTATION_DIR / "heldout8.jsonl"
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8)
 # what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
-# nm_appeals.py), given to each passage of the corpus
+# nm_appeals.py, vetclaims.py), given to each passage of the corpus
 READER_META: dict[str, dict[str, str]] = {
     "bva-decisions": {"court": bva.COURT, "doc_type": "decision"},
     "nv-medical-board-malpractice-filings": {"court": nv_bme.BOARD},
     "cap-nm-appeals-outcome": {"doc_type": "opinion"},
+    "vetclaims": {"court": bva.COURT, "doc_type": "decision"},  # readers/vetclaims.py (bva.decision_meta)
 }
 DEFAULT_OUT = Path("var/legal-ner-dev/corpus.jsonl")
 
@@ -46,25 +49,42 @@ def text_digest(text: str) -> str:
 
 
 def source_text(data_dir: Path, where: str, cache: dict[str, str]) -> str:
-    """The whole text a passage was cut from: a file, `archive.tar.gz:member`, or `...:member.json#field`."""
+    """The whole text a passage was cut from: a file, `archive.tar.gz:member`, `...:member.json#field`, or
+    `file.json#field` (a JSON file's field, newlines normalised as readers/vetclaims.py does)."""
     if where in cache:
         return cache[where]
-    path, _, member = where.partition(":")
-    member, _, json_field = member.partition("#")
+    path, colon, member = where.partition(":")
+    if colon:
+        member, _, json_field = member.partition("#")
+    else:
+        path, _, json_field = path.partition("#")
     full = data_dir / path
     if not full.is_file():
         raise ConfigError(f"legal dev set: {str(full)!r} is missing; check [data] dir")
-    if not member:
-        text = read_text(full)  # as the readers decode it (the BVA files are Windows-1252)
-    else:
+    if member:
         with tarfile.open(full) as tar:
             handle = tar.extractfile(member)
             if handle is None:
                 raise ReaderError(f"no member {member!r}", str(full))
             raw = handle.read().decode("utf-8", errors="replace")
-        text = json.loads(raw)[json_field] if json_field else raw
+        text = _json_field(raw, json_field, f"{full}:{member}") if json_field else raw
+    elif json_field:
+        text = normalise_newlines(_json_field(decode(full.read_bytes()), json_field, str(full)))
+    else:
+        text = read_text(full)  # as the readers decode it (the BVA files are Windows-1252)
     cache[where] = text
     return text
+
+
+def _json_field(raw: str, field: str, where: str) -> str:
+    """The string `field` of a JSON object; an error names the file and the field."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ReaderError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", where) from None
+    if not isinstance(data, dict) or not isinstance(data.get(field), str):
+        raise ReaderError(f"no string field {field!r} in the JSON object", where)
+    return data[field]
 
 
 def _rows(annotations: Path | Sequence[Path]) -> Iterator[tuple[Path, int, dict[str, Any]]]:

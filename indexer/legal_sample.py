@@ -27,6 +27,8 @@ QUOTAS: dict[str, tuple[str, dict[str, int]]] = {
     "bva-decisions": ("bva", {"medical": 6, "dense": 5, "citation": 4, "office": 4, "none": 3}),
     "nv-medical-board-malpractice-filings": ("nv", {"medical": 6, "dense": 6, "citation": 1, "none": 3}),
     "cap-nm-appeals-outcome": ("nm", {"medical": 6, "dense": 6, "citation": 3, "none": 3}),
+    # the VetClaims decisions (BVA PTSD decisions as JSON): the BVA quotas, for when the single-issue folder runs out
+    "vetclaims": ("vc", {"medical": 6, "dense": 5, "citation": 4, "office": 4, "none": 3}),
 }
 _EXTRA_MEDICAL = {"ptsd", "diagnosis", "diagnosed", "medication", "medications", "prescribed", "prescription",
                   "psychiatric", "psychiatrist", "symptoms", "treatment", "patient", "surgery", "drug", "drugs",
@@ -46,7 +48,10 @@ def medical_words(lexicon_file: Path) -> set[str]:
 
 
 def legal_files(data_dir: Path) -> dict[str, list[str]]:
-    """Per corpus folder, its files as the annotations name them (`archive:member`, `#content` for JSON)."""
+    """Per corpus folder, its files as the annotations name them (`archive:member`, `#content`/`#text` for JSON).
+
+    The corpora come in this order and `draw` takes them in it, so a corpus added at the end leaves the
+    draws of the earlier ones as they were."""
     bva = sorted(p.name for p in (data_dir / "bva-decisions/summarization/single_issue_PTSD_sample").glob("*.txt"))
     out = {"bva-decisions": [f"bva-decisions/summarization/single_issue_PTSD_sample/{n}" for n in bva]}
     nv = "nv-medical-board-malpractice-filings/nv_bme_filings_text.tar.gz"
@@ -57,6 +62,8 @@ def legal_files(data_dir: Path) -> dict[str, list[str]]:
     with tarfile.open(data_dir / nm) as tar:
         out["cap-nm-appeals-outcome"] = sorted(f"{nm}:{m.name}#content" for m in tar.getmembers()
                                                if m.isfile() and m.name.endswith(".json"))
+    vetclaims = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "vetclaims").rglob("*.json"))
+    out["vetclaims"] = [f"{p}#text" for p in vetclaims]
     return out
 
 
@@ -97,11 +104,15 @@ def _candidates(text: str, medical: set[str], rng: random.Random) -> dict[str, t
 
 def draw(data_dir: Path, medical: set[str], seed: int, exclude: Iterable[str] = (), split: str = "heldout",
          quotas: dict[str, tuple[str, dict[str, int]]] = QUOTAS) -> list[dict[str, Any]]:
-    """Annotation rows without mentions: per corpus, files shuffled by the seed, each quota filled in turn."""
+    """Annotation rows without mentions: per corpus, files shuffled by the seed, each quota filled in turn.
+
+    A corpus the quotas leave out is skipped (and takes nothing from the seeded sequence)."""
     used = set(exclude)
     rng = random.Random(seed)
     rows, cache = [], {}
     for corpus, files in legal_files(data_dir).items():
+        if corpus not in quotas:
+            continue
         prefix, quota = quotas[corpus]
         pool = [f for f in files if f not in used]
         rng.shuffle(pool)

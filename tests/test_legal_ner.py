@@ -61,20 +61,20 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     from indexer.legal_dev import materialize
 
     dev = tmp_path / "corpus.jsonl"
-    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86
+    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86 + 112
     docs = load_documents([dev], "beir", {})
     splits = Counter(d.meta["split"] for d in docs)
     assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56, "heldout3": 56,
-                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86}
+                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86, "heldout8": 112}
     labels = Counter(m.label for d in docs for m in d.mentions)
-    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47
+    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + 70
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
-                                                "cap-nm-appeals-outcome"}
+                                                "cap-nm-appeals-outcome", "vetclaims"}
     # each fresh set draws from files no earlier set used, one passage per file
     files = {split: {d.meta["file"] for d in docs if d.meta["split"] in group} for split, group in
              (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)),
               ("heldout3", ("heldout3",)), ("heldout4", ("heldout4",)), ("heldout5", ("heldout5",)), ("heldout6", ("heldout6",)),
-              ("heldout7", ("heldout7",)))}
+              ("heldout7", ("heldout7",)), ("heldout8", ("heldout8",)))}
     assert not files["old"] & files["heldout"] and not (files["old"] | files["heldout"]) & files["heldout2"]
     assert not (files["old"] | files["heldout"] | files["heldout2"]) & files["heldout3"]
     assert not (files["old"] | files["heldout"] | files["heldout2"] | files["heldout3"]) & files["heldout4"]
@@ -87,6 +87,11 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     # the BVA sample had only 19 files no earlier set used: 18 BVA passages instead of the doubled quota's 44
     assert len(files["heldout7"]) == 86 and not set().union(*(v for k, v in files.items() if k != "heldout7")) & \
         files["heldout7"]
+    # the veterans' passages of heldout8 come from the vetclaims decisions (the single-issue folder ran out)
+    assert len(files["heldout8"]) == 112 and not set().union(*(v for k, v in files.items() if k != "heldout8")) & \
+        files["heldout8"]
+    assert {d.meta["source"] for d in docs if d.meta["split"] == "heldout8"} == {
+        "vetclaims", "nv-medical-board-malpractice-filings", "cap-nm-appeals-outcome"}
     assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
     assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
     assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
@@ -234,8 +239,14 @@ def test_the_sampler_is_seeded_stratified_and_leaves_used_files_out(shared_data)
     quotas = {corpus: (prefix, {"medical": 1, "none": 1}) for corpus, (prefix, _) in QUOTAS.items()}
     first = draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
     assert first == draw(shared_data, medical, seed=7, exclude=used, quotas=quotas)
-    assert len(first) == 6 and not {r["metadata"]["file"] for r in first} & used
-    assert Counter(r["metadata"]["stratum"] for r in first) == {"medical": 3, "none": 3}
+    assert len(first) == 8 and not {r["metadata"]["file"] for r in first} & used
+    assert Counter(r["metadata"]["stratum"] for r in first) == {"medical": 4, "none": 4}
+    assert {r["metadata"]["source"] for r in first} == set(QUOTAS) and all(
+        r["_id"].startswith("vc-") for r in first if r["metadata"]["source"] == "vetclaims")
+    # a corpus the quotas leave out is skipped and the others draw what they drew without it
+    without = {c: q for c, q in quotas.items() if c != "vetclaims"}
+    assert draw(shared_data, medical, seed=7, exclude=used, quotas=without) == \
+        [r for r in first if r["metadata"]["source"] != "vetclaims"]
     assert {r["metadata"]["file"] for r in draw(shared_data, medical, seed=8, exclude=used, quotas=quotas)} != \
         {r["metadata"]["file"] for r in first}
     assert used_files([HELDOUT]) and not used_files([HELDOUT]) & used
@@ -390,9 +401,11 @@ def test_a_legal_document_hint_applies_the_legal_rules_to_any_passage():
 def test_legal_dev_passages_carry_what_their_readers_give_documents():
     from indexer.legal_dev import READER_META
     from indexer.legal_filter import is_legal_document
-    from indexer.readers import bva, nv_bme
+    from indexer.readers import bva, nv_bme, vetclaims
 
     assert READER_META["bva-decisions"]["court"] == bva.COURT
+    decision = vetclaims.to_document({"docID": "1302554", "text": "The Veteran has PTSD."}, "vetclaims")
+    assert READER_META["vetclaims"].items() <= decision.meta.items()
     assert READER_META["nv-medical-board-malpractice-filings"]["court"] == nv_bme.BOARD
     assert all(is_legal_document(meta) for meta in READER_META.values())
     assert is_legal_document({"doc_type": "abstract"}) is None and is_legal_document({}) is None
