@@ -259,7 +259,20 @@ def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | 
     """Fusion rules and chunk-to-document scores side by side on one eval set (one retrieval per query)."""
     from searchd.eval.fusion_study import run_study
 
-    click.echo(run_study(_data_path(settings, dataset), split, settings, fold, max_queries))
+    click.echo(run_study(_eval_dataset(settings, dataset, split), split, settings, fold, max_queries))
+
+
+@main.command("keyword-study")
+@config_options
+@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR directory.")
+@click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
+@click.option("--fold", type=click.Choice(["dev", "train"]), default=None, help="Only the seeded dev (or train) fold.")
+@click.option("--max-queries", type=int, default=None, help="Run a seeded sample of this many queries.")
+def keyword_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None) -> None:
+    """Keyword-side variants for long documents (chunk-to-document rules, boilerplate, feedback, whole documents)."""
+    from searchd.eval.keyword_study import run_study
+
+    click.echo(run_study(_eval_dataset(settings, dataset, split), split, settings, fold, max_queries))
 
 
 @main.command("window-study")
