@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from indexer.documents import Chunk, Document
+from indexer.documents import Document
 from indexer.store import DocumentStore
 from searchd import bm25
 from searchd.eval.bench import _paragraph_chunker
