@@ -58,7 +58,12 @@ def test_quickstart_with_the_shared_tagger_tags_legal_documents(tmp_path, shared
     with SearchService.load(load_settings(config)) as service:
         legal = service.store.raw("SELECT count(DISTINCT m.document_id) FROM mentions m JOIN documents d ON "
                                   "d.id = m.document_id WHERE m.origin = 'model' AND d.source != 'pubmed'")[0][0]
-        assert legal >= 10, "nearly every legal document has tagger entities"
+        # every veterans' decision names its claim's condition; of the first Nevada filings and New Mexico
+        # opinions some name none the tagger finds (with the 0.9 legal floor two more "had entities": OCR
+        # junk and "felony charges", false positives the 0.98 floor for unknown forms now drops)
+        bva = service.store.raw("SELECT count(DISTINCT m.document_id) FROM mentions m JOIN documents d ON "
+                                "d.id = m.document_id WHERE m.origin = 'model' AND d.source = 'bva'")[0][0]
+        assert bva == 4 and legal >= 7, "the legal documents have tagger entities"
         for mode in ("hybrid", "dense"):
             result = service.search(Query(PTSD_QUERY, mode))
             disease = next(f for f in result.facets if f.name == "disease")
