@@ -347,7 +347,7 @@ _SEARCH_WORDS = re.compile(r"\b(?:search(?:es|ed)?|warrant\w*|suppress\w*|Fourth
 # an act named under its acronym in a statute's frame ("pursuant to the MPA", "a violation of the NRS")
 _STATUTE_BEFORE = re.compile(r"\b(?:pursuant to|under|violat\w+ of|in accordance with|provisions? of)\s+(?:the\s+)?$",
                              re.IGNORECASE)
-_SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless|search(?:es)?\s+and)\s+$", re.IGNORECASE)
+_SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless)\s+$", re.IGNORECASE)  # "search and": _SEARCH_WORDS
 _CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
 
 

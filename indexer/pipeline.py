@@ -190,22 +190,29 @@ def manifest_for(index: FaissIndex, store: DocumentStore, embedder: dict[str, An
 def open_index(settings: Settings, mmap: bool = False) -> tuple[DocumentStore, FaissIndex, dict[str, Any]]:
     """Open an index directory and check that manifest, FAISS index and store agree (`mmap`: read-only, mapped)."""
     d = settings.index.dir
-    if not has_store(settings):
-        raise IndexMismatchError(f"no store in {str(d)!r}; run `indexer import` and then `indexer build`")
-    manifest = read_json(d / MANIFEST)
-    if manifest is None or not (d / VECTORS).is_file():
-        raise IndexMismatchError(f"no vector index in {str(d)!r}; run `indexer build`")
-    if manifest.get("format") != FORMAT:
-        raise IndexMismatchError(f"manifest format {manifest.get('format')!r} is not {FORMAT}; run `indexer build --rebuild`")
-    index = FaissIndex.load(d / VECTORS, settings.index, manifest["index_type"], manifest.get("tombstones", []), mmap)
-    if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
-        raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but the "
-                                 f"manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")
-    store = open_store(settings, create=False)
-    missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
-    if len(missing) or len(stale):
-        raise IndexMismatchError(f"the vector index is out of step with the store: {len(missing)} chunks are not "
-                                 f"encoded and {len(stale)} deleted chunks are still indexed; run `indexer build`")
+    try:  # one connection: on PostgreSQL, finding out whether the store exists is opening it
+        store = open_store(settings, create=False)
+    except MissingStore:
+        raise IndexMismatchError(f"no store in {str(d)!r}; run `indexer import` and then `indexer build`") from None
+    try:
+        manifest = read_json(d / MANIFEST)
+        if manifest is None or not (d / VECTORS).is_file():
+            raise IndexMismatchError(f"no vector index in {str(d)!r}; run `indexer build`")
+        if manifest.get("format") != FORMAT:
+            raise IndexMismatchError(f"manifest format {manifest.get('format')!r} is not {FORMAT}; "
+                                     "run `indexer build --rebuild`")
+        index = FaissIndex.load(d / VECTORS, settings.index, manifest["index_type"], manifest.get("tombstones", []),
+                                mmap)
+        if index.dim != manifest["dim"] or int(index.index.ntotal) != manifest["vectors"]:
+            raise IndexMismatchError(f"vectors.faiss holds {index.index.ntotal} vectors of dimension {index.dim} but "
+                                     f"the manifest says {manifest['vectors']} of {manifest['dim']}; run `indexer build`")
+        missing, stale = _diff(np.asarray(store.chunk_ids(), dtype=np.int64), index.ids())
+        if len(missing) or len(stale):
+            raise IndexMismatchError(f"the vector index is out of step with the store: {len(missing)} chunks are not "
+                                     f"encoded and {len(stale)} deleted chunks are still indexed; run `indexer build`")
+    except BaseException:
+        store.close()
+        raise
     return store, index, manifest
 
 

@@ -249,12 +249,22 @@ def pool_cmd(settings: Settings, dataset: Path, split: str, systems: tuple[str, 
     click.echo(f"{path}: {len(candidates)} unjudged candidates for {len({c['query_id'] for c in candidates})} queries")
 
 
+def _study_options(command):
+    """The options the eval studies share: one eval set, its split, an optional fold and a query sample."""
+    for option in reversed((config_options,
+                            click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path),
+                                         help="BEIR directory."),
+                            click.option("--split", required=True, help="qrels/<split>.tsv to score against."),
+                            click.option("--fold", type=click.Choice(["dev", "train"]), default=None,
+                                         help="Only the seeded dev (or train) fold."),
+                            click.option("--max-queries", type=int, default=None,
+                                         help="Run a seeded sample of this many queries."))):
+        command = option(command)
+    return command
+
+
 @main.command("fusion-study")
-@config_options
-@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR directory.")
-@click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
-@click.option("--fold", type=click.Choice(["dev", "train"]), default=None, help="Only the seeded dev (or train) fold.")
-@click.option("--max-queries", type=int, default=None, help="Run a seeded sample of this many queries.")
+@_study_options
 def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None) -> None:
     """Fusion rules and chunk-to-document scores side by side on one eval set (one retrieval per query)."""
     from searchd.eval.fusion_study import run_study
@@ -263,11 +273,7 @@ def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | 
 
 
 @main.command("keyword-study")
-@config_options
-@click.option("--dataset", required=True, type=click.Path(file_okay=False, path_type=Path), help="BEIR directory.")
-@click.option("--split", required=True, help="qrels/<split>.tsv to score against.")
-@click.option("--fold", type=click.Choice(["dev", "train"]), default=None, help="Only the seeded dev (or train) fold.")
-@click.option("--max-queries", type=int, default=None, help="Run a seeded sample of this many queries.")
+@_study_options
 def keyword_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None) -> None:
     """Keyword-side variants for long documents (chunk-to-document rules, boilerplate, feedback, whole documents)."""
     from searchd.eval.keyword_study import run_study
