@@ -46,7 +46,12 @@ from indexer.documents import Mention
 from indexer.normalize import Normalizer, is_abbreviation, key, singular
 
 STOPLIST_FILE = Path(__file__).resolve().parent / "data" / "legal_stoplist.json"
-KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only", "phrases")
+KINDS = ("names", "abbreviations", "crimes", "terms", "legal_only", "phrases", "leaning", "disease_forms", "drug_forms")
+# a Disease head this much more frequent in the legal corpora than in the medical background (natural log of the
+# ratio of rates, add-half smoothed) and written at least LEANING_COUNT times there is legal vocabulary
+# ("death penalty", "drug paraphernalia"); the psychiatric words of the PTSD decisions stay under it
+# ("nightmares" 2.7, "flashbacks" 3.6); abbreviations ("PTSD", written in capitals) are never legal vocabulary
+LEANING_LOG_RATIO, LEANING_COUNT = 4.0, 20
 
 _CAP = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 _CITATION = re.compile(rf"\b({_CAP})\s+v\.\s+({_CAP})\b")
@@ -172,8 +177,21 @@ def is_legal_document(meta: dict) -> bool | None:
     return True if meta.get("court") or meta.get("doc_type") in LEGAL_DOC_TYPES else None
 
 
-# Medical corpora whose vocabulary a legal-only word never appears in.
-MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"))
+# Medical corpora whose vocabulary a legal-only word never appears in, and the background against which a
+# word leans legal: abstracts, consumer health pages, the PubMed abstracts of the NER training sets (their
+# text only) and clinical notes (the transcription samples, read as CSV)
+MEDICAL_CORPORA = (("beir", "scifact"), ("beir", "nfcorpus"), ("medquad", "medquad"),
+                   ("pubtator", "bc5cdr/CDR_TrainingSet.PubTator.txt"), ("pubtator", "ncbi-disease/NCBItrainset_corpus.txt"))
+CLINICAL_NOTES = "mtsamples-partial/mtsamples_subset401_noheader.csv"
+# Where the medical corpora name diseases and drugs: MedQuAD's question focus (by source) and NCBI-disease's
+# gold mentions (train and dev; BC5CDR's are the tagger's own lexicon, its dev set stays its evaluation)
+MEDQUAD_DRUG_SOURCES = ("11_MPlusDrugs_QA", "12_MPlusHerbsSupplements_QA")
+NCBI_FILES = ("ncbi-disease/NCBItrainset_corpus.txt", "ncbi-disease/NCBIdevelopset_corpus.txt")
+# dosage forms MedlinePlus appends to a drug's name ("Teduglutide Injection", "Testosterone Topical")
+_DOSAGE_FORM = re.compile(r"\s+(?:injection|topical|oral|ophthalmic|nasal|spray|inhalation|transdermal|rectal|"
+                          r"vaginal|otic|patch|powder|solution|suspension|tablets?|capsules?|extended-release|"
+                          r"sublingual|buccal|implant|gel|cream|lotion|ointment|foam|and|system|\(.*?\))+$",
+                          re.IGNORECASE)
 
 
 def _long_form(words: list[str], abbreviation: str) -> list[str] | None:
@@ -348,6 +366,9 @@ _SEARCH_WORDS = re.compile(r"\b(?:search(?:es|ed)?|warrant\w*|suppress\w*|Fourth
 _STATUTE_BEFORE = re.compile(r"\b(?:pursuant to|under|violat\w+ of|in accordance with|provisions? of)\s+(?:the\s+)?$",
                              re.IGNORECASE)
 _SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless)\s+$", re.IGNORECASE)  # "search and": _SEARCH_WORDS
+# Rule 403's "confusion of the issues, or misleading the jury", "likely to cause confusion or mislead the jury"
+_JURY_AROUND = re.compile(r"\b(?:jur(?:y|ors?)|mislead\w*|the issues|prejudic\w*|probative)\b", re.IGNORECASE)
+_SATURATION_AFTER = re.compile(r"^\s+(?:saturation|sat|sats|level|levels)\b", re.IGNORECASE)
 _CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
 
 
@@ -355,6 +376,23 @@ def _crack(text: str, mention: Mention) -> Mention:
     """"crack cocaine" is the drug's name, not "cocaine" alone."""
     before = _CRACK_BEFORE.search(text[max(0, mention.start - 8):mention.start])
     if mention.label != "Drug" or not before or mention.text.lower() != "cocaine":
+        return mention
+    start = mention.start - len(before.group(0))
+    return replace(mention, start=start, text=text[start:mention.end])
+
+
+def leaning_log_ratio(legal: int, legal_total: int, medical: int, medical_total: int) -> float:
+    """log(rate in legal text / rate in medical text), each count add-half smoothed."""
+    return math.log(((legal + 0.5) / max(1, legal_total)) / ((medical + 0.5) / max(1, medical_total)))
+
+
+_MAJOR_BEFORE = re.compile(r"\bmajor\s+$", re.IGNORECASE)
+
+
+def _major(text: str, mention: Mention) -> Mention:
+    """"major depressive disorder", "major depression": the diagnosis's name keeps its "major"."""
+    before = _MAJOR_BEFORE.search(text[max(0, mention.start - 8):mention.start])
+    if mention.label != "Disease" or not before or not mention.text.lower().startswith("depress"):
         return mention
     start = mention.start - len(before.group(0))
     return replace(mention, start=start, text=text[start:mention.end])
@@ -421,12 +459,16 @@ class LegalFilter:
 
     def __init__(self, names: Iterable[str] = (), abbreviations: Iterable[str] = (), crimes: Iterable[str] = (),
                  terms: Iterable[str] = (), legal_only: Iterable[str] = (), phrases: Iterable[str] = (),
+                 leaning: Iterable[str] = (), disease_forms: Iterable[str] = (), drug_forms: Iterable[str] = (),
                  lexicon: Normalizer | None = None, min_confidence: float = 0.0):
         self.names, self.abbreviations = set(names), set(abbreviations)
         self.crimes = {key(c) for c in crimes}
         self.terms = {key(t) for t in terms}
         self.legal_only = set(legal_only)  # folded single words (`key`)
         self.phrases = set(phrases)  # folded two-word legal terms of art: "bodily injury", "death penalty"
+        self.leaning = set(leaning)  # singular words far more frequent in legal than in medical text ("penalty")
+        # folded disease and drug names of the medical corpora (MedQuAD's question focus, NCBI-disease)
+        self.forms = {"Disease": set(disease_forms), "Drug": set(drug_forms)}
         self.lexicon, self.min_confidence = lexicon, min_confidence
         self._name_model: NameModel | None = None  # built on first use, from the names and the lexicon
 
@@ -452,8 +494,10 @@ class LegalFilter:
 
     @classmethod
     def learn(cls, texts: Iterable[str], lexicon: Normalizer | None = None, min_count: int = 2,
-              term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = ()) -> "LegalFilter":
-        """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out."""
+              term_share: float = 0.15, term_count: int = 20, medical: Iterable[str] = (),
+              medical_names: Iterable[str] = ()) -> "LegalFilter":
+        """Stop lists from raw legal texts and a medical background; lexicon forms and medical long forms stay out.
+        `medical_names`: (label, name) pairs of the medical corpora's diseases and drugs, kept as known forms."""
         focus = {w for table in (lexicon.lexicon.values() if lexicon else ()) for form in table
                  for w in form.lstrip("=").lower().split() if w.isalpha() and len(w) > 3}
         counts = learn_counts(texts, focus)
@@ -478,7 +522,19 @@ class LegalFilter:
         # an abbreviation ("PTSD" of "PTSD rating") is never a term of art
         terms = {w for w, c in counts["terms"].items() if c >= term_count and not _known(lexicon, w)
                  and counts["upper"][w] * 2 < counts["words"][w] and c >= term_share * counts["words"][w]}
-        return cls(names, abbreviations, crimes, terms, legal_only, phrases)
+        known_forms: dict[str, set[str]] = {"Disease": set(), "Drug": set()}
+        for label, name in medical_names:
+            if key(name):
+                known_forms[label].add(key(name))
+        disease_heads = {key(k.lstrip("=")).rsplit(" ", 1)[-1] for k in (lexicon.lexicon.get("Disease", {})
+                                                                          if lexicon else ()) if key(k.lstrip("="))}
+        disease_heads |= {f.rsplit(" ", 1)[-1] for f in known_forms["Disease"]}
+        leaning = {w for w, c in counts["words"].items() if medical_words and c >= LEANING_COUNT
+                   and w not in disease_heads and not _known(lexicon, w) and counts["upper"][w] * 2 < c
+                   and leaning_log_ratio(c, sum(counts["words"].values()), medical_words[w],
+                                         sum(medical_words.values())) >= LEANING_LOG_RATIO}
+        return cls(names, abbreviations, crimes, terms, legal_only, phrases, leaning, known_forms["Disease"],
+                   known_forms["Drug"])
 
     def stops(self, text: str, mention: Mention) -> bool:
         """Whether a mention is a legal false positive: by the citation rule, a letterless span or a list."""
@@ -524,6 +580,7 @@ class LegalFilter:
         local = LegalFilter(self.names | names, self.abbreviations | offices, lexicon=self.lexicon)
         local.crimes, local.terms, local.legal_only, local.phrases = (self.crimes, self.terms, self.legal_only,
                                                                       self.phrases)
+        local.leaning, local.forms = self.leaning, self.forms
         return local
 
     def filter(self, text: str, mentions: Sequence[Mention], legal: bool | None = None) -> list[Mention]:
@@ -536,9 +593,35 @@ class LegalFilter:
         if not legal:
             return kept
         kept = [legal_span_repair(p, self.lexicon) for m in kept for p in split_dashed(text, m)]
-        kept = [_crack(text, m) for m in kept if not self._no_substance_or_phrase(text, m)]
+        kept = [_major(text, _crack(text, m)) for m in kept if not self._no_substance_or_phrase(text, m)]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon) and not self.looks_like_a_name(m)
-                and (m.confidence is None or m.confidence >= self.min_confidence or _known(self.lexicon, m.text))]
+                and not self._legal_sense(text, m)
+                and (m.confidence is None or m.confidence >= self.min_confidence or self.knows(m.text, m.label))]
+
+    def knows(self, text: str, label: str = "Disease") -> bool:
+        """Whether the tagger's lexicon (any label) or the medical corpora's names hold the form: a short form
+        only under `label` ("ACL" names a ligament's injury, no drug), a word under either ("marijuana" is a
+        MedlinePlus topic, not one of its drug pages)."""
+        surface = " ".join(text.split())
+        if _known(self.lexicon, surface):
+            return True
+        folded = key(surface)
+        if is_abbreviation(surface):
+            return folded in self.forms.get(label, ())
+        return any(folded in forms for forms in self.forms.values())
+
+    def _legal_sense(self, text: str, mention: Mention) -> bool:
+        """In legal text: an unknown Disease span headed by a legal-leaning word ("death penalty", "drug
+        paraphernalia"); the confusion of the rules of evidence ("confusion of the issues, or misleading the
+        jury"); the oxygen of an oxygen saturation (a measurement)."""
+        folded = key(mention.text)
+        if mention.label == "Disease" and folded and folded.rsplit(" ", 1)[-1] in self.leaning and \
+                not self.knows(mention.text):
+            return True
+        if mention.label == "Disease" and folded == "confusion" and \
+                _JURY_AROUND.search(text[max(0, mention.start - 60):mention.end + 60]):
+            return True
+        return mention.label == "Drug" and folded == "oxygen" and bool(_SATURATION_AFTER.match(text[mention.end:]))
 
     def _defined_as_substance(self, text: str, abbreviation: str) -> bool:
         """Whether the text spells the abbreviation out as something other than an institution or a document
@@ -567,11 +650,16 @@ class LegalFilter:
         folded = key(mention.text)
         return any(p in folded for p in self.phrases)
 
+    def _kind(self, kind: str) -> set[str]:
+        return self.forms["Drug" if kind == "drug_forms" else "Disease"] if kind.endswith("_forms") else getattr(self, kind)
+
+    def sizes(self) -> dict[str, int]:
+        """Entries per kind of list."""
+        return {kind: len(self._kind(kind)) for kind in KINDS}
+
     def save(self, path: str | Path = STOPLIST_FILE) -> Path:
         """Write the stop lists as sorted JSON."""
-        data = {"names": sorted(self.names), "abbreviations": sorted(self.abbreviations),
-                "crimes": sorted(self.crimes), "terms": sorted(self.terms), "legal_only": sorted(self.legal_only),
-                "phrases": sorted(self.phrases)}
+        data = {kind: sorted(self._kind(kind)) for kind in KINDS}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
         return Path(path)
 
@@ -611,7 +699,10 @@ def legal_texts(data_dir: Path, held_out: Sequence[str] = ()) -> Iterable[str]:
 
 
 def medical_texts(data_dir: Path) -> Iterable[str]:
-    """Texts of the medical corpora that define which words legal text alone uses."""
+    """Texts of the medical corpora that define which words legal text alone uses (the clinical notes when
+    the data directory has them)."""
+    import csv
+
     from indexer.documents import Document
     from indexer.readers import read
 
@@ -619,6 +710,43 @@ def medical_texts(data_dir: Path) -> Iterable[str]:
         for record in read(fmt, data_dir / name):
             if isinstance(record, Document):
                 yield f"{record.title} {record.text}"
+    notes = data_dir / CLINICAL_NOTES
+    if notes.is_file():
+        csv.field_size_limit(1 << 30)
+        with notes.open(encoding="utf-8", errors="replace", newline="") as f:
+            for row in csv.reader(f):
+                yield " ".join(row[1:])
+
+
+def medical_forms(data_dir: Path) -> Iterable[tuple[str, str]]:
+    """(label, name) pairs: the disease and drug names of the medical corpora: MedQuAD's question focus (a drug without its dosage form,
+    a topic before " - ", a parenthesised short form on its own) and NCBI-disease's gold mentions."""
+    import gzip
+
+    from indexer.documents import Document
+    from indexer.readers import read
+
+    with gzip.open(data_dir / "medquad" / "medquad_qa.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            focus = " ".join((row.get("focus") or "").split())
+            if not focus:
+                continue
+            focus = focus.split(" - ")[0]
+            short = re.search(r"\(([^()]{2,12})\)", focus)
+            focus = re.sub(r"\s*\([^()]*\)", "", focus)
+            label = "Drug" if row.get("source") in MEDQUAD_DRUG_SOURCES else "Disease"
+            if short:
+                yield label, short.group(1)
+            if label == "Drug":
+                focus = _DOSAGE_FORM.sub("", focus)
+            if focus and len(focus.split()) <= 6:
+                yield label, focus
+    for name in NCBI_FILES:
+        if (data_dir / name).is_file():
+            for record in read("pubtator", data_dir / name):
+                if isinstance(record, Document):
+                    yield from (("Disease", m.text) for m in record.mentions)
 
 
 def check_name_model(names: Iterable[str], lexicon: Normalizer, seed: int = 0) -> dict[str, float]:
@@ -647,6 +775,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--held-out", type=Path, default=None,
                         help="BEIR corpus whose passages' documents are not learned from "
                              "(default: the legal NER dev set, read from the data directory)")
+    parser.add_argument("--hold-out-split", action="append", default=None,
+                        help="annotation splits whose documents are not learned from (repeatable; default: the "
+                             "blind sets not scored yet, indexer.legal_dev.BLIND_SPLITS)")
+    parser.add_argument("--hold-out-all", action="store_true",
+                        help="hold out the documents of every annotated passage (the lists of rounds 1-8)")
     parser.add_argument("--lexicon", type=Path, required=True, help="the tagger's lexicon.json")
     parser.add_argument("--output", type=Path, default=STOPLIST_FILE)
     parser.add_argument("--check-names", action="store_true",
@@ -660,16 +793,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     data_dir = load_settings(None, ()).data.dir
     if args.held_out is None:
-        from indexer.legal_dev import passages
+        from indexer.legal_dev import BLIND_SPLITS, passages
 
-        held = [p["text"] for p in passages(data_dir)]
+        splits = set(args.hold_out_split or BLIND_SPLITS)
+        held = [p["text"] for p in passages(data_dir) if args.hold_out_all or p["metadata"]["split"] in splits]
     else:
         held = [json.loads(line)["text"] for line in args.held_out.read_text(encoding="utf-8").splitlines()
                 if line.strip()]
+    print(f"holding out the documents of {len(held)} annotated passages")
     found = LegalFilter.learn(legal_texts(data_dir, held), Normalizer.load(args.lexicon),
-                              medical=medical_texts(data_dir))
+                              medical=medical_texts(data_dir), medical_names=medical_forms(data_dir))
     path = found.save(args.output)
-    print(f"wrote {path}: " + ", ".join(f"{k} {len(getattr(found, k))}" for k in KINDS))
+    print(f"wrote {path}: " + ", ".join(f"{k} {n}" for k, n in found.sizes().items()))
 
 
 if __name__ == "__main__":
