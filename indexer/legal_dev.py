@@ -31,7 +31,10 @@ HELDOUT6 = ANNOTATION_DIR / "heldout6.jsonl"  # the sixth (round 6: seed 2026120
 HELDOUT7 = ANNOTATION_DIR / "heldout7.jsonl"  # the seventh (round 7: twice the quotas, seed 20261208)
 # the eighth (round 8: vetclaims, Nevada and New Mexico, twice the quotas, seed 20261209)
 HELDOUT8 = ANNOTATION_DIR / "heldout8.jsonl"
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8)
+# the ninth (round 9: seed 20261210; vetclaims with the BVA quotas, Nevada and New Mexico twice theirs)
+HELDOUT9 = ANNOTATION_DIR / "heldout9.jsonl"
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8,
+                    HELDOUT9)
 # what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
 # nm_appeals.py, vetclaims.py), given to each passage of the corpus
 READER_META: dict[str, dict[str, str]] = {
