@@ -31,10 +31,13 @@ HELDOUT6 = ANNOTATION_DIR / "heldout6.jsonl"  # the sixth (round 6: seed 2026120
 HELDOUT7 = ANNOTATION_DIR / "heldout7.jsonl"  # the seventh (round 7: twice the quotas, seed 20261208)
 # the eighth (round 8: vetclaims, Nevada and New Mexico, twice the quotas, seed 20261209)
 HELDOUT8 = ANNOTATION_DIR / "heldout8.jsonl"
+# the ninth (round 9: seed 20261210; vetclaims with the BVA quotas, Nevada and New Mexico twice theirs)
+HELDOUT9 = ANNOTATION_DIR / "heldout9.jsonl"
 # The splits whose documents the stop list (indexer.legal_filter) must not learn from: the fresh sets not scored
 # yet. A scored set's documents are learned from like any legal text (its one untuned scoring is on record).
-BLIND_SPLITS: tuple[str, ...] = ()
-ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8)
+BLIND_SPLITS: tuple[str, ...] = ("heldout9",)
+ANNOTATION_FILES = (ANNOTATIONS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8,
+                    HELDOUT9)
 # what each corpus's reader puts in every document's meta that says it is legal (readers/bva.py, nv_bme.py,
 # nm_appeals.py, vetclaims.py), given to each passage of the corpus
 READER_META: dict[str, dict[str, str]] = {

@@ -61,20 +61,23 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
     from indexer.legal_dev import materialize
 
     dev = tmp_path / "corpus.jsonl"
-    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86 + 112
+    assert materialize(shared_data, dev) == 59 + 56 + 56 + 56 + 112 + 56 + 56 + 86 + 112 + 90
     docs = load_documents([dev], "beir", {})
     splits = Counter(d.meta["split"] for d in docs)
     assert splits == {"tune": 30, "test": 29, "heldout": 56, "heldout2": 56, "heldout3": 56,
-                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86, "heldout8": 112}
+                      "heldout4": 112, "heldout5": 56, "heldout6": 56, "heldout7": 86, "heldout8": 112,
+                      "heldout9": 90}
     labels = Counter(m.label for d in docs for m in d.mentions)
-    assert set(labels) == {"Disease", "Drug"} and sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + 70
+    assert set(labels) == {"Disease", "Drug"}
+    assert sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + 70 + 43
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
                                                 "cap-nm-appeals-outcome", "vetclaims"}
     # each fresh set draws from files no earlier set used, one passage per file
     files = {split: {d.meta["file"] for d in docs if d.meta["split"] in group} for split, group in
              (("old", ("tune", "test")), ("heldout", ("heldout",)), ("heldout2", ("heldout2",)),
               ("heldout3", ("heldout3",)), ("heldout4", ("heldout4",)), ("heldout5", ("heldout5",)), ("heldout6", ("heldout6",)),
-              ("heldout7", ("heldout7",)), ("heldout8", ("heldout8",)))}
+              ("heldout7", ("heldout7",)), ("heldout8", ("heldout8",)),
+              ("heldout9", ("heldout9",)))}
     assert not files["old"] & files["heldout"] and not (files["old"] | files["heldout"]) & files["heldout2"]
     assert not (files["old"] | files["heldout"] | files["heldout2"]) & files["heldout3"]
     assert not (files["old"] | files["heldout"] | files["heldout2"] | files["heldout3"]) & files["heldout4"]
@@ -92,6 +95,11 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
         files["heldout8"]
     assert {d.meta["source"] for d in docs if d.meta["split"] == "heldout8"} == {
         "vetclaims", "nv-medical-board-malpractice-filings", "cap-nm-appeals-outcome"}
+    # heldout9: the vetclaims decisions with the BVA quotas (22), Nevada and New Mexico with theirs doubled
+    assert len(files["heldout9"]) == 90 and not set().union(*(v for k, v in files.items() if k != "heldout9")) & \
+        files["heldout9"]
+    assert Counter(d.meta["source"] for d in docs if d.meta["split"] == "heldout9") == {
+        "vetclaims": 22, "nv-medical-board-malpractice-filings": 32, "cap-nm-appeals-outcome": 36}
     assert all(m.negation in ("affirmed", "negated", "hypothetical") for d in docs for m in d.mentions)
     assert sum(1 for d in docs if not d.mentions) >= 12  # passages with no entity keep precision honest
     assert all(isinstance(d.meta["offset"], int) and d.meta["file"] for d in docs)
