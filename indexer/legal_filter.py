@@ -351,7 +351,7 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
 
 
 # Drug spans that name no substance: "Rx" (a prescription, as in the legend "Rx Only") and the Latin of citations
-NOT_DRUGS = {"rx", "supra", "infra", "id", "ibid"}
+NOT_DRUGS = {"rx", "supra", "infra", "id", "ibid", "limine"}  # "a motion in limine"
 # In legal text: a loss that is a head of damages ("future wage loss", "loss of consortium"), not a symptom as
 # "hearing loss" is; a seizure that is a search's ("unreasonable seizure"), not a fit
 _DAMAGES = re.compile(r"^(?:(?:wage|wages|earnings?|income|property|economic|financial|business)\s+loss(?:es)?|"
@@ -368,6 +368,8 @@ _STATUTE_BEFORE = re.compile(r"\b(?:pursuant to|under|violat\w+ of|in accordance
 _SEARCH_BEFORE = re.compile(r"\b(?:unreasonable|unlawful|illegal|warrantless)\s+$", re.IGNORECASE)  # "search and": _SEARCH_WORDS
 # Rule 403's "confusion of the issues, or misleading the jury", "likely to cause confusion or mislead the jury"
 _JURY_AROUND = re.compile(r"\b(?:jur(?:y|ors?)|mislead\w*|the issues|prejudic\w*|probative)\b", re.IGNORECASE)
+_SUFFERING_AFTER = re.compile(r"^\s+and\s+suffering\b", re.IGNORECASE)
+_GAZE_BEFORE = re.compile(r"\bgaze\s+$", re.IGNORECASE)
 _SATURATION_AFTER = re.compile(r"^\s+(?:saturation|sat|sats|level|levels)\b", re.IGNORECASE)
 _CRACK_BEFORE = re.compile(r"\bcrack\s+$", re.IGNORECASE)
 
@@ -397,6 +399,8 @@ def _major(text: str, mention: Mention) -> Mention:
     start = mention.start - len(before.group(0))
     return replace(mention, start=start, text=text[start:mention.end])
 
+
+ROUND = 9  # the rules' version (docs/legal-ner-dev.md's rounds), part of `digest`
 
 NAME_ODDS = 6.0  # log odds (name vs drug) above which an unknown capitalised Drug word in legal text is a name
 
@@ -596,7 +600,9 @@ class LegalFilter:
         kept = [_major(text, _crack(text, m)) for m in kept if not self._no_substance_or_phrase(text, m)]
         return [m for m in kept if not _not_a_legal_diagnosis(text, m, self.lexicon) and not self.looks_like_a_name(m)
                 and not self._legal_sense(text, m)
-                and (m.confidence is None or m.confidence >= self.min_confidence or self.knows(m.text, m.label))]
+                and (m.confidence is None or m.confidence >= self.min_confidence or self.knows(m.text, m.label)
+                     or (m.label == "Drug" and m.text.lower().startswith("crack ")  # _crack's "crack cocaine"
+                         and self.knows(m.text[6:].strip(), m.label)))]
 
     def knows(self, text: str, label: str = "Disease") -> bool:
         """Whether the tagger's lexicon (any label) or the medical corpora's names hold the form: a short form
@@ -621,6 +627,11 @@ class LegalFilter:
         if mention.label == "Disease" and folded == "confusion" and \
                 _JURY_AROUND.search(text[max(0, mention.start - 60):mention.end + 60]):
             return True
+        if mention.label == "Disease" and folded == "pain" and _SUFFERING_AFTER.match(text[mention.end:mention.end + 20]):
+            return True  # "pain and suffering": a head of damages
+        if mention.label == "Disease" and folded == "nystagmus" and \
+                _GAZE_BEFORE.search(text[max(0, mention.start - 20):mention.start]):
+            return True  # "horizontal gaze nystagmus (HGN) test": a field sobriety test
         return mention.label == "Drug" and folded == "oxygen" and bool(_SATURATION_AFTER.match(text[mention.end:]))
 
     def _defined_as_substance(self, text: str, abbreviation: str) -> bool:
@@ -652,6 +663,13 @@ class LegalFilter:
 
     def _kind(self, kind: str) -> set[str]:
         return self.forms["Drug" if kind == "drug_forms" else "Disease"] if kind.endswith("_forms") else getattr(self, kind)
+
+    def digest(self) -> str:
+        """A short checksum of the lists and the rules' version (ROUND): tags made under other lists are redone."""
+        import hashlib
+
+        lists = json.dumps({kind: sorted(self._kind(kind)) for kind in KINDS}, ensure_ascii=False)
+        return hashlib.sha256(f"{ROUND}\n{lists}".encode("utf-8")).hexdigest()[:8]
 
     def sizes(self) -> dict[str, int]:
         """Entries per kind of list."""

@@ -392,7 +392,8 @@ def load_tagger(settings, prepare: bool = True, calibration=None) -> BertCrfTagg
     use_backend(tagger, path, settings, device, prepare, calibration)
     if settings.ner.legal_filter:  # the filter changes what is found: documents tagged without it are tagged again
         # ("doc": legal documents get the legal rules by their court or doc_type, not only by their words)
-        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}doc-lex"  # "lex": known forms keep the general floor
+        # "lex": known forms keep the general floor; then the stop list's own digest, so a relearned list re-tags
+        tagger.checksum += f"+legal{settings.ner.legal_min_confidence:g}doc-lex-{tagger.mention_filter.digest()}"
     if settings.ner.min_confidence > 0:
         tagger.checksum += f"+conf{settings.ner.min_confidence:g}"
     return tagger

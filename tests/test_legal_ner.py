@@ -69,7 +69,7 @@ def test_dev_set_reads_and_matches_its_documentation(shared_data, tmp_path):
                       "heldout9": 90}
     labels = Counter(m.label for d in docs for m in d.mentions)
     assert set(labels) == {"Disease", "Drug"}
-    assert sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + 70 + 43
+    assert sum(labels.values()) == 144 + 40 + 43 + 25 + 98 + 23 + 28 + 47 + (70 + 5) + 43  # heldout8: +5 by the ruling on generic classes
     assert {d.meta["source"] for d in docs} == {"bva-decisions", "nv-medical-board-malpractice-filings",
                                                 "cap-nm-appeals-outcome", "vetclaims"}
     # each fresh set draws from files no earlier set used, one passage per file
