@@ -80,9 +80,8 @@ def legal_rows(snap: Any) -> np.ndarray:
 class Profiles:
     """Picks a FusionChoice per query; reads the index's fusion.json again whenever the file changes."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.path = Path(settings.index.dir) / LEARNED_FILE
+    def __init__(self, index_dir: Path):
+        self.path = Path(index_dir) / LEARNED_FILE
         self._learned: tuple[tuple[int, int] | None, dict[str, Any]] = (None, {})
         self._kinds: tuple[Any, np.ndarray] | None = None  # (snapshot version, legal per document row)
 
@@ -97,9 +96,9 @@ class Profiles:
             self._learned = (key, read_learned(self.path))
         return self._learned[1]
 
-    def choose(self, snap: Any, mask: np.ndarray) -> FusionChoice:
+    def choose(self, settings: Settings, snap: Any, mask: np.ndarray) -> FusionChoice:
         """The fusion of a hybrid query whose filters allow the documents in `mask` (rows of `snap`)."""
-        s, settings = self.settings.search, self.settings
+        s = settings.search
         chosen = [k for k in FUSION_KEYS if settings.is_set(k)]
         if s.fusion_profile == "settings" or chosen:
             why = "search.fusion_profile = settings" if not chosen else f"set by the user: {', '.join(chosen)}"

@@ -78,7 +78,7 @@ class SearchService:
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._long = long_query.LongQueries(store, embedder, settings)
-        self.profiles = Profiles(settings)  # which fusion weights a hybrid query gets (searchd/profiles.py)
+        self.profiles = Profiles(settings.index.dir)  # which fusion weights a hybrid query gets (searchd/profiles.py)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
@@ -149,7 +149,7 @@ class SearchService:
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
-        choice = self.profiles.choose(snap, mask) if query.mode == "hybrid" else None
+        choice = self.profiles.choose(self.settings, snap, mask) if query.mode == "hybrid" else None
         try:
             ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings, choice)
             ranking = self._rerank(query, ranking, timings)
@@ -268,7 +268,7 @@ class SearchService:
     def fusion_choice(self, query: Query) -> FusionChoice:
         """The fusion a hybrid search of `query` runs with (searchd/profiles.py), and why."""
         snap = self.snapshot()
-        return self.profiles.choose(snap, snap.mask(self.doc_filter(query, snap)))
+        return self.profiles.choose(self.settings, snap, snap.mask(self.doc_filter(query, snap)))
 
     def _rank(self, query: Query, flt: DocFilter, snap: StoreSnapshot, mask: np.ndarray, match: str | None,
               need: int, deadline: float, timings: dict[str, float],
