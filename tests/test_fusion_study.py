@@ -62,7 +62,10 @@ def test_saved_choice_is_what_searchd_eval_then_runs(sample_dir, tmp_path, tiny_
     variant = re.search(r"what `--save` records: (.+?) \(spec", result.output).group(1)
     assert entry["variant"] == variant and float(_row(result.output, variant)[1]) == round(entry["ndcg@10"], 4)
     assert CliRunner().invoke(main, args).exit_code == 0
-    hybrid = json.loads((tmp_path / "out" / "results.json").read_text())["systems"]["hybrid"]["mean"]
-    assert round(hybrid["ndcg@10"], 4) == round(entry["ndcg@10"], 4)
+    hybrid = json.loads((tmp_path / "out" / "results.json").read_text())["systems"]["hybrid"]
+    assert round(hybrid["mean"]["ndcg@10"], 4) == round(entry["ndcg@10"], 4)
+    (ran, n), = hybrid["fusion"].items()
+    assert ran.startswith(f"learned:{name}: ") and n == 6
+    assert f"hybrid fused with {ran} (6 queries)" in (tmp_path / "out" / "report.md").read_text()
     missing = CliRunner().invoke(main, study_args[:-len(sets) * 2] + ["--save-to", str(tmp_path / "nowhere")])
     assert missing.exit_code != 0 and "no manifest.json" in missing.output
