@@ -21,8 +21,8 @@ from indexer.errors import DocumentNotFound, MedlexError, QueryError
 from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import bm25, fusion, long_query
-from searchd.profiles import FusionChoice, Profiles
 from searchd.keyword import KeywordQuery, parse, stop_list
+from searchd.profiles import FusionChoice, Profiles
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
