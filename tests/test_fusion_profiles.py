@@ -137,3 +137,15 @@ def test_bad_profiles_are_errors_naming_them():
         load_settings(None, ['search.fusion_profiles={patents = "rrf 1:1"}'])
     with pytest.raises(ConfigError, match="search.fusion_profile 'law'"):
         load_settings(None, ["search.fusion_profile=law"])
+
+
+def test_the_json_api_says_which_fusion_ran(settings, sample_dir):
+    from searchd.server import create_app
+
+    with _service(settings, sample_dir) as service:
+        client = create_app(settings, service).test_client()
+        body = client.get("/search?q=warfarin+bleeding&mode=hybrid&k=3").get_json()
+        assert body["fusion"]["profile"] == "legal" and body["fusion"]["keyword_weight"] == 2.0
+        medical = client.get("/search?q=warfarin+bleeding&mode=hybrid&k=3&source=pubmed").get_json()["fusion"]
+        assert (medical["profile"], medical["dense_weight"]) == ("settings", 3.0)
+        assert client.get("/search?q=warfarin&mode=keyword").get_json()["fusion"] is None
