@@ -265,11 +265,21 @@ def _study_options(command):
 
 @main.command("fusion-study")
 @_study_options
-def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None) -> None:
+@click.option("--save", is_flag=True, help="Record the choice in the studied index's fusion.json (searchd then "
+                                          "fuses queries of its collections so).")
+@click.option("--save-to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Record it in this index directory's fusion.json instead (e.g. the served index.dir).")
+@click.option("--collection", "collections", multiple=True,
+              help="Collections the saved choice is for (default: those of the studied index); repeatable.")
+def fusion_study_cmd(settings: Settings, dataset: Path, split: str, fold: str | None, max_queries: int | None,
+                     save: bool, save_to: Path | None, collections: tuple[str, ...]) -> None:
     """Fusion rules and chunk-to-document scores side by side on one eval set (one retrieval per query)."""
     from searchd.eval.fusion_study import run_study
 
-    click.echo(run_study(_eval_dataset(settings, dataset, split), split, settings, fold, max_queries))
+    if save_to is not None and not (save_to / "manifest.json").is_file():
+        raise click.UsageError(f"--save-to {save_to}: no manifest.json there; give an index directory")
+    click.echo(run_study(_eval_dataset(settings, dataset, split), split, settings, fold, max_queries,
+                         save, save_to, collections))
 
 
 @main.command("keyword-study")

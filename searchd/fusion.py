@@ -87,3 +87,14 @@ def _combine(rankings: Sequence[Ranking], parts: Sequence[Sequence[float]],
         fused[doc] = sum(found[doc][0] if doc in found else floor for found, floor in zip(present, floors))
     order = sorted(fused, key=lambda d: (-fused[d], d))
     return [(d, best[d][1], fused[d]) for d in order]
+
+
+def fuse_windows(dense: Ranking, lexical: Ranking, rule: str, weights: Sequence[float], window: int,
+                 k: int = 60) -> list[tuple[int, int, float]]:
+    """Fuse two rankings (each cut at the fusion depth), keeping as many documents as the union of their
+    top `window` holds: a deeper fusion reorders the result set without making it larger (the facets and
+    the total count what search.result_window chose)."""
+    fused = fuse([dense, lexical], weights, rule, k)
+    if len(dense) > window or len(lexical) > window:
+        fused = fused[:len({d for d, _, _ in dense[:window]} | {d for d, _, _ in lexical[:window]})]
+    return fused

@@ -95,6 +95,8 @@ class SearchResult:
     filters: list[ActiveFilter]
     timings: dict[str, float]  # milliseconds per stage, and "total"
     exact: bool = True  # False when an ANN index served the query (recall < 1 possible)
+    # hybrid: {profile, rule, dense_weight, keyword_weight, depth, reason} (searchd/profiles.py); else None
+    fusion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,7 @@ from indexer.settings import Settings
 from indexer.store import METADATA_FILTERS, DocFilter, DocumentStore, StoreSnapshot, StoreTimeout
 from searchd import bm25, fusion, long_query
 from searchd.keyword import KeywordQuery, parse, stop_list
+from searchd.profiles import FusionChoice, Profiles
 from searchd.query import Query, filter_label
 from searchd.results import ActiveFilter, DocumentView, Facet, FacetValue, Hit, SearchResult
 from searchd.snippets import badges, document_highlights, make_snippet
@@ -77,6 +78,7 @@ class SearchService:
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._long = long_query.LongQueries(store, embedder, settings)
+        self.profiles = Profiles(settings.index.dir)  # which fusion weights a hybrid query gets (searchd/profiles.py)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="searchd-bm25")
 
     @classmethod
@@ -147,8 +149,9 @@ class SearchService:
         mask = snap.mask(flt)
         timings: dict[str, float] = {"filter": _ms(t0)}
         need = query.offset + query.k
+        choice = self.profiles.choose(self.settings, snap, mask) if query.mode == "hybrid" else None
         try:
-            ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings)
+            ranking, result_set = self._rank(query, flt, snap, mask, match, need, deadline, timings, choice)
             ranking = self._rerank(query, ranking, timings)
             if time.monotonic() > deadline:
                 raise StoreTimeout("deadline passed during retrieval")
@@ -164,7 +167,8 @@ class SearchService:
         timings["total"] = _ms(t0)
         exact = query.mode == "keyword" or self.index.exact
         return SearchResult(query.q, query.mode, query.k, query.offset, int(result_set.sum()), hits, facets,
-                            self.active_filters(query, snap), timings, exact)
+                            self.active_filters(query, snap), timings, exact,
+                            choice.to_dict() if choice is not None else None)
 
     def document(self, doc_id: int) -> DocumentView:
         """The full document with every entity mention highlighted."""
@@ -261,14 +265,21 @@ class SearchService:
         return out
 
     # ---- retrieval -----------------------------------------------------------------------
+    def fusion_choice(self, query: Query) -> FusionChoice:
+        """The fusion a hybrid search of `query` runs with (searchd/profiles.py), and why."""
+        snap = self.snapshot()
+        return self.profiles.choose(self.settings, snap, snap.mask(self.doc_filter(query, snap)))
+
     def _rank(self, query: Query, flt: DocFilter, snap: StoreSnapshot, mask: np.ndarray, match: str | None,
-              need: int, deadline: float, timings: dict[str, float]) -> tuple[list[tuple[int, int, float]], np.ndarray]:
+              need: int, deadline: float, timings: dict[str, float],
+              choice: FusionChoice | None = None) -> tuple[list[tuple[int, int, float]], np.ndarray]:
         """Ranked (document, best chunk, score) of the whole result set, and its document mask.
 
         Keyword mode: every filtered document with a matching chunk. Dense and hybrid: the documents
         the query retrieves, i.e. the dense top `search.result_window` of the filtered set (fused, in
         hybrid, with the keyword top `result_window`). A plain-language query shares some word with
-        nearly every document, so "every keyword match" would count the whole corpus again.
+        nearly every document, so "every keyword match" would count the whole corpus again. Hybrid fuses
+        `choice.depth` documents of each retriever and keeps the size of the two top-result_window lists' union.
         """
         s = self.settings.search
         words = self.keyword_query(query.q, snap)
@@ -280,22 +291,24 @@ class SearchService:
             timings["keyword"] = _ms(mark)
             return found.documents, mask & self._documents_of(snap, found.matched)
         window = max(s.result_window, 1)
+        depth = choice.depth if choice is not None else window
         # hybrid: BM25 runs in a worker thread while the query is encoded and scored (both release the GIL)
-        keyword = self._pool.submit(self._keyword, snap, words, allowed, window, deadline) \
-            if query.mode == "hybrid" else None
+        keyword = self._pool.submit(self._keyword, snap, words, allowed, depth, deadline) \
+            if choice is not None else None
         mark = time.perf_counter()
         qv = self._query_vector(query.q)
         timings["encode"] = _ms(mark)
         mark = time.perf_counter()
         rows = None if flt.is_empty() else np.append(mask, False)[self._index_rows(snap)]  # -1 rows: not allowed
-        dense = [] if rows is not None and not rows.any() else self._dense(qv, rows, snap, window, timings)
+        dense = [] if rows is not None and not rows.any() else self._dense(qv, rows, snap, depth, timings)
         timings["dense"] = _ms(mark)
         ranking = dense
         if keyword is not None:
             mark = time.perf_counter()
-            lexical = keyword.result()[:window]
+            lexical = keyword.result()[:depth]
             timings["keyword_wait"] = _ms(mark)
-            ranking = fusion.fuse([dense, lexical], [s.dense_weight, s.keyword_weight], s.fusion, s.rrf_k)
+            ranking = fusion.fuse_windows(dense, lexical, choice.rule, [choice.dense_weight, choice.keyword_weight],
+                                          window, s.rrf_k)
         return ranking, mask & snap.of_documents(np.asarray([d for d, _, _ in ranking], dtype=np.int64))
 
     def _dense(self, qv: np.ndarray, rows: np.ndarray | None, snap: StoreSnapshot, window: int,

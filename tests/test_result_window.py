@@ -15,7 +15,10 @@ WINDOW = 4
 
 @pytest.fixture
 def service(settings, sample_dir):
-    settings = settings.replace(search=settings.search.__class__(result_window=WINDOW, facet_limit=50))
+    # fusion_profile = settings: fused windows of result_window, whose union is the set (the legal profile's
+    # deeper fusion keeps the union's size; tests/test_fusion_profiles.py)
+    settings = settings.replace(search=settings.search.__class__(result_window=WINDOW, facet_limit=50,
+                                                                 fusion_profile="settings"))
     return build_sample_index(settings, sample_dir)
 
 

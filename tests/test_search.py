@@ -229,16 +229,17 @@ def test_hybrid_is_rrf_of_dense_and_keyword(service):
 
 
 def test_hybrid_by_default_sums_weighted_z_scores(service):
-    """search.fusion = zscore, dense_weight 3: each list's scores standardised, a missing document at its minimum."""
+    """z-score fusion at the profile's weights (the sample index is 9 legal documents of 12: the legal profile,
+    keyword 2 : dense 1): each list's scores standardised, a missing document at its minimum."""
     q = "warfarin bleeding malpractice"
-    s = service.settings.search
-    assert (s.fusion, s.dense_weight, s.keyword_weight) == ("zscore", 3.0, 1.0)
-    window = s.result_window
+    choice = service.fusion_choice(Query(q, "hybrid"))
+    assert (choice.profile, choice.rule, choice.dense_weight, choice.keyword_weight) == ("legal", "zscore", 1.0, 2.0)
+    window = min(choice.depth, service.settings.search.max_k)  # beyond the 12 documents of the sample either way
     dense = service.search(Query(q, "dense", k=window)).hits
     keyword = service.search(Query(q, "keyword", k=window)).hits
     expected: dict[str, float] = {}
     parts = []
-    for ranking, weight in ((dense, 3.0), (keyword, 1.0)):
+    for ranking, weight in ((dense, 1.0), (keyword, 2.0)):
         x = np.array([h.score for h in ranking])
         z = (x - x.mean()) / x.std()
         parts.append(({h.external_id: weight * v for h, v in zip(ranking, z)}, weight * z.min()))

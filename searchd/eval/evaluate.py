@@ -113,15 +113,22 @@ class SystemRun:
     errors: dict[str, str] = field(default_factory=dict)
     filtered: int = 0  # queries that got entity filters
     seconds: float = 0.0
+    fusion: dict[str, int] = field(default_factory=dict)  # hybrid: "profile: rule d:k wDEPTH" -> queries
 
 
 def fetch_ranking(searcher: Searcher, query_type: Callable[..., Any], text: str, mode: str, depth: int,
-                  page: int, filters: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """External ids of the top `depth` hits, asked for in pages of at most `page`."""
+                  page: int, filters: Mapping[str, tuple[str, ...]], seen: dict[str, int] | None = None) -> list[str]:
+    """External ids of the top `depth` hits, asked for in pages of at most `page`; `seen` counts the fusion
+    each query ran with (SearchResult.fusion of its first page)."""
     ids: list[str] = []
     while len(ids) < depth:
         k = min(page, depth - len(ids))
         result = searcher.search(query_type(text, mode=mode, k=k, offset=len(ids), filters=dict(filters)))
+        fused = getattr(result, "fusion", None)
+        if seen is not None and fused and not ids:
+            key = f"{fused['profile']}: {fused['rule']} {fused['dense_weight']:g}:{fused['keyword_weight']:g} " \
+                  f"w{fused['depth']}"
+            seen[key] = seen.get(key, 0) + 1
         ids += [hit.external_id for hit in result.hits]
         if len(result.hits) < k:
             break
@@ -141,7 +148,7 @@ def run_system(name: str, searcher: Searcher, query_type: Callable[..., Any], da
         run.filtered += bool(filters)
         t0 = time.perf_counter()
         try:
-            run.rankings[qid] = fetch_ranking(searcher, query_type, text, spec.mode, depth, page, filters)
+            run.rankings[qid] = fetch_ranking(searcher, query_type, text, spec.mode, depth, page, filters, run.fusion)
         except MedlexError as exc:  # a refused query scores as an empty list, and is counted
             run.rankings[qid] = []
             run.errors[qid] = str(exc)
@@ -158,7 +165,7 @@ def system_summary(run: SystemRun, data: EvalData, cutoffs: Cutoffs, embedder_la
             "per_query": scores.per_query, "skipped": scores.skipped, "seconds": run.seconds,
             "latency_ms_mean": float(lat.mean()), "latency_ms_p95": float(np.percentile(lat, 95)),
             "errors": len(run.errors), "error_examples": dict(list(run.errors.items())[:3]),
-            "entity_filtered_queries": run.filtered}
+            "entity_filtered_queries": run.filtered, "fusion": run.fusion}
 
 
 def embedder_dirs(settings: Settings) -> dict[str, Path | None]:

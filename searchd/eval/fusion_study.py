@@ -55,6 +55,10 @@ FUSION_VARIANTS: list[tuple[str, str, tuple[float, float]]] = [
     ("zscore 1:2", "zscore", (1.0, 2.0)), ("zscore 3:2", "zscore", (3.0, 2.0)),
 ]
 WIDE_WINDOW = 100  # the "w100" variants fuse windows of this many documents per retriever
+# variant -> the search.fusion_profiles spec that serves it (the variants SearchService can run; `--save` picks one)
+SPECS = {**{f"hybrid {name}": f"{rule} {w[0]:g}:{w[1]:g}" for name, rule, w in FUSION_VARIANTS},
+         **{f"hybrid {name}, w{WIDE_WINDOW}": f"{rule} {w[0]:g}:{w[1]:g} w{WIDE_WINDOW}"
+            for name, rule, w in FUSION_VARIANTS}}
 
 
 def retrieve(service: Any, queries: dict[str, str], candidates: int) -> dict[str, tuple[Chunks, Chunks]]:
@@ -105,8 +109,11 @@ def study(service: Any, data: Any, settings: Settings) -> list[dict[str, Any]]:
     for rule in AGGREGATIONS:
         variants[f"dense {rule}"] = run(lambda q, rule=rule: ranked(q, 0, rule)[:window])
         variants[f"bm25 {rule}"] = run(lambda q, rule=rule: ranked(q, 1, rule))
-    configured = (s.fusion, (s.dense_weight, s.keyword_weight))
-    variants[CONFIGURED] = run(lambda q: fused(q, *configured))
+    # what the service runs for an unfiltered query of this index: its fusion profile (searchd/profiles.py)
+    choice = service.profiles.choose(settings, snap, np.ones(len(snap.doc_ids), dtype=bool))
+    variants[CONFIGURED] = run(lambda q: fusion.fuse_windows(
+        ranked(q, 0, "max")[:choice.depth], ranked(q, 1, "max")[:choice.depth], choice.rule,
+        (choice.dense_weight, choice.keyword_weight), window, s.rrf_k))
     for name, rule, weights in FUSION_VARIANTS:
         variants[f"hybrid {name}"] = run(lambda q, rule=rule, w=weights: fused(q, rule, w))
         variants[f"hybrid {name}, w{WIDE_WINDOW}"] = run(
@@ -117,14 +124,25 @@ def study(service: Any, data: Any, settings: Settings) -> list[dict[str, Any]]:
     scored = {name: score_run(r, data.qrels, cut).per_query for name, r in variants.items()}
     ndcg = {name: {q: m["ndcg@10"] for q, m in pq.items()} for name, pq in scored.items()}
     maps = {name: {q: m["map@100"] for q, m in pq.items()} for name, pq in scored.items()}
-    fused_names = [n for n in variants if n.startswith("hybrid ") and n != CONFIGURED]
+    fused_names = [n for n in variants if n in SPECS]  # the choice must be one the service can run
     for folds, label in ((0, "leave-one-out"), (2, "2-fold")):
         cv = cross_validate({n: ndcg[n] for n in fused_names}, folds, settings.eval.sample_seed)
         name = f"cross-validated choice ({label})"
         ndcg[name], maps[name] = cv.scores, {q: maps[v][q] for q, v in cv.chosen.items()}
         ndcg[name + " chosen"] = {}  # a note row: which variants the folds chose
         maps[name + " chosen"] = {"counts": cv.counts()}  # type: ignore[dict-item]
-    return _rows(ndcg, maps, settings)
+    rows = _rows(ndcg, maps, settings)
+    best = best_variant({n: ndcg[n] for n in fused_names})
+    rows.append({"variant": SAVE_ROW, "save": {
+        "spec": SPECS[best], "variant": best, "queries": len(data.queries),
+        "ndcg@10": float(np.mean(list(ndcg[best].values()))),
+        "loo_ndcg@10": float(np.mean(list(ndcg["cross-validated choice (leave-one-out)"].values()))),
+        "bm25_ndcg@10": float(np.mean(list(ndcg["bm25 max"].values()))),
+        "configured": f"{choice.profile}: {choice.rule} {choice.dense_weight:g}:{choice.keyword_weight:g} w{choice.depth}"}})
+    return rows
+
+
+SAVE_ROW = "choice for new queries"
 
 
 CONFIGURED = "hybrid configured (search.fusion, dense_weight:keyword_weight)"
@@ -154,6 +172,13 @@ def markdown(name: str, rows: list[dict[str, Any]]) -> str:
     lines = [f"### {name}", "", "| variant | NDCG@10 | MAP@100 | vs dense (diff, W/L, p) | vs bm25 (diff, W/L, p) "
              "| vs configured hybrid (diff, W/L, p) | MAP@100 vs bm25 |", "|---|---:|---:|---|---|---|---|"]
     for r in rows:
+        if "save" in r:
+            sv = r["save"]
+            lines += ["", f"Best on all {sv['queries']} queries, what `--save` records: {sv['variant']} "
+                      f"(spec \"{sv['spec']}\", NDCG@10 {sv['ndcg@10']:.4f}; leave-one-out estimate "
+                      f"{sv['loo_ndcg@10']:.4f}; BM25 {sv['bm25_ndcg@10']:.4f}). The configured row ran "
+                      f"{sv['configured']}."]
+            continue
         if "chosen" in r:
             picks = ", ".join(f"{v} x{n}" for v, n in r["chosen"])
             lines.append(f"| {r['variant']} | | | {picks} | | | |")
@@ -164,15 +189,37 @@ def markdown(name: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_study(dataset: Path, split: str, settings: Settings, fold: str | None, max_queries: int | None) -> str:
-    """Load the eval set and its index (built or reused as `searchd eval` does) and return the table."""
+def run_study(dataset: Path, split: str, settings: Settings, fold: str | None, max_queries: int | None,
+              save: bool = False, save_to: Path | None = None, collections: tuple[str, ...] = ()) -> str:
+    """Load the eval set and its index (built or reused as `searchd eval` does) and return the table.
+
+    `save`: record the choice in the studied index's fusion.json (for its collections), where SearchService
+    (and so `searchd eval`) picks it up; `save_to`: in that index directory instead, for `collections`
+    (default: the studied index's), e.g. the served index holding the user's own collection.
+    """
     from searchd.eval.evaluate import Services, embedder_dirs, load_eval_data
+    from searchd.profiles import save_learned
 
     data = load_eval_data(dataset, split, settings, fold, max_queries)
     services = Services(dataset, data.name, settings)
     try:
         service = services.get(embedder_dirs(settings)["configured"])
-        return markdown(f"{data.name} ({split}{', fold ' + fold if fold else ''}, {len(data.queries)} queries)",
-                        study(service, data, settings))
+        label = f"{data.name} ({split}{', fold ' + fold if fold else ''}, {len(data.queries)} queries)"
+        rows = study(service, data, settings)
+        out = markdown(label, rows)
+        if save or save_to is not None:
+            entry = {**next(r["save"] for r in rows if "save" in r), "dataset": str(dataset), "split": split,
+                     "fold": fold, "learned_on": label}
+            names = collections or tuple(service.snapshot().meta["collection"].values)
+            for target in ([service.settings.index.dir] if save else []) + ([save_to] if save_to else []):
+                path = save_learned(Path(target), names, entry)
+                out += f"\n\nSaved \"{entry['spec']}\" for {', '.join(names)} in {path}"
+        return out
     finally:
         services.close()
+
+
+def best_variant(scores: dict[str, dict[str, float]]) -> str:
+    """The variant with the highest mean over every query (the one leave-one-out would pick for a new query)."""
+    names = list(scores)
+    return names[int(np.argmax([np.mean(list(scores[n].values())) for n in names]))]

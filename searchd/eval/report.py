@@ -128,6 +128,9 @@ def _timing_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {name} | {s['seconds']:.1f} | {s['latency_ms_mean']:.1f} | {s['latency_ms_p95']:.1f} | "
                      f"{s['errors']} | {s['entity_filtered_queries']} |")
     lines.append("")
+    for name, s in report["systems"].items():
+        if s.get("fusion"):  # which fusion profile each hybrid query ran with (searchd/profiles.py)
+            lines.append(f"- {name} fused with " + "; ".join(f"{k} ({n} queries)" for k, n in s["fusion"].items()))
     for info in report.get("indexes", {}).values():
         built = ("reused" if info.get("reused") else
                  f"built in {info.get('build_seconds', 0):.1f} s ({info.get('documents')} documents, "
