@@ -3,8 +3,8 @@
 SQLite keeps one writer (indexer/writer_lock.py); PostgreSQL takes writes from many. Here real
 processes (multiprocessing, spawned) open a new store at the same moment (its schema is made
 once, under an advisory lock), import collections of their own in many small transactions and
-write model mentions, while another process searches and reads snapshots; then a build runs
-while one more process imports, and a second build catches up. Every count is checked at the end.
+write model mentions, while another process searches and reads snapshots; two processes import
+the same ids at once; then a build runs while one more process imports, and a second build catches up. Every count is checked at the end.
 """
 from __future__ import annotations
 
