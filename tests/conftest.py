@@ -85,6 +85,20 @@ def store_url(request) -> str:
 
 
 @pytest.fixture
+def more_store_urls(request):
+    """A function giving one more store.url per call: empty on sqlite (each index dir its file), a new database on postgres."""
+    if store_backend(request.config) != "postgres":
+        yield lambda: ""
+        return
+    from tests.pg_cluster import create_database, drop_database
+
+    server, made = request.getfixturevalue("pg_server"), []
+    yield lambda: made.append(create_database(server)) or made[-1]
+    for url in made:
+        drop_database(url)
+
+
+@pytest.fixture
 def store_location(request, tmp_path):
     """Where a test's store goes: an SQLite file in tmp_path, or (postgres) a fresh database's URL."""
     if store_backend(request.config) == "postgres":

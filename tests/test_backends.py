@@ -60,14 +60,12 @@ def test_tagger_encoder_backends_give_torchs_emissions(tiny_bert, tmp_path, sett
     import torch
 
     from indexer.ner import BertCrfTagger, encode_words, use_backend
-    from tests.test_ner import tiny_tagger
-
-    from indexer.store import DocumentStore
     from tests.search_fixtures import sample_chunker, sample_documents
+    from tests.test_ner import tiny_tagger
 
     tiny_tagger(tiny_bert).save(tmp_path / "tagger")
     reference = BertCrfTagger.load(tmp_path / "tagger")
-    store = DocumentStore(settings.index.dir / pipeline.STORE)  # int8 OpenVINO calibrates on the store's chunks
+    store = pipeline.open_store(settings)  # int8 OpenVINO calibrates on the store's chunks
     store.upsert_documents("sample", sample_documents(sample_dir), sample_chunker)
     store.close()
     s = settings.replace(ner=dataclasses.replace(settings.ner, backend=variant.backend, precision=variant.precision,
@@ -169,11 +167,10 @@ class Variantly(KeywordEmbedder):
 
 
 def test_mixed_backend_build_is_refused_unless_vectors_agree(settings, sample_dir):
-    from indexer.store import DocumentStore
     from tests.search_fixtures import sample_chunker, sample_documents
 
     build_sample_index(settings, sample_dir).close()
-    store = DocumentStore(settings.index.dir / pipeline.STORE)
+    store = pipeline.open_store(settings)
     store.upsert_documents("more", [dataclasses.replace(d, id=f"more-{d.id}") for d in sample_documents(sample_dir)][:3],
                            sample_chunker)
     with pytest.raises(IndexMismatchError, match=r"holds torch-fp32 vectors .* runs onnx-int8.*indexer build --rebuild"):

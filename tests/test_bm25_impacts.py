@@ -16,6 +16,9 @@ from searchd.keyword import KeywordQuery, parse
 WORDS = ("veteran claim disability stressor court appeal warfarin bleeding kidney lithium patient doctor record "
          "evidence service connection hearing remand denied granted injury knee back hearing tinnitus").split()
 WEIGHTS = (2.0, 1.0)
+# impact lists and MaxScore exist only for FTS5's bm25(); keyword search on PostgreSQL ranks every match by
+# ts_rank_cd in one statement (docs/scale-out.md), so there is nothing of this module to run there
+pytestmark = pytest.mark.sqlite_only("impact lists are built from and checked against SQLite FTS5 bm25(); PostgreSQL has none")
 
 
 def corpus(n_docs: int, seed: int) -> list[Document]:

@@ -10,7 +10,7 @@ from search_fixtures import sample_chunker, sample_documents
 
 from indexer import pipeline
 from indexer.errors import ConfigError
-from indexer.store import DocumentStore
+from indexer.settings import StoreSettings
 from tests.conftest import SAMPLE
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -32,10 +32,10 @@ def tiny_models(tiny_bert, tmp_path, settings):
                                     block_size=7))
 
 
-def imported(settings, where):
-    """The sample corpus without gold mentions (so the tagger tags every document) in index dir `where`."""
-    s = settings.replace(index=dataclasses.replace(settings.index, dir=where))
-    store = DocumentStore(where / pipeline.STORE)
+def imported(settings, where, store_url):
+    """The sample corpus without gold mentions (so the tagger tags every document) in index dir `where` (and `store_url`)."""
+    s = settings.replace(index=dataclasses.replace(settings.index, dir=where), store=StoreSettings(url=store_url))
+    store = pipeline.open_store(s)
     store.upsert_documents("sample", [dataclasses.replace(d, mentions=[]) for d in sample_documents(SAMPLE)], sample_chunker)
     return s, store
 
@@ -52,17 +52,17 @@ def built(s):
 
 @needs_ray
 @pytest.mark.slow
-def test_ray_build_equals_the_local_build_and_resumes_a_local_checkpoint(tiny_models, tmp_path):
+def test_ray_build_equals_the_local_build_and_resumes_a_local_checkpoint(tiny_models, tmp_path, more_store_urls):
     from indexer.cluster import sync_on_ray
     from indexer.embedder import load_embedder
     from indexer.ner import load_tagger
 
     embedder, tagger = load_embedder(tiny_models), load_tagger(tiny_models)
-    local, store = imported(tiny_models, tmp_path / "local")
+    local, store = imported(tiny_models, tmp_path / "local", more_store_urls())
     pipeline.sync(local, store, embedder, tagger=tagger)
     store.close()
 
-    ray_settings, store = imported(tiny_models, tmp_path / "ray")
+    ray_settings, store = imported(tiny_models, tmp_path / "ray", more_store_urls())
     manifest = sync_on_ray(ray_settings, store, embedder, tagger=tagger)
     store.close()
     assert manifest["engine"] == "ray" and manifest["tagged_last_build"] == len(sample_documents(SAMPLE))
@@ -75,7 +75,7 @@ def test_ray_build_equals_the_local_build_and_resumes_a_local_checkpoint(tiny_mo
     assert (got["chunks"], got["mentions"], got["embedder"]) == (want["chunks"], want["mentions"], want["embedder"])
 
     # nothing pending: no job, and the index is unchanged
-    store = DocumentStore(ray_settings.index.dir / pipeline.STORE, create=False)
+    store = pipeline.open_store(ray_settings, create=False)
     again = sync_on_ray(ray_settings, store, embedder, tagger=tagger)
     assert again["encoded_last_build"] == 0 and again["tagged_last_build"] == 0
     # a rebuild killed midway (local) resumes from its checkpoint on Ray

@@ -64,7 +64,7 @@ def test_study_rows_and_phrase_sums_match_the_eval(sample_dir, tmp_path):
     assert "| whole-document BM25 |" in result.output and "| feedback 5 docs" in result.output
     # BM25 sums over phrases: the per-phrase parts add up to FTS5's score of the whole OR query
     settings = load_settings(None, sets)
-    store = DocumentStore(tmp_path / "idx" / "sample-store" / STORE, create=False)
+    store = DocumentStore(settings.store.url or tmp_path / "idx" / "sample-store" / STORE, create=False)  # postgres: the env URL
     try:
         corpus = Corpus(store, settings)
         r = corpus.retrieve("malpractice warfarin bleeding")

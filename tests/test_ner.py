@@ -1,8 +1,6 @@
 """The entity tagger: tags and spans, windows, a tiny random BERT trained a few steps, save/load, CLI."""
 from __future__ import annotations
 
-import os
-
 import json
 import random
 
@@ -217,10 +215,10 @@ def test_cli_eval_ner_and_tag(tiny_bert, tmp_path, sample_dir):
                                             "support": 1}
     assert "micro avg" in result.output
     assert runner.invoke(main, ["import", *sets, "--format", "beir", "--collection", "s", str(sample_dir)]).exit_code == 0
-    from indexer.settings import STORE_URL_ENV
-    from indexer.store import DocumentStore
+    from indexer.pipeline import open_store
+    from indexer.settings import load_settings
 
-    store = DocumentStore(os.environ.get(STORE_URL_ENV) or tmp_path / "index" / "store.sqlite")  # postgres: the test's
+    store = open_store(load_settings(None, sets[1::2]), create=False)  # the store the commands wrote (postgres: the test's)
     gold = store.raw("select count(*) from mentions where origin='gold'")
     for _ in range(2):  # a second run replaces, never duplicates
         result = runner.invoke(main, ["tag", *sets, "--collection", "s"])

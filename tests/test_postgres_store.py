@@ -3,8 +3,8 @@
 SQLite keeps one writer (indexer/writer_lock.py); PostgreSQL takes writes from many. Here real
 processes (multiprocessing, spawned) open a new store at the same moment (its schema is made
 once, under an advisory lock), import collections of their own in many small transactions and
-write model mentions, while another process searches and reads snapshots; then a build runs
-while one more process imports, and a second build catches up. Every count is checked at the end.
+write model mentions, while another process searches and reads snapshots; two processes import
+the same ids at once; then a build runs while one more process imports, and a second build catches up. Every count is checked at the end.
 """
 from __future__ import annotations
 
@@ -146,3 +146,50 @@ def test_a_build_runs_while_another_process_imports(settings):
         assert hybrid.total > 0 and all(h.external_id.startswith("late-") for h in hybrid.hits)
     finally:
         service.close()
+
+
+def _same_ids(url: str, version: str, order: int, barrier, results) -> None:
+    """Import documents "same-0".."same-N" (text `version`) in small batches, in `order` (1 or -1); report the stats."""
+    from indexer.store import DocumentStore, ImportStats
+
+    docs = [Document(f"same-{i}", f"Same {i}", f"Version {version} of document {i}: the veteran was prescribed "
+                     f"warfarin. A second sentence about the appeal makes more chunks of it.", {"source": "same"})
+            for i in range(DOCS)][::order]
+    barrier.wait()
+    total = ImportStats()
+    with DocumentStore(url) as store:
+        for start in range(0, DOCS, BATCH):
+            stats = store.upsert_documents("same", docs[start:start + BATCH], chunker)
+            total.added, total.updated, total.unchanged = (total.added + stats.added, total.updated + stats.updated,
+                                                           total.unchanged + stats.unchanged)
+    results.put((version, total.added, total.updated, total.unchanged))
+
+
+@pytest.mark.parametrize("versions", [("a", "a"), ("a", "b")], ids=["same-text", "other-text"])
+def test_two_processes_importing_the_same_ids_serialise_per_document(pg_database, versions):
+    """One import adds each id, the other then finds it: unchanged (same text) or updated (its text wins); no error, no twin."""
+    from indexer.store import DocumentStore
+
+    DocumentStore(pg_database).close()  # the schema exists: both writers race on the documents, not the DDL
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_same_ids, args=(pg_database, v, order, barrier, results))
+             for v, order in zip(versions, (1, -1))]  # opposite orders: every batch of one meets the other's
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0, f"an importer exited with {p.exitcode}"
+    got = [results.get(timeout=10) for _ in procs]
+    assert sum(added for _, added, _, _ in got) == DOCS  # each id was added by exactly one of them
+    seconds = sum(updated + unchanged for _, _, updated, unchanged in got)
+    assert seconds == DOCS  # and found by the other, which updated it (other text) or left it (same text)
+    if versions[0] == versions[1]:
+        assert all(updated == 0 for _, _, updated, _ in got)
+    with DocumentStore(pg_database, create=False) as store:
+        assert store.raw("SELECT count(*), count(DISTINCT external_id) FROM documents") == [(DOCS, DOCS)]
+        per_doc = store.raw("SELECT d.external_id, count(c.id) FROM documents d JOIN chunks c ON c.document_id = d.id "
+                            "GROUP BY d.external_id")
+        want = len(chunker(Document("x", "", f"Version {versions[0]} of document 0: the veteran was prescribed "
+                                             "warfarin. A second sentence about the appeal makes more chunks of it.")))
+        assert len(per_doc) == DOCS and all(n == want for _, n in per_doc)  # one document's chunks, never both

@@ -34,9 +34,9 @@ def test_quickstart_without_models_says_so_and_uses_gold_mentions(tmp_path):
     out, config = run_quickstart(tmp_path, tmp_path / "no-data", [tmp_path / "no-models"], 2)
     assert "no trained tagger found" in out and "packaged base all-MiniLM-L6-v2" in out
     assert "indexing the bundled sample corpus" in out
-    from indexer.store import DocumentStore
+    from indexer.pipeline import open_store
 
-    with DocumentStore(load_settings(config).index.dir / "store.sqlite", create=False) as store:
+    with open_store(load_settings(config), create=False) as store:  # on postgres: MEDLEX_STORE_URL, which the script inherited
         assert store.raw("SELECT count(*) FROM mentions WHERE origin = 'model'")[0][0] == 0
         assert store.counts()["documents"] == 12
 

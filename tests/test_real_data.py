@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from indexer.documents import Document, validate_mentions
 from indexer.readers import ReadOptions, read
-from indexer.settings import TrainNerSettings
+from indexer.settings import TrainNerSettings, load_settings
 
 pytestmark = pytest.mark.slow
 LABELS = ReadOptions(label_map=TrainNerSettings().label_map)
@@ -105,12 +105,12 @@ def test_nv_bme(shared_data):
 
 def test_import_one_small_corpus(shared_data, tmp_path):
     from indexer.cli import main
-    from indexer.store import DocumentStore
+    from indexer.pipeline import open_store
 
     args = ["import", "--set", f'index.dir="{tmp_path}"', "--format", "bva-annotated", "--collection", "bva",
             str(shared_data / "bva-decisions" / "annotated_casetext")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "bva: 26 added" in result.output
-    store = DocumentStore(tmp_path / "store.sqlite", create=False)
+    store = open_store(load_settings(None, [f'index.dir="{tmp_path}"']), create=False)  # the store the command wrote
     assert store.raw("select count(*), count(distinct court), min(year) from documents") == [(26, 1, 2000)]

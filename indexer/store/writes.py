@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from indexer.documents import META_COLUMNS, Chunk, Document, Mention, chunk_of
@@ -68,9 +69,26 @@ class StoreWrites(Database):
         stats = ImportStats()
         with self.session() as s:
             cid = self.collection_id(s, collection)
+            self._lock_external_ids(s, cid, [d.id for d in docs])
             for doc in docs:
                 self._upsert_one(s, cid, doc, chunker, stats)
         return stats
+
+    def _lock_external_ids(self, s: Session, cid: int, external_ids: Iterable[str]) -> None:
+        """On PostgreSQL, hold a transaction lock per (collection, external id) before reading or writing them.
+
+        Two processes importing one id at once would otherwise both find it missing and both insert: the unique
+        key then fails one of them, or deadlocks them when their batches meet in opposite orders. Locked first,
+        in one sorted order (no deadlock), the second waits for the first to commit, then sees its row and updates
+        it (other text: the later import wins) or leaves it (the same text). SQLite has one writer at a time.
+        """
+        if not self.postgres:
+            return
+        # advisory keys (collection id, crc32 of the id as int4): the two-int key space, apart from the schema lock's
+        keys = sorted({zlib.crc32(i.encode("utf-8")) - 2**31 for i in external_ids})
+        if keys:  # unnest keeps the array's order, and locks are taken row by row in it
+            s.execute(text("SELECT count(pg_advisory_xact_lock(:cid, k)) FROM unnest(CAST(:keys AS integer[])) AS k"),
+                      {"cid": cid, "keys": keys})
 
     def _upsert_one(self, s: Session, cid: int, doc: Document, chunker: Chunker, stats: ImportStats,
                     moved: tuple[list[int], list[int]] | None = None) -> None:
@@ -136,6 +154,7 @@ class StoreWrites(Database):
         moved: tuple[list[int], list[int]] = ([], [])
         with self.session() as s:
             cid = self.collection_id(s, collection, create=bool(upserts))
+            self._lock_external_ids(s, cid, [d.id for d in upserts] + list(deletes))
             for doc in upserts:
                 self._upsert_one(s, cid, doc, chunker, stats, moved)
             if deletes:
