@@ -139,3 +139,19 @@ def test_the_embedded_default_does_not_import_ray(settings, sample_dir, tmp_path
             "assert 'ray' not in sys.modules, 'ray was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@needs_serve
+@pytest.mark.slow
+def test_shard_benchmark_serve_rows_agree_with_one_shard(settings):
+    import ray
+
+    from indexer.settings import IndexSettings
+    from searchd.eval.shard_bench import format_shard_table, run_shard_bench
+
+    rows = run_shard_bench(IndexSettings(), [1, 2], n=3000, dim=16, n_queries=8, clients=2, echo=lambda _: None,
+                           serve=on_serve(settings, cpus=1.0))  # 2 shards x 1 CPU on 2 CPUs: the bench fits them
+    assert [(r[0], r[6]) for r in rows[::3]] == [(1, "threads"), (1, "Ray Serve"), (2, "threads"), (2, "Ray Serve")]
+    assert all(r[5] for r in rows) and all(r[2] <= r[3] and r[4] > 0 for r in rows)
+    assert "| 2 | Ray Serve | 1% allowed |" in format_shard_table(rows, 3000, 16, 8, 2)
+    assert not ray.is_initialized()
