@@ -19,6 +19,7 @@ the index directory must be on a shared filesystem. Ray is imported only here, w
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,11 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
     check_serve(settings)
     import_ray("serve")
     from ray import serve
+    from ray.serve.config import ProxyLocation
+
     c = settings.cluster
     need = len(files) * c.replicas_per_shard
+    names = [f"medlex-{uuid.uuid4().hex[:8]}-shard-{i:03d}" for i in range(len(files))]
     with _lock:
         _, started = start(settings, need_cpu=need * c.cpus_per_replica, need_gpu=need * c.gpus_per_replica,
                            what=f"{len(files)} shards x {c.replicas_per_shard} replicas (cluster.serve_shards)",
@@ -135,11 +139,8 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
             _live["inited"], _live["local"] = True, not c.address
         _live["apps"] += len(files)
     try:
-        from ray.serve.config import ProxyLocation
-
+        _wait_for_room(need * c.cpus_per_replica, need * c.gpus_per_replica)
         serve.start(proxy_location=ProxyLocation.Disabled, logging_config=QUIET)
-        token = uuid.uuid4().hex[:8]
-        names = [f"medlex-{token}-shard-{i:03d}" for i in range(len(files))]
         targets = [serve.RunTarget(
             serve.deployment(ShardReplica).options(
                 name="shard", num_replicas=c.replicas_per_shard,
@@ -149,11 +150,29 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
         handles = serve.run_many(targets)  # returns once every application is running: each file loaded
         infos = [h.info.remote().result() for h in handles]
     except BaseException:
-        _undeploy(locals().get("names", []), len(files))
+        _undeploy(names, len(files))
         raise
     timeout_s = max(settings.search.time_limit_ms / 1000, 1.0)
     return [ServedShard(name, handle, info, c.replicas_per_shard, timeout_s)
             for name, handle, info in zip(names, handles, infos)]
+
+
+def _wait_for_room(cpus: float, gpus: float, wait_s: float = 30.0) -> None:
+    """Refuse to deploy replicas the cluster has no room for (Serve would wait for them forever), after giving a
+    closing service's replicas `wait_s` to hand their CPUs back: a reload deploys beside the running shards."""
+    import ray
+
+    give_up = time.monotonic() + wait_s
+    while True:
+        free = ray.available_resources()
+        if free.get("CPU", 0) >= cpus - 1e-9 and free.get("GPU", 0) >= gpus - 1e-9:
+            return
+        if time.monotonic() > give_up:
+            raise ConfigError(f"the shard replicas need {cpus:g} CPUs and {gpus:g} GPUs, but the Ray cluster has "
+                              f"{free.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} GPUs free (a reload deploys "
+                              f"the new shards beside the running ones); lower cluster.replicas_per_shard or "
+                              f"cpus_per_replica/gpus_per_replica, or add nodes")
+        time.sleep(0.5)
 
 
 def _undeploy(names: list[str], count: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from indexer.cli import MedlexGroup, config_options
-from indexer.errors import QueryError
+from indexer.errors import ConfigError, QueryError
 from indexer.settings import Settings
 
 
@@ -26,6 +26,10 @@ def serve_cmd(settings: Settings, host: str | None, port: int | None, workers: i
     """Serve /search, /documents/<id>, /documents/<id>/similar, /facets, /health, /stats with waitress."""
     host, port, workers = host or settings.server.host, settings.server.port if port is None else port, \
         workers or settings.server.workers
+    if workers > 1 and settings.cluster.serve_shards and not settings.cluster.address:
+        raise ConfigError(f"cluster.serve_shards with a local Ray cluster (cluster.address empty) needs one searchd "
+                          f"process, not --workers {workers}: each worker would start a Ray cluster and replicas of "
+                          f"its own; run `ray start --head` and set cluster.address = \"auto\" to share one")
     if workers > 1:  # forks before numpy, torch or FAISS are imported (no threads to inherit)
         from searchd.workers import serve_workers
 
