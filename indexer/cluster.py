@@ -74,7 +74,9 @@ def start(settings: Settings, need_cpu: float | None = None, need_gpu: float | N
     # a local cluster's workers import medlex as this process does (its PYTHONPATH); a remote one has its own install
     env = {k: os.environ[k] for k in ("PYTHONPATH", "MEDLEX_DATA_DIR") if k in os.environ} if local else {}
     ray.init(address=c.address or None, num_cpus=(c.local_cpus or None) if local else None,
-             include_dashboard=False, logging_level="warning", log_to_driver=True,
+             # the build streams its actors' output; searchd's stdout (searchd search --json) carries answers only:
+             # a replica's failure still comes back as the exception of its call
+             include_dashboard=False, logging_level="warning", log_to_driver=library == "data",
              runtime_env={"env_vars": env} if env else None)
     have = ray.cluster_resources()
     if what is None:

@@ -11,7 +11,8 @@ shard's scan runs differs. Row masks travel bit-packed (one bit per row of the s
 Lifetime: the first deployment in a process joins cluster.address or starts a local cluster
 (indexer.cluster.start) and starts Serve without an HTTP proxy (calls come by handle only); each
 ServedShard deletes its application when closed, and when the last one of this process is closed
-Serve and Ray are shut down again if this process started them (a joined cluster keeps its Serve).
+a local cluster this process started is shut down, Serve with it; from a joined cluster it only
+disconnects (its Serve keeps running).
 Application names carry a random token, so a reload (old and new service side by side) or a
 second searchd never share replicas. Replicas open the shard files by path: on several machines
 the index directory must be on a shared filesystem. Ray is imported only here, when asked for.
@@ -31,9 +32,8 @@ from indexer.settings import IndexSettings, Settings
 
 QUIET = {"log_level": "WARNING", "enable_access_log": False}  # no log line per shard call
 _lock = threading.Lock()
-# Ray is per process: the applications this process runs, whether it called ray.init, and whether that started
-# a local cluster (whose Serve it may shut down; a joined cluster's Serve is left running)
-_live = {"apps": 0, "inited": False, "local": False}
+# Ray is per process: the applications this process runs, and whether it called ray.init (so shuts Ray down)
+_live = {"apps": 0, "inited": False}
 
 
 class ShardReplica:
@@ -136,7 +136,7 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
                            what=f"{len(files)} shards x {c.replicas_per_shard} replicas (cluster.serve_shards)",
                            knobs="cluster.replicas_per_shard or cpus_per_replica/gpus_per_replica", library="serve")
         if started:
-            _live["inited"], _live["local"] = True, not c.address
+            _live["inited"] = True
         _live["apps"] += len(files)
     try:
         _wait_for_room(need * c.cpus_per_replica, need * c.gpus_per_replica)
@@ -194,11 +194,8 @@ def _release(count: int) -> None:
         _live["apps"] -= count
         if _live["apps"] > 0:
             return
-        inited, local = _live["inited"], _live["local"]
-        _live["inited"] = _live["local"] = False
-        if inited and local:
-            from ray import serve
-
-            serve.shutdown()
+        inited, _live["inited"] = _live["inited"], False
+        # a local cluster we started goes down whole, Serve's controller with it (serve.shutdown first would kill
+        # the controller's pending calls, which Ray reports on stdout); a joined cluster's Serve stays up
         if inited and ray.is_initialized():
             ray.shutdown()
