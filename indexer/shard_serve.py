@@ -32,8 +32,9 @@ from indexer.settings import IndexSettings, Settings
 
 QUIET = {"log_level": "WARNING", "enable_access_log": False}  # no log line per shard call
 _lock = threading.Lock()
-# Ray is per process: the applications this process runs, and whether it called ray.init (so shuts Ray down)
-_live = {"apps": 0, "inited": False}
+# Ray is per process: the applications this process runs, whether it called ray.init, and whether that started
+# a local cluster (shut down whole after the last application) rather than joining one
+_live = {"apps": 0, "inited": False, "local": False}
 
 
 class ShardReplica:
@@ -67,8 +68,9 @@ class ServedShard:
 
     version = 0  # a served shard never changes: a changed index is a new service with new deployments
 
-    def __init__(self, app: str, handle: Any, info: dict[str, Any], replicas: int, timeout_s: float):
-        self.app, self.handle, self.timeout_s = app, handle, timeout_s
+    def __init__(self, app: str, handle: Any, info: dict[str, Any], replicas: int, timeout_s: float,
+                 group: "_Group"):
+        self.app, self.handle, self.timeout_s, self._group = app, handle, timeout_s, group
         self._row_ids, self._ids = info["row_ids"], info["ids"]
         self.dim, self.exact, self.ntotal, self._gpu = info["dim"], info["exact"], info["ntotal"], info["gpu"]
         self.description = f"{info['description']} on Ray Serve ({replicas} replica{'s' * (replicas != 1)})"
@@ -101,14 +103,24 @@ class ServedShard:
             raise StoreTimeout(f"the replicas of {self.app} did not answer within {self.timeout_s:g} s") from None
 
     def close(self) -> None:
-        """Delete this shard's application; the last one closed in this process stops what it started."""
-        if self._closed:
-            return
-        self._closed = True
-        from ray import serve
+        """Give back this shard: once every shard of its deployment is closed, their applications go together."""
+        if not self._closed:
+            self._closed = True
+            self._group.close_one()
 
-        serve.delete(self.app, _blocking=False)  # the controller removes the replicas in the background
-        _release(1)
+
+class _Group:
+    """The applications one `serve_shards` call deployed, released together when the last of its shards closes."""
+
+    def __init__(self, names: list[str]):
+        self.names, self.open = names, len(names)
+
+    def close_one(self) -> None:
+        with _lock:
+            self.open -= 1
+            done = self.open == 0
+        if done:
+            _release(self.names)
 
 
 def check_serve(settings: Settings) -> None:
@@ -117,6 +129,19 @@ def check_serve(settings: Settings) -> None:
         raise ConfigError(f"cluster.replicas_per_shard must be at least 1, cpus_per_replica above 0 and "
                           f"gpus_per_replica 0 or more; got replicas_per_shard={c.replicas_per_shard}, "
                           f"cpus_per_replica={c.cpus_per_replica}, gpus_per_replica={c.gpus_per_replica}")
+
+
+def start_ray(settings: Settings) -> None:
+    """Start or join Ray now, in the calling thread (searchd serve's main thread, before it installs its SIGTERM
+    handler: ray.init replaces the process's SIGTERM handler with one that aborts); the first deployment then finds
+    it running, and the last application closed shuts it down as if that deployment had started it."""
+    from indexer.cluster import start
+
+    check_serve(settings)
+    with _lock:
+        _, started = start(settings, 0, 0, "cluster.serve_shards", library="serve")
+        if started:
+            _live["inited"], _live["local"] = True, not settings.cluster.address
 
 
 def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool = False) -> list[ServedShard]:
@@ -136,8 +161,8 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
                            what=f"{len(files)} shards x {c.replicas_per_shard} replicas (cluster.serve_shards)",
                            knobs="cluster.replicas_per_shard or cpus_per_replica/gpus_per_replica", library="serve")
         if started:
-            _live["inited"] = True
-        _live["apps"] += len(files)
+            _live["inited"], _live["local"] = True, not c.address
+        _live["apps"] += len(files)  # (start_ray may have started Ray earlier: it is then already marked ours)
     try:
         _wait_for_room(need * c.cpus_per_replica, need * c.gpus_per_replica)
         serve.start(proxy_location=ProxyLocation.Disabled, logging_config=QUIET)
@@ -150,10 +175,11 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
         handles = serve.run_many(targets)  # returns once every application is running: each file loaded
         infos = [h.info.remote().result() for h in handles]
     except BaseException:
-        _undeploy(names, len(files))
+        _release(names)  # a failed deployment: remove what was made
         raise
     timeout_s = max(settings.search.time_limit_ms / 1000, 1.0)
-    return [ServedShard(name, handle, info, c.replicas_per_shard, timeout_s)
+    group = _Group(names)
+    return [ServedShard(name, handle, info, c.replicas_per_shard, timeout_s, group)
             for name, handle, info in zip(names, handles, infos)]
 
 
@@ -175,27 +201,28 @@ def _wait_for_room(cpus: float, gpus: float, wait_s: float = 30.0) -> None:
         time.sleep(0.5)
 
 
-def _undeploy(names: list[str], count: int) -> None:
-    """A failed deployment: remove what was made, then give back its share of the process's Ray."""
-    try:
-        from ray import serve
+def _release(names: list[str]) -> None:
+    """Give back applications: delete them, and after the last one of this process shut down what it started.
 
-        for name in names:
-            serve.delete(name, _blocking=False)
-    except Exception:  # Serve itself did not start: nothing to delete
-        pass
-    _release(count)
-
-
-def _release(count: int) -> None:
+    A local cluster this process started goes down whole, Serve's controller and the replicas with it, without
+    deleting first: at Ctrl-C the cluster's processes may already be gone, and a delete would wait a minute for
+    them (serve.shutdown would also kill the controller's pending calls, which Ray reports on stdout). A joined
+    cluster's applications are deleted (in the background) and its Serve is left running."""
     import ray
 
     with _lock:
-        _live["apps"] -= count
-        if _live["apps"] > 0:
-            return
-        inited, _live["inited"] = _live["inited"], False
-        # a local cluster we started goes down whole, Serve's controller with it (serve.shutdown first would kill
-        # the controller's pending calls, which Ray reports on stdout); a joined cluster's Serve stays up
+        _live["apps"] -= len(names)
+        last = _live["apps"] <= 0
+        inited, local = (_live["inited"], _live["local"]) if last else (False, False)
+        if last:
+            _live["inited"] = _live["local"] = False
+        if not (inited and local) and ray.is_initialized():
+            try:
+                from ray import serve
+
+                for name in names:
+                    serve.delete(name, _blocking=False)
+            except Exception:  # Serve never started (a failed deployment): nothing to delete
+                pass
         if inited and ray.is_initialized():
             ray.shutdown()
