@@ -8,11 +8,12 @@ per-shard slicing of the allowed-row mask that the search service resolved once 
 the thread per shard that waits for its answer are the code of the threaded path; only where a
 shard's scan runs differs. Row masks travel bit-packed (one bit per row of the shard).
 
-Lifetime: the first deployment in a process joins cluster.address or starts a local cluster
-(indexer.cluster.start) and starts Serve without an HTTP proxy (calls come by handle only); each
-ServedShard deletes its application when closed, and when the last one of this process is closed
-a local cluster this process started is shut down, Serve with it; from a joined cluster it only
-disconnects (its Serve keeps running).
+Lifetime: the first deployment in a process (or `start_ray`, which searchd serve calls in its main
+thread) joins cluster.address or starts a local cluster (indexer.cluster.start), and Serve starts
+without an HTTP proxy (calls come by handle only). The shards of one deployment are given back
+together when the last of them is closed: their applications are deleted, or, when they were the
+last in this process, a local cluster this process started is shut down whole, Serve with it;
+from a joined cluster it only disconnects (its Serve keeps running).
 Application names carry a random token, so a reload (old and new service side by side) or a
 second searchd never share replicas. Replicas open the shard files by path: on several machines
 the index directory must be on a shared filesystem. Ray is imported only here, when asked for.
@@ -40,13 +41,15 @@ _live = {"apps": 0, "inited": False, "local": False}
 class ShardReplica:
     """A Ray Serve replica: one shard's FAISS file, loaded once; answers the shard's read calls."""
 
-    def __init__(self, path: str, settings: IndexSettings, description: str, mmap: bool):
-        from indexer.models import resolve_device
+    def __init__(self, path: str, settings: IndexSettings, description: str, mmap: bool, gpu: bool):
         from indexer.vector_index import FaissIndex
 
         self.index = FaissIndex.load(Path(path), settings, description, mmap=mmap)
-        # a replica on a GPU node makes its own GPU copy, as searchd does for a local index
-        self.gpu = self.index.to_gpu() if resolve_device(settings.device) == "cuda" else None
+        self.gpu = None
+        if gpu:  # given a GPU (gpus_per_replica > 0), a replica makes its own GPU copy as searchd would
+            from indexer.models import resolve_device  # imports torch: only here, not in CPU replicas
+
+            self.gpu = self.index.to_gpu() if resolve_device(settings.device) == "cuda" else None
 
     def info(self) -> dict[str, Any]:
         """What the driver keeps about the shard: its row order, ids and kind."""
@@ -170,7 +173,7 @@ def serve_shards(settings: Settings, files: list[tuple[Path, str]], mmap: bool =
             serve.deployment(ShardReplica).options(
                 name="shard", num_replicas=c.replicas_per_shard,
                 ray_actor_options={"num_cpus": c.cpus_per_replica, "num_gpus": c.gpus_per_replica}
-            ).bind(str(Path(path).resolve()), settings.index, kind, mmap),
+            ).bind(str(Path(path).resolve()), settings.index, kind, mmap, c.gpus_per_replica > 0),
             name=name, route_prefix=None, logging_config=QUIET) for name, (path, kind) in zip(names, files)]
         handles = serve.run_many(targets)  # returns once every application is running: each file loaded
         infos = [h.info.remote().result() for h in handles]

@@ -145,10 +145,7 @@ class _ServeBench:
             served.close()
 
     def close(self) -> None:
-        if self.started:
-            from ray import serve
-
-            serve.shutdown()
+        if self.started:  # a local cluster goes down whole, Serve with it; a joined one keeps its Serve
             self.ray.shutdown()
         self.folder.cleanup()
 
