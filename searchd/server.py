@@ -299,7 +299,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     started = time.monotonic()
     # SIGTERM (a service manager's stop) closes the index as Ctrl-C does: with served shards that also stops the
     # Ray cluster searchd started, whose agents a killed searchd would leave behind
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if threading.current_thread() is threading.main_thread():  # signal handlers belong to the main thread
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run()
     finally:
