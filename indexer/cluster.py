@@ -16,6 +16,7 @@ or a shared filesystem). Ray is imported only here and only when the engine is a
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import time
@@ -34,15 +35,17 @@ if TYPE_CHECKING:  # the protocol only; indexer.ner imports torch
     from indexer.ner import Tagger
 
 TAG, ENCODE = 0, 1  # the two kinds of rows in the job
+USES = {"data": "indexer build --engine ray", "serve": "cluster.serve_shards"}  # what needs each Ray library
 
 
-def import_ray():
-    """The ray module, or a ConfigError that says how to install it."""
+def import_ray(library: str = "data"):
+    """The ray module with its `library` (data: the build; serve: searchd's shard replicas), or a ConfigError that
+    says how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the Data library is the [data] extra of ray)
+        importlib.import_module(f"ray.{library}")  # each library is an extra of ray: ray[data], ray[serve]
     except ImportError as exc:
-        raise ConfigError(f"indexer build --engine ray needs Ray Data ({exc.name} is not installed); "
+        raise ConfigError(f"{USES[library]} needs Ray {library.title()} ({exc.name} is not installed); "
                           f"install the extra with `pip install -e .[cluster]`") from None
     return ray
 
@@ -56,9 +59,14 @@ def check_cluster(settings: Settings) -> None:
                           f"gpus_per_worker={c.gpus_per_worker}")
 
 
-def start(settings: Settings):
-    """Join cluster.address, or start a local cluster (cluster.local_cpus CPUs); returns (ray, whether we started it)."""
-    ray = import_ray()
+def start(settings: Settings, need_cpu: float | None = None, need_gpu: float | None = None,
+          what: str | None = None, knobs: str = "cluster.workers or cpus_per_worker/gpus_per_worker",
+          library: str = "data"):
+    """Join cluster.address, or start a local cluster (cluster.local_cpus CPUs); returns (ray, whether we started it).
+
+    The cluster must offer `need_cpu` CPUs and `need_gpu` GPUs for `what` (default: the build's actor pool);
+    `library`: the Ray library it is for (import_ray)."""
+    ray = import_ray(library)
     if ray.is_initialized():
         return ray, False
     c = settings.cluster
@@ -66,15 +74,19 @@ def start(settings: Settings):
     # a local cluster's workers import medlex as this process does (its PYTHONPATH); a remote one has its own install
     env = {k: os.environ[k] for k in ("PYTHONPATH", "MEDLEX_DATA_DIR") if k in os.environ} if local else {}
     ray.init(address=c.address or None, num_cpus=(c.local_cpus or None) if local else None,
-             include_dashboard=False, logging_level="warning", log_to_driver=True,
+             # the build streams its actors' output; searchd's stdout (searchd search --json) carries answers only:
+             # a replica's failure still comes back as the exception of its call
+             include_dashboard=False, logging_level="warning", log_to_driver=library == "data",
              runtime_env={"env_vars": env} if env else None)
     have = ray.cluster_resources()
-    need_cpu, need_gpu = c.workers * c.cpus_per_worker, c.workers * c.gpus_per_worker
+    if what is None:
+        need_cpu, need_gpu = c.workers * c.cpus_per_worker, c.workers * c.gpus_per_worker
+        what = f"cluster.workers={c.workers} actors"
     if have.get("CPU", 0) < need_cpu or have.get("GPU", 0) < need_gpu:
         ray.shutdown()
-        raise ConfigError(f"cluster.workers={c.workers} actors need {need_cpu:g} CPUs and {need_gpu:g} GPUs, but the "
+        raise ConfigError(f"{what} need {need_cpu:g} CPUs and {need_gpu:g} GPUs, but the "
                           f"Ray cluster has {have.get('CPU', 0):g} CPUs and {have.get('GPU', 0):g} GPUs; lower "
-                          f"cluster.workers or cpus_per_worker/gpus_per_worker")
+                          f"{knobs}")
     return ray, True
 
 

@@ -351,7 +351,7 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """`indexer build --engine ray`: encoding and tagging as a Ray Data job (the optional [cluster] extra)."""
+    """Ray (the optional [cluster] extra): `indexer build --engine ray` as a Ray Data job; searchd's shards on Ray Serve."""
 
     address: str = setting("", 'Ray cluster to join ("auto", "ray://host:10001"); empty starts a local cluster')
     local_cpus: int = setting(0, "CPUs a local cluster may use (0 = every core)")
@@ -360,6 +360,11 @@ class ClusterSettings:
     gpus_per_worker: float = setting(0.0, "GPUs per actor (fractions share one)")
     batch_size: int = setting(64, "rows (chunks or documents) per map_batches call")
     block_size: int = setting(1024, "rows the job reads from the store per read task")
+    serve_shards: bool = setting(False, "searchd: each shard (index.shards > 1) on its own Ray Serve deployment, "
+                                        "searched by handle; false = a thread per shard in searchd")
+    replicas_per_shard: int = setting(1, "Ray Serve replicas per shard, each loading the shard's FAISS file once")
+    cpus_per_replica: float = setting(1.0, "CPUs reserved per shard replica (Ray's bookkeeping; fractions share one)")
+    gpus_per_replica: float = setting(0.0, "GPUs per shard replica (it makes its own GPU copy when index.device finds one)")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ manifest.json under "shards"; searchd then loads the shards instead of vectors.f
   resolves once in the store is sliced, not recomputed, per shard. Every shard returns its own top
   k in a thread pool (FAISS and numpy release the GIL) and the merge keeps the k best by score,
   ties by smaller id, as `FaissIndex` does: on flat shards the merged top k is the exact top k.
+- cluster.serve_shards = true puts each shard on Ray Serve replicas (indexer/shard_serve.py); the
+  pool's threads then wait on the replicas' answers, and the slicing and the merge stay the same.
 """
 from __future__ import annotations
 
@@ -36,9 +38,12 @@ SHARDS_DIR = "shards"
 
 
 class ShardedIndex:
-    """N `FaissIndex` shards searched in parallel and merged: the read side of the VectorIndex protocol."""
+    """N shards searched in parallel and merged: the read side of the VectorIndex protocol.
 
-    def __init__(self, shards: list[FaissIndex]):
+    A shard is a `FaissIndex` in this process, or a `ServedShard` (indexer/shard_serve.py) whose scans run on
+    Ray Serve replicas: either answers search_rows, vectors, row_ids, ids, close."""
+
+    def __init__(self, shards: list[Any]):
         if not shards:
             raise IndexMismatchError("a sharded index needs at least one shard")
         self.shards = shards
@@ -261,7 +266,12 @@ def open_search_index(settings: Settings, mmap: bool = False) -> tuple[DocumentS
     if missing:
         raise IndexMismatchError(f"the manifest lists shard files that are missing ({missing[0]!r}); run "
                                  f"`indexer reshard`")
-    shards = [FaissIndex.load(d / s["file"], settings.index, s["index_type"], mmap=mmap) for s in listed]
+    if settings.cluster.serve_shards:  # each shard on Ray Serve replicas (indexer/shard_serve.py)
+        from indexer.shard_serve import serve_shards
+
+        shards = serve_shards(settings, [(d / s["file"], s["index_type"]) for s in listed], mmap=mmap)
+    else:
+        shards = [FaissIndex.load(d / s["file"], settings.index, s["index_type"], mmap=mmap) for s in listed]
     index = ShardedIndex(shards)
     store = open_store(settings, create=False)
     ids, store_ids = index.ids(), np.asarray(store.chunk_ids(), dtype=np.int64)

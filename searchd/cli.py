@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from indexer.cli import MedlexGroup, config_options
-from indexer.errors import QueryError
+from indexer.errors import ConfigError, QueryError
 from indexer.settings import Settings
 
 
@@ -26,6 +26,10 @@ def serve_cmd(settings: Settings, host: str | None, port: int | None, workers: i
     """Serve /search, /documents/<id>, /documents/<id>/similar, /facets, /health, /stats with waitress."""
     host, port, workers = host or settings.server.host, settings.server.port if port is None else port, \
         workers or settings.server.workers
+    if workers > 1 and settings.cluster.serve_shards and not settings.cluster.address:
+        raise ConfigError(f"cluster.serve_shards with a local Ray cluster (cluster.address empty) needs one searchd "
+                          f"process, not --workers {workers}: each worker would start a Ray cluster and replicas of "
+                          f"its own; run `ray start --head` and set cluster.address = \"auto\" to share one")
     if workers > 1:  # forks before numpy, torch or FAISS are imported (no threads to inherit)
         from searchd.workers import serve_workers
 
@@ -89,10 +93,14 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
               help="Only the sharded exact search benchmark: --chunks random unit vectors x 384 split into each "
                    "number of shards (e.g. 1,2,4); latency and threaded throughput.")
 @click.option("--clients", default=4, show_default=True, help="Client threads of the --shards throughput column.")
+@click.option("--serve", "on_serve", is_flag=True,
+              help="With --shards: the same shards also on Ray Serve replicas ([cluster] settings, the [cluster] "
+                   "extra), rows beside the threaded ones.")
 @click.option("--workers", default="1,2", show_default=True,
               help="Comma-separated `searchd serve --workers` counts for the HTTP rows (0 skips HTTP).")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
-              filter_harness: bool, inference: str, shard_counts: str | None, clients: int, workers: str) -> None:
+              filter_harness: bool, inference: str, shard_counts: str | None, clients: int, on_serve: bool,
+              workers: str) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     if shard_counts is not None:
         from searchd.eval.shard_bench import format_shard_table, run_shard_bench
@@ -103,9 +111,12 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
             counts = [0]
         if not counts or min(counts) < 1:
             raise QueryError(f"--shards {shard_counts!r} is not a list of shard counts of at least 1, e.g. 1,2,4")
-        rows = run_shard_bench(settings.index, counts, chunks, n_queries=queries, clients=clients, echo=click.echo)
+        rows = run_shard_bench(settings.index, counts, chunks, n_queries=queries, clients=clients, echo=click.echo,
+                               serve=settings if on_serve else None)
         click.echo(format_shard_table(rows, chunks, 384, queries, clients))
         return
+    if on_serve:
+        raise QueryError("--serve goes with --shards (e.g. --shards 1,2,4 --serve)")
     if filter_harness:
         from searchd.eval.harness import format_table, run_harness
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -287,10 +289,18 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted; the index loads in the background so /health answers at once.
 
     (`searchd serve --workers N` runs searchd/workers.py instead: N processes, each loading first.)"""
+    if settings.cluster.serve_shards and settings.index.shards > 1:  # Ray's SIGTERM handler first, so ours replaces it
+        from indexer.shard_serve import start_ray
+
+        start_ray(settings)
     app = create_app(settings, load=True)
     server = make_server(app, host, port, settings.server.threads)
     print(f"searchd listening on http://{host}:{server.effective_port} (index {settings.index.dir})", flush=True)
     started = time.monotonic()
+    # SIGTERM (a service manager's stop) closes the index as Ctrl-C does: with served shards that also stops the
+    # Ray cluster searchd started, whose agents a killed searchd would leave behind
+    if threading.current_thread() is threading.main_thread():  # signal handlers belong to the main thread
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run()
     finally:

@@ -213,6 +213,8 @@ def test_shard_benchmark_rows_agree_with_one_shard():
     assert [(r[0], r[1]) for r in rows[:3]] == [(1, "none"), (1, "10% allowed"), (1, "1% allowed")]
     assert len(rows) == 9 and all(r[5] for r in rows) and all(r[2] <= r[3] and r[4] > 0 for r in rows)
     table = format_shard_table(rows, 3000, 16, 8, 2)
-    assert "| 4 | 1% allowed |" in table and "load average" in table and "NO" not in table
+    assert "| 4 | threads | 1% allowed |" in table and "load average" in table and "NO" not in table
     result = CliRunner().invoke(searchd_main, ["bench", "--shards", "1,x"])
     assert result.exit_code == 1 and "not a list of shard counts" in result.output
+    result = CliRunner().invoke(searchd_main, ["bench", "--serve"])
+    assert result.exit_code == 1 and "--serve goes with --shards" in result.output
