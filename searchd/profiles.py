@@ -83,7 +83,7 @@ class Profiles:
     def __init__(self, index_dir: Path):
         self.path = Path(index_dir) / LEARNED_FILE
         self._learned: tuple[tuple[int, int] | None, dict[str, Any]] = (None, {})
-        self._kinds: tuple[Any, np.ndarray] | None = None  # (snapshot version, legal per document row)
+        self._kinds: tuple[Any, np.ndarray] | None = None  # (snapshot, legal per document row)
 
     def learned(self) -> dict[str, Any]:
         """collection -> saved entry ({"spec", ...}); empty without a fusion.json."""
@@ -127,9 +127,11 @@ class Profiles:
         return from_settings(settings, f"{legal} of {n} documents are legal: no profile for that")
 
     def _legal(self, snap: Any) -> np.ndarray:
+        """Legal per document row of this snapshot. Cached by the snapshot object itself: under concurrent writes
+        two snapshots may share a store version while holding different rows (seen as a 12-vs-13 row mismatch)."""
         cached = self._kinds
-        if cached is None or cached[0] != snap.version:
-            cached = self._kinds = (snap.version, legal_rows(snap))
+        if cached is None or cached[0] is not snap:
+            cached = self._kinds = (snap, legal_rows(snap))
         return cached[1]
 
 
