@@ -124,7 +124,10 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
             if pipe is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if not _was_ready(pipe):  # it could not load the index: another would not either
+            # A worker that gave up by itself before it had loaded the index could not load it: another
+            # would not either. One killed by a signal (the OOM killer, an operator) is started again
+            # whether or not it had loaded: on a busy machine a worker may still be loading when killed.
+            if not _was_ready(pipe) and code >= 0:
                 print(f"searchd worker {pid} exited ({code}) before it had loaded the index; stopping",
                       file=sys.stderr, flush=True)
                 raise SystemExit(1)
