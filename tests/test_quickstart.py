@@ -14,16 +14,18 @@ REPO = Path(__file__).resolve().parent.parent
 PTSD_QUERY = "veteran denied service connection for PTSD stressor not verified"
 
 
-def run_quickstart(tmp_path: Path, data_dir: Path, models: list[Path], limit: int,
-                   window: int = 100) -> tuple[str, Path]:
+def run_quickstart(tmp_path: Path, data_dir: Path, models: list[Path], limit: int | None,
+                   window: int = 100, args: tuple[str, ...] = (), env_extra: dict | None = None) -> tuple[str, Path]:
     """Run the quickstart without setup and serving against a config of its own; (output, config path)."""
     config = tmp_path / "config.toml"
     paths = ", ".join(f'"{p}"' for p in models)
     config.write_text(f'[data]\ndir = "{data_dir}"\n\n[index]\ndir = "{tmp_path / "index"}"\n\n'
                       f'[models]\npath = [{paths}]\n\n[search]\nresult_window = {window}\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "MEDLEX_DATA_DIR"}
-    env.update(MEDLEX_CONFIG=str(config), MEDLEX_SKIP_SETUP="1", MEDLEX_PYTHON=sys.executable, OMP_NUM_THREADS="2")
-    proc = subprocess.run(["bash", ".ci/quickstart", "--limit", str(limit), "--no-serve"], cwd=REPO, env=env,
+    env.update(MEDLEX_CONFIG=str(config), MEDLEX_SKIP_SETUP="1", MEDLEX_PYTHON=sys.executable, OMP_NUM_THREADS="2",
+               **(env_extra or {}))
+    size = ("--limit", str(limit)) if limit is not None else ()
+    proc = subprocess.run(["bash", ".ci/quickstart", *size, *args, "--no-serve"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr, config
@@ -70,3 +72,23 @@ def test_quickstart_with_the_shared_tagger_tags_legal_documents(tmp_path, shared
             top = disease.values[0].name.lower()
             assert "ptsd" in top or "stress disorder" in top, (mode, [v.name for v in disease.values])
             assert result.total < service.store.counts()["documents"], "facets follow the query, not the corpus"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_quickstart_sizes_itself_from_a_timed_probe(tmp_path, shared_data):
+    """Without --limit the quickstart times a probe and takes as many documents per corpus as fit the budget."""
+    import re
+
+    out, config = run_quickstart(tmp_path, shared_data, [tmp_path / "no-models"], None, args=("--budget", "120"),
+                                 env_extra={"MEDLEX_QUICKSTART_PROBE": "2"})
+    assert "timing a probe: 2 documents per legal corpus" in out
+    probe_s = int(re.search(r"the probe indexed in (\d+) s", out).group(1))
+    taken = int(re.search(r"taking (\d+) documents per legal corpus", out).group(1))
+    left = int(re.search(r"\((\d+) s left;", out).group(1))
+    assert taken == 2 + left * 2 // max(probe_s, 1), "the size follows from the probe's time and the budget left"
+    from indexer.pipeline import open_store
+
+    with open_store(load_settings(config), create=False) as store:
+        per_source = dict(store.raw("SELECT source, count(*) FROM documents GROUP BY source"))
+    assert per_source.get("bva") == taken and per_source.get("nv-bme") == taken, per_source
