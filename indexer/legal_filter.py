@@ -351,13 +351,15 @@ def _not_a_legal_diagnosis(text: str, mention: Mention, lexicon: Normalizer | No
 
 
 # Drug spans that name no substance: "Rx" (a prescription, as in the legend "Rx Only") and the Latin of citations
-NOT_DRUGS = {"rx", "supra", "infra", "id", "ibid", "limine"}  # "a motion in limine"
+NOT_DRUGS = {"rx", "supra", "infra", "id", "ibid", "limine",  # "a motion in limine"
+             "curiam", "curium",  # "per curiam" (and its misspelling, which names an element)
+             "landmine", "landmines", "ak-47", "m-16", "m16"}  # weapons in stressor accounts
 # In legal text: a loss that is a head of damages ("future wage loss", "loss of consortium"), not a symptom as
 # "hearing loss" is; a seizure that is a search's ("unreasonable seizure"), not a fit
 _DAMAGES = re.compile(r"^(?:(?:wage|wages|earnings?|income|property|economic|financial|business)\s+loss(?:es)?|"
                       r"loss(?:es)?\s+of\s+(?:wages|earnings?|income|consortium|enjoyment|support|property))$",
                       re.IGNORECASE)
-_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|mL|mcg|µg|units?)\b")  # "NAC 40 mg": a drug's dose
+_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|g|ml|mL|mcg|µg|mEq|mmol|units?)\b")  # "NAC 40 mg": a drug's dose
 # a search's seizure, by the words around it ("the seizure of the cocaine ... inevitable discovery")
 _SEARCH_WORDS = re.compile(r"\b(?:search(?:es|ed)?|warrant\w*|suppress\w*|Fourth Amendment|detention|detain\w*|"
                            r"seized?|inevitable discovery|probable cause|reasonable suspicion|encounter)\b",
@@ -400,7 +402,7 @@ def _major(text: str, mention: Mention) -> Mention:
     return replace(mention, start=start, text=text[start:mention.end])
 
 
-ROUND = 9  # the rules' version (docs/legal-ner-dev.md's rounds), part of `digest`
+ROUND = 10  # the rules' version (docs/legal-ner-dev.md's rounds), part of `digest`
 
 NAME_ODDS = 6.0  # log odds (name vs drug) above which an unknown capitalised Drug word in legal text is a name
 
@@ -654,6 +656,10 @@ class LegalFilter:
                     not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
                     not self._defined_as_substance(text, mention.text):
                 return True  # an acronym the lexicon does not know ("VCAA", "SNHD"): an act's or an office's
+            letters = [c for c in mention.text if c.isalpha()]
+            if len(letters) <= 2 and not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
+                    not self._defined_as_substance(text, mention.text):
+                return True  # "NO." and its OCR "Na," before a case number: a symbol alone names no drug here
             return mention.text.lower() in NOT_DRUGS or (mention.text.isupper()
                                                          and text[mention.end:mention.end + 2] in ("'s", "’s"))
         if mention.label != "Disease" or len(mention.text.split()) <= 2:

@@ -451,3 +451,16 @@ def test_name_model_tells_names_from_drug_forms():
     rules = LegalFilter(names=names)
     rules._name_model = model
     assert rules.filter(text, [drug], legal=True) == [] and rules.filter(text, [drug]) == [drug]
+
+
+def test_symbols_before_case_numbers_weapons_and_per_curiam_are_no_drugs_in_legal_text():
+    text = ("In The Matter of Charges and\nNO.\nComplaint Against Case No. 07-12232-1. Certificate Na, A 63753. "
+            "He saw a soldier blown up by a booby-trapped AK-47 and landmine explosions. 14 Vet. App. 327 "
+            "(per curium order). He was given Li 300 mg and lithium.")
+    found = [_m(text, w, "Drug") for w in ("NO", "Na", "AK-47", "landmine", "curium", "Li", "lithium")]
+    kept = LegalFilter().filter(text, found, legal=True)
+    assert [m.text for m in kept] == ["Li", "lithium"], "a dosed symbol is a drug"
+    defined = "Nitric oxide (NO) fell and NO rose."
+    assert len(LegalFilter().filter(defined, [_m(defined, "NO", "Drug", nth=1)], legal=True)) == 1, "spelled out"
+    medical = "Production of NO. It rose."
+    assert len(LegalFilter().filter(medical, [_m(medical, "NO", "Drug")], legal=False)) == 1, "medical text keeps it"
