@@ -92,3 +92,9 @@ def test_quickstart_sizes_itself_from_a_timed_probe(tmp_path, shared_data):
     with open_store(load_settings(config), create=False) as store:
         per_source = dict(store.raw("SELECT source, count(*) FROM documents GROUP BY source"))
     assert per_source.get("bva") == taken and per_source.get("nv-bme") == taken, per_source
+    again, _ = run_quickstart(tmp_path, shared_data, [tmp_path / "no-models"], None, args=("--budget", "120"),
+                              env_extra={"MEDLEX_QUICKSTART_PROBE": "2"})
+    assert f"keeping the size measured when this index was made: {taken} documents" in again
+    assert "timing a probe" not in again, "a probe of an index that holds its documents would time nothing"
+    with open_store(load_settings(config), create=False) as store:
+        assert dict(store.raw("SELECT source, count(*) FROM documents GROUP BY source")) == per_source
