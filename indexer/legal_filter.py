@@ -652,14 +652,14 @@ class LegalFilter:
         if mention.label == "Drug":
             if mention.text.isupper() and _STATUTE_BEFORE.search(text[max(0, mention.start - 30):mention.start]):
                 return True  # "pursuant to the MPA": the Medical Practice Act, whatever the lexicon knows
-            if mention.text.isupper() and mention.text.isalpha() and not _known(self.lexicon, mention.text) and \
-                    not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
+            # an acronym the lexicon does not know ("VCAA", "SNHD": an act's or an office's), or a symbol of one
+            # or two letters ("NO." and its OCR "Na," before a case number), names no drug here unless dosed or
+            # spelled out as a substance
+            unknown_acronym = mention.text.isupper() and mention.text.isalpha() and not _known(self.lexicon, mention.text)
+            symbol = sum(c.isalpha() for c in mention.text) <= 2
+            if (unknown_acronym or symbol) and not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
                     not self._defined_as_substance(text, mention.text):
-                return True  # an acronym the lexicon does not know ("VCAA", "SNHD"): an act's or an office's
-            letters = [c for c in mention.text if c.isalpha()]
-            if len(letters) <= 2 and not _DOSE_AFTER.match(text[mention.end:mention.end + 12]) and \
-                    not self._defined_as_substance(text, mention.text):
-                return True  # "NO." and its OCR "Na," before a case number: a symbol alone names no drug here
+                return True
             return mention.text.lower() in NOT_DRUGS or (mention.text.isupper()
                                                          and text[mention.end:mention.end + 2] in ("'s", "’s"))
         if mention.label != "Disease" or len(mention.text.split()) <= 2:
