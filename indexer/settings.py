@@ -65,6 +65,8 @@ class IndexSettings:
     hnsw_ef_search: int = setting(128, "HNSW search breadth")
     ivf_nprobe: int = setting(16, "IVF lists probed per query")
     exact_below_fraction: float = setting(0.03, "filtered search scans exactly when this share or less is allowed")
+    scan_threads: int = setting(0, "threads one flat search splits its rows over when it scores 20,000 or more "
+                                   "(0 = the CPUs this process may use, at most 4; 1 = one thread)")
     device: str = setting("auto", "auto | cpu | cuda: where searches run; the CPU index is always the one saved")
     build_batch: int = setting(64, "chunks encoded per batch")
     checkpoint_every: int = setting(2048, "chunks between resumable build checkpoints")

@@ -98,9 +98,11 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
                    "extra), rows beside the threaded ones.")
 @click.option("--workers", default="1,2", show_default=True,
               help="Comma-separated `searchd serve --workers` counts for the HTTP rows (0 skips HTTP).")
+@click.option("--long-queries", default=0, show_default=True,
+              help="Also time this many long queries (2,000-5,000 characters: facts of legal decisions) per mode.")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
               filter_harness: bool, inference: str, shard_counts: str | None, clients: int, on_serve: bool,
-              workers: str) -> None:
+              workers: str, long_queries: int) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     if shard_counts is not None:
         from searchd.eval.shard_bench import format_shard_table, run_shard_bench
@@ -130,7 +132,9 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
         counts = tuple(int(w) for w in workers.split(",") if int(w) > 0)
     except ValueError:
         raise click.BadParameter(f"{workers!r} is not a comma-separated list of numbers", param_hint="--workers")
-    run_bench(settings, chunks, queries, http_seconds, workdir, inference, counts)
+    if long_queries < 0:
+        raise click.BadParameter(f"{long_queries} is not a number of queries", param_hint="--long-queries")
+    run_bench(settings, chunks, queries, http_seconds, workdir, inference, counts, long_queries)
 
 
 @main.command("gate")

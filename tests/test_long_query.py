@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,3 +97,24 @@ def test_api_and_web_accept_a_long_query(settings, sample_dir):
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="long-q"' in html and "<details class=\"long-query\" open>" in html
     assert f'maxlength="{settings.search.max_query_chars}"' in html and "result" in html.lower()
+
+
+def test_bench_long_queries_and_their_rows(settings, sample_dir, tmp_path):
+    """`searchd bench --long-queries`: 2,000-5,000-character texts (corpus sentences without legal data), one
+    row per mode and filter through the long-query path, and the budget line from the worst p95."""
+    from searchd.eval import bench
+
+    bare = settings.replace(data=replace(settings.data, dir=tmp_path / "no-data"))
+    sentences = [f"The examiner found sentence {i} about tinnitus and hearing loss." for i in range(50)]
+    texts, where = bench._long_queries(bare, 3, sentences)
+    assert len(texts) == 3 and "runs of corpus sentences" in where
+    assert all(bench.LONG_MIN <= len(t) <= bench.LONG_MAX for t in texts)
+    service = build_sample_index(settings, sample_dir)
+    rows = []
+    measured = bench._long_latency(service, texts, rows)
+    assert [(m[0], m[1]) for m in measured] == [(mode, f) for f in ("none", "doc_type (~10%)")
+                                                for mode in ("dense", "keyword", "hybrid")]
+    assert all(r[0].startswith("long ") and "3 queries" == r[1] for r in rows)
+    line = bench._long_floor(measured)
+    assert line[2] == ("met" if max(m[3] for m in measured) <= bench.LONG_BUDGET_MS else "NOT met")
+    service.close()

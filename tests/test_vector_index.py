@@ -64,6 +64,33 @@ def test_both_plans_are_used_and_agree(data):
     assert a[1].tolist() == b[1].tolist()
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_a_split_flat_search_gives_the_one_thread_top_k(data, monkeypatch, threads):
+    """Row ranges searched at once and merged: brute force's top k, unfiltered, filtered, and skewed filters."""
+    import indexer.vector_index as vector_index
+
+    rng, vectors, ids = data
+    monkeypatch.setattr(vector_index, "PARALLEL_SCAN_ROWS", 400)  # split these 3,000 rows as 100,000 would be
+    split = make("flat", vectors, ids, scan_threads=threads, exact_below_fraction=0.0)
+    calls = []
+    real = split._parallel_flat
+    monkeypatch.setattr(split, "_parallel_flat", lambda *a: calls.append(a[3]) or real(*a))
+    late = ids[int(0.8 * len(ids)):]  # every allowed row in the last fifth: ranges by allowed count, not by row
+    for allowed in (None, rng.choice(ids, 2000, replace=False), rng.choice(ids, 500, replace=False), late):
+        for _ in range(3):
+            q = unit(rng, 1)[0]
+            got_scores, got = split.search(q, 25, allowed)
+            want_scores, want = brute(vectors, ids, q, 25, ids if allowed is None else allowed)
+            assert got.tolist() == want.tolist()
+            np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-6)
+    assert len(calls) == 12, "every one of these searches was split"
+    one = make("flat", vectors, ids, scan_threads=1)
+    monkeypatch.setattr(one, "_parallel_flat", lambda *a: pytest.fail("scan_threads = 1 never splits"))
+    one.search(unit(rng, 1)[0], 5)
+    with pytest.raises(ConfigError, match="index.scan_threads"):
+        make("flat", vectors, ids, scan_threads=-1).search(unit(rng, 1)[0], 5)
+
+
 def test_unfiltered_and_k_larger_than_allowed(data):
     rng, vectors, ids = data
     index = make("flat", vectors, ids)
