@@ -554,6 +554,9 @@ def export_models_cmd(settings: Settings) -> None:
 
     embedder = load_embedder(settings, prepare=True)
     click.echo(f"embedder {embedder.name}: {embedder.choice.variant} ({embedder.choice.reason})")
+    queries = load_embedder(settings, prepare=True, purpose="query")  # what searchd encodes queries with
+    if queries.choice.variant != embedder.choice.variant:
+        click.echo(f"query encoder (searchd): {queries.choice.variant} ({queries.choice.reason})")
     tagger = load_tagger(settings, prepare=True)
     if tagger is not None:
         click.echo(f"tagger encoder: {tagger.choice.variant} ({tagger.choice.reason})")

@@ -51,19 +51,29 @@ class SentenceTransformerEmbedder:
     Runs on torch, or on an ONNX Runtime / OpenVINO export of the whole pipeline (transformer,
     pooling, dense, normalisation) chosen by `embedder.backend` and `embedder.precision`.
     With `prepare` a missing or stale export is made (indexer commands); without, it is an
-    error naming the command (searchd never exports at query time).
+    error naming the command (searchd never exports at query time). `purpose` "query" (searchd)
+    lets `auto` pick by one query's latency; when that variant's export is not made, the build
+    choice (whose export `indexer build` made) answers, and the reason says so.
     """
 
     def __init__(self, model_dir: str | Path, settings: EmbedderSettings | None = None, exports: Path | None = None,
-                 prepare: bool = False, calibration: Callable[[], Sequence[str]] = tuple):
-        from indexer.inference.select import choice_for, open_variant
+                 prepare: bool = False, calibration: Callable[[], Sequence[str]] = tuple, purpose: str = "build"):
+        from indexer.inference.exports import staleness
+        from indexer.inference.select import Choice, choice_for, open_variant
 
         self.settings = settings or EmbedderSettings()
         self.model_dir = Path(model_dir)
         self.name = str(self.model_dir)
         self.checksum = model_checksum(self.model_dir)
         device = resolve_device(self.settings.device)
-        self.choice = choice_for(self.settings.backend, self.settings.precision, device, exports, self.checksum)
+        self.choice = choice_for(self.settings.backend, self.settings.precision, device, exports, self.checksum, purpose)
+        if purpose == "query" and not prepare and self.choice.variant.backend != "torch" and exports is not None:
+            why = staleness(exports, self.checksum, self.choice.variant, "embedder")
+            if why is not None:
+                build = choice_for(self.settings.backend, self.settings.precision, device, exports, self.checksum)
+                if build.variant != self.choice.variant:
+                    self.choice = Choice(build.variant, f"{build.reason}; queries would run {self.choice.variant} "
+                                                        f"sooner, but its export is {why} (`{EXPORT_COMMAND}` makes it)")
         self.backend, self.precision = self.choice.variant.backend, self.choice.variant.precision
         self.session = open_variant("embedder", self.model_dir, self.checksum, self.choice, exports,
                                     self.settings.threads, prepare, calibration, EXPORT_COMMAND, say=_say)
@@ -119,13 +129,15 @@ def _say(message: str) -> None:
 
 
 def load_embedder(settings: Settings, prepare: bool = False,
-                  calibration: Callable[[], Sequence[str]] | None = None) -> SentenceTransformerEmbedder:
+                  calibration: Callable[[], Sequence[str]] | None = None,
+                  purpose: str = "build") -> SentenceTransformerEmbedder:
     """The configured embedder: a given dir, the trained one when present, else packaged MiniLM.
 
     `prepare` (indexer commands) makes a missing export, calibrating int8 on `calibration`, by
-    default the index's first chunks.
+    default the index's first chunks. `purpose` "query" is searchd's (see the class).
     """
     from indexer.inference.select import store_texts
 
     return SentenceTransformerEmbedder(resolve_embedder_dir(settings), settings.embedder, settings.models.exports_dir,
-                                       prepare, calibration or (lambda: store_texts(settings.store.url or settings.index.dir)))
+                                       prepare, calibration or (lambda: store_texts(settings.store.url or settings.index.dir)),
+                                       purpose)

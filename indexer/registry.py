@@ -169,12 +169,14 @@ def describe(settings: Settings) -> list[str]:
     lines.append(f"indexer build, indexer tag: tagger {tagger}" if tagger is not None else
                  "indexer build, indexer tag: no tagger (gold mentions only; train one with `indexer train-models`)")
     lines.append(backend_line("embedder", "embedder", embedder, settings.embedder, settings))
+    lines.append(backend_line("query encoder (searchd)", "embedder", embedder, settings.embedder, settings, "query"))
     if tagger is not None:
         lines.append(backend_line("tagger encoder", "encoder", tagger / "encoder", settings.ner, settings))
     return lines
 
 
-def backend_line(title: str, kind: str, model_dir: Path, section: Any, settings: Settings) -> str:
+def backend_line(title: str, kind: str, model_dir: Path, section: Any, settings: Settings,
+                 purpose: str = "build") -> str:
     """Which backend and precision a model runs with, why, and whether its export is ready."""
     from indexer.embedder import EXPORT_COMMAND, model_checksum
     from indexer.inference.exports import staleness
@@ -183,9 +185,13 @@ def backend_line(title: str, kind: str, model_dir: Path, section: Any, settings:
 
     checksum = model_checksum(model_dir)
     choice = choice_for(section.backend, section.precision, resolve_device(section.device),
-                        settings.models.exports_dir, checksum)
+                        settings.models.exports_dir, checksum, purpose)
     state = ""
     if choice.variant.backend != "torch":
         why = staleness(settings.models.exports_dir, checksum, choice.variant, kind)
         state = "; export ready" if why is None else f"; export {why} (`{EXPORT_COMMAND}` or `indexer build` makes it)"
+        if why is not None and purpose == "query":
+            build = choice_for(section.backend, section.precision, resolve_device(section.device),
+                               settings.models.exports_dir, checksum)
+            state += f"; until then searchd encodes queries with {build.variant}"
     return f"{title} backend: {choice.variant} ({choice.reason}{state})"

@@ -145,12 +145,15 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
               help="Evaluate on a seeded subsample of each corpus of this many documents (0 = the whole corpus).")
 @click.option("--max-queries", type=int, default=None, help="A seeded sample of this many queries per set.")
 @click.option("--ner-limit", type=int, default=None, help="Score the tagger on the first N BC5CDR dev documents.")
+@click.option("--speed-only", is_flag=True,
+              help="Time the variants of the existing record again (throughput, query latency); keep its quality.")
 def gate_cmd(settings: Settings, kinds: tuple[str, ...], corpus_sample: int, max_queries: int | None,
-             ner_limit: int | None) -> None:
+             ner_limit: int | None, speed_only: bool) -> None:
     """Measure every backend x precision against torch fp32 (quality and speed) and record it for `auto`."""
     from searchd.eval.gate import run_gate
 
-    run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo)
+    run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo,
+             speed_only)
 
 
 @main.command("rerank-bench")

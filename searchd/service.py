@@ -99,7 +99,7 @@ class SearchService:
             check_embedder(settings, manifest)
             if resolve_device(settings.index.device) == "cuda":
                 index.to_gpu()  # faiss-gpu: unfiltered searches only; else an exact torch scan answers all
-            embedder = embedder if embedder is not None else load_embedder(settings)
+            embedder = embedder if embedder is not None else load_embedder(settings, purpose="query")
             reranker = None
             if settings.search.rerank_depth > 0:
                 from indexer.reranker import load_reranker

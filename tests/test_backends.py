@@ -127,6 +127,45 @@ def test_auto_takes_the_fastest_variant_that_passes():
     assert choose(reference, [], [TORCH]) is None
 
 
+def test_queries_take_the_lowest_query_latency_that_passes():
+    """Builds by throughput, searchd's queries by one query's p50; without a recorded p50, throughput decides."""
+    reference = {"ndcg@10": 0.70}
+    ov, onnx, int8 = Variant("openvino", "fp32"), Variant("onnx", "fp32"), Variant("onnx", "int8")
+    measured = [Measured(TORCH, reference, 40.0, 14.5), Measured(ov, reference, 47.0, 4.4),
+                Measured(onnx, reference, 41.0, 2.8), Measured(int8, {"ndcg@10": 0.69}, 64.0, 1.7)]
+    allowed = [m.variant for m in measured]
+    assert choose(reference, measured, allowed)[0] == ov
+    best, reason = choose(reference, measured, allowed, purpose="query")
+    assert best == onnx and "2.8 ms p50" in reason and "torch fp32 14.5 ms" in reason and "onnx-int8" in reason
+    untimed = [dataclasses.replace(m, query_ms=None) for m in measured]
+    assert choose(reference, untimed, allowed, purpose="query")[0] == ov
+    record = {"machine": "cpu-a", "measured": [{"variant": "torch-fp32", "metrics": reference, "speed": 40.0,
+                                                "query_p50_ms": 14.5}]}
+    assert measured_from(record)[1][0].query_ms == 14.5
+    if installed("onnx") and installed("openvino"):
+        assert resolve("auto", "auto", None, "x").variant == ov  # no record: batches on OpenVINO
+        no_record = resolve("auto", "auto", None, "x", "query")
+        assert no_record.variant == onnx and "no quality-gate record" in no_record.reason
+    with pytest.raises(ValueError, match="purpose"):
+        resolve("auto", "auto", None, "x", "serve")
+
+
+@pytest.mark.skipif(not (installed("onnx") and installed("openvino")), reason="needs onnxruntime and openvino")
+def test_query_encoder_falls_back_to_the_build_export_when_its_own_is_missing(tiny_bert, tmp_path):
+    from indexer.embedder import SentenceTransformerEmbedder, model_checksum
+
+    checksum = model_checksum(tiny_bert)
+    auto = EmbedderSettings(backend="auto", precision="fp32", device="cpu")
+    build = SentenceTransformerEmbedder(tiny_bert, auto, tmp_path, True, lambda: TEXTS)  # makes openvino-fp32 (+ onnx)
+    assert str(build.choice.variant) == "openvino-fp32"
+    query = SentenceTransformerEmbedder(tiny_bert, auto, tmp_path, False, purpose="query")
+    assert str(query.choice.variant) == "onnx-fp32"  # its export was made as OpenVINO's source
+    np.testing.assert_allclose(query.embed_queries(TEXTS[:2]), build.embed_queries(TEXTS[:2]), atol=1e-4)
+    (tmp_path / checksum / "onnx-fp32" / ex.META).unlink()
+    fallback = SentenceTransformerEmbedder(tiny_bert, auto, tmp_path, False, purpose="query")
+    assert str(fallback.choice.variant) == "openvino-fp32" and "onnx-fp32 sooner" in fallback.choice.reason
+
+
 def test_resolve_reads_the_record_of_this_machine_only():
     record = {"machine": "cpu-a", "tolerance": 0.005, "measured": [
         {"variant": "torch-fp32", "metrics": {"f1": 0.8}, "speed": 10.0},

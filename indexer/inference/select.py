@@ -2,9 +2,12 @@
 
 Explicit settings are used as given. `auto` reads the gate record of the model (measured on this
 machine: a record from a CPU with other instructions is ignored) and takes the fastest variant
-that passed. Without a record it takes an fp32 export, which computes what torch computes, in
-the order OpenVINO, ONNX Runtime, torch (the order they ran here, docs/inference.md), and says
-which command measures the rest.
+that passed: by throughput for builds and tagging, by one query's latency for the query encoder
+(`purpose="query"`, what searchd loads). Without a record it takes an fp32 export, which computes
+what torch computes, in the order OpenVINO, ONNX Runtime, torch for builds and ONNX Runtime,
+OpenVINO, torch for queries (the orders they ran in every round of docs/inference.md: OpenVINO
+encodes batches faster, ONNX Runtime answers one query sooner), and says which command measures
+the rest.
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ from indexer.inference.gate import choose, measured_from, read_record
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 GATE_COMMAND = "searchd gate"
-FP32_ORDER = ("openvino", "onnx", "torch")
+FP32_ORDER = ("openvino", "onnx", "torch")  # batches (indexer build, tagging)
+QUERY_FP32_ORDER = ("onnx", "openvino", "torch")  # one query at a time (searchd)
+PURPOSES = ("build", "query")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,11 @@ def candidates(backend: str, precision: str) -> list[Variant]:
     return out
 
 
-def resolve(backend: str, precision: str, record: dict | None, machine: str) -> Choice:
-    """The variant for these settings, given the model's gate record (or None) on this machine."""
+def resolve(backend: str, precision: str, record: dict | None, machine: str, purpose: str = "build") -> Choice:
+    """The variant for these settings, given the model's gate record (or None) on this machine; `purpose` "build"
+    (batches) or "query" (one query at a time) decides what "fastest" means."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r}; valid: {PURPOSES}")
     if backend != "auto" and precision != "auto":
         return Choice(check(backend, precision), "configured")
     allowed = candidates(backend, precision)
@@ -66,10 +74,11 @@ def resolve(backend: str, precision: str, record: dict | None, machine: str) -> 
                       f"no installed backend allows backend={backend!r} precision={precision!r}")
     if record is not None and record.get("machine") == machine:
         reference, measured = measured_from(record)
-        picked = choose(reference, measured, allowed, float(record.get("tolerance", 0.005)))
+        picked = choose(reference, measured, allowed, float(record.get("tolerance", 0.005)), purpose)
         if picked is not None:
             return Choice(*picked)
-    exact = sorted((v for v in allowed if v.exact), key=lambda v: FP32_ORDER.index(v.backend))
+    order = QUERY_FP32_ORDER if purpose == "query" else FP32_ORDER
+    exact = sorted((v for v in allowed if v.exact), key=lambda v: order.index(v.backend))
     why = "no quality-gate record for this model on this machine" if record is None or \
         record.get("machine") != machine else "no measured variant passed the gate"
     chosen = exact[0] if exact else allowed[0]
@@ -101,13 +110,14 @@ def gate_record(exports: Path | None, checksum: str) -> dict | None:
 
 
 
-def choice_for(backend: str, precision: str, device: str, exports: Path | None, checksum: str) -> Choice:
-    """The Choice for a model section's settings on a resolved device ('cpu' or 'cuda')."""
+def choice_for(backend: str, precision: str, device: str, exports: Path | None, checksum: str,
+               purpose: str = "build") -> Choice:
+    """The Choice for a model section's settings on a resolved device ('cpu' or 'cuda'), for `purpose`."""
     if device == "cuda":
         return Choice(TORCH, "device cuda: the exports are CPU builds, torch runs on the GPU")
     if exports is None and backend == "auto":
         return Choice(TORCH, "no exports directory given")
-    return resolve(backend, precision, gate_record(exports, checksum), machine_id())
+    return resolve(backend, precision, gate_record(exports, checksum), machine_id(), purpose)
 
 
 def store_texts(index_dir: Path | str, limit: int = 256) -> list[str]:

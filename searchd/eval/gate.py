@@ -86,10 +86,14 @@ def _calibration(settings: Settings) -> list[str]:
 
 
 def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_queries: int | None,
-             ner_limit: int | None, say: Callable[[str], None] = print) -> None:
-    """Measure each kind on every installed variant and write its gate record, saying each result."""
+             ner_limit: int | None, say: Callable[[str], None] = print, speed_only: bool = False) -> None:
+    """Measure each kind on every installed variant and write its gate record, saying each result.
+
+    `speed_only` times the variants of the model's existing record again (throughput, and one query's
+    latency for the embedder) and keeps its quality metrics: speed changes with the load, quality does not."""
     from indexer.embedder import model_checksum
-    from indexer.inference.gate import TOLERANCE, gate, write_record
+    from indexer.errors import ModelError
+    from indexer.inference.gate import TOLERANCE, gate, read_record, write_record
     from indexer.inference.select import machine_id
     from indexer.models import resolve_embedder_dir
     from indexer.ner import resolve_tagger_dir
@@ -101,23 +105,40 @@ def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_querie
             say(f"{kind}: no model; skipped")
             continue
         checksum = model_checksum(model_dir if kind == "embedder" else model_dir / "encoder")
+        folder = settings.models.exports_dir / checksum
+        old = read_record(folder) if speed_only else None
+        if speed_only and (old is None or old.get("machine") != machine_id()):
+            raise ModelError(f"--speed-only needs a gate record of {kind} {str(model_dir)!r} measured on this machine "
+                             f"under {str(folder)!r}; run `searchd gate --kind {kind}` first")
+        known = {r["variant"]: r for r in old["measured"]} if old else {}
         rows: list[dict[str, Any]] = []
         for variant in [TORCH] + [v for v in available_variants() if v != TORCH]:
+            if speed_only and str(variant) not in known:
+                continue
             started = time.perf_counter()
-            metrics = embedder_quality(settings, variant, sample, max_queries) if kind == "embedder" else \
-                tagger_quality(settings, variant, ner_limit)
+            if speed_only:
+                metrics = known[str(variant)]["metrics"]
+            else:
+                metrics = embedder_quality(settings, variant, sample, max_queries) if kind == "embedder" else \
+                    tagger_quality(settings, variant, ner_limit)
             speed = measure(overrides_for(settings), kind, variant, 96, 20)
-            rate = float(speed["threads"]["2"]["items_per_s"]) if "threads" in speed else 0.0
-            rows.append({"variant": str(variant), "metrics": metrics, "speed": rate,
-                         "seconds": round(time.perf_counter() - started, 1)})
+            timing = speed.get("threads", {}).get("2", {})
+            row = {"variant": str(variant), "metrics": metrics, "speed": float(timing.get("items_per_s", 0.0)),
+                   "seconds": round(time.perf_counter() - started, 1)}
+            if "query_p50_ms" in timing:
+                row["query_p50_ms"] = round(float(timing["query_p50_ms"]), 3)
+            rows.append(row)
             verdict = "reference" if variant == TORCH else gate(rows[0]["metrics"], metrics).describe()
-            say(f"{kind} {variant}: {_fmt(metrics)}; {rate:.1f} chunks/s at 2 threads; {verdict}")
-        how = {"corpus_sample": sample or "full corpus", "max_queries": max_queries or "all",
-               "ner_documents": ner_limit or "all", "seed": settings.eval.sample_seed}
+            query = f", one query p50 {row['query_p50_ms']:.1f} ms" if "query_p50_ms" in row else ""
+            say(f"{kind} {variant}: {_fmt(metrics)}; {row['speed']:.1f} chunks/s at 2 threads{query}; {verdict}")
+        how = old["how"] if old else {"corpus_sample": sample or "full corpus", "max_queries": max_queries or "all",
+                                      "ner_documents": ner_limit or "all", "seed": settings.eval.sample_seed}
         record = {"kind": kind, "model": str(model_dir), "checksum": checksum, "machine": machine_id(),
                   "tolerance": TOLERANCE, "measured": rows, "how": how, "command": "searchd gate",
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        say(f"wrote {write_record(settings.models.exports_dir / checksum, record)}")
+        if old:
+            record["quality_measured_at"] = old.get("quality_measured_at", old.get("measured_at"))
+        say(f"wrote {write_record(folder, record)}")
 
 
 def _fmt(metrics: dict[str, float]) -> str:
