@@ -124,7 +124,7 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
 
         rows = run_harness(settings.index, chunks, n_queries=queries)
         click.echo(format_table(f"\nfiltered search harness: {chunks} unit vectors x 256, {queries} queries, "
-                                f"one category filter, 1 FAISS thread", rows))
+                                f"one category filter, 1 FAISS thread (medlex's split flat search: index.scan_threads)", rows))
         return
     from searchd.eval.bench import run_bench
 

@@ -4,7 +4,8 @@
 cover 30%, 3%, 0.3% and 0.03% of the rows; each filter allows one value. Engines:
 
 - medlex `FaissIndex.search_rows` (flat and HNSW): the planner the search service uses, given
-  the row mask the service would build (a comparison over the category codes);
+  the row mask the service would build (a comparison over the category codes); on flat once on
+  one thread and once split over `index.scan_threads` (when that is more than one);
 - FAISS alone through an `IDSelectorBitmap` over the rows (`FaissIndex.search_bitmap`);
 - a numpy scan of the allowed rows, which is exact and is the reference for recall.
 
@@ -55,6 +56,8 @@ def _time(engine: Engine, queries: np.ndarray, mask_of: Callable[[], np.ndarray]
 def run_harness(settings: IndexSettings, n: int = 100_000, dim: int = 256, n_queries: int = 200,
                 k: int = 10) -> list[tuple[str, str, str, str]]:
     """Rows (engine, filter, p50 / p99 ms, recall@k against the exact scan) of the filtered-search harness."""
+    from dataclasses import replace
+
     from indexer.vector_index import FaissIndex
 
     vectors, ids, category = _corpus(n, dim)
@@ -65,7 +68,14 @@ def run_harness(settings: IndexSettings, n: int = 100_000, dim: int = 256, n_que
         index = FaissIndex.create(dim, kind, settings, n)
         index.add(vectors, ids)
         print(f"  built {index.description} over {n} vectors in {time.perf_counter() - started:.0f} s", flush=True)
-        engines += [(f"medlex FaissIndex {index.description}", lambda q, r, x=index: x.search_rows(q, k, r)[1]),
+        if index.is_flat and index.scan_threads > 1:
+            one = FaissIndex(index.index, replace(settings, scan_threads=1), index.description)
+            engines.append((f"medlex FaissIndex {index.description}, 1 thread",
+                            lambda q, r, x=one: x.search_rows(q, k, r)[1]))
+            name = f"medlex FaissIndex {index.description}, split over {index.scan_threads} threads"
+        else:
+            name = f"medlex FaissIndex {index.description}"
+        engines += [(name, lambda q, r, x=index: x.search_rows(q, k, r)[1]),
                     (f"FAISS {index.description} + IDSelectorBitmap", lambda q, r, x=index: x.search_bitmap(q, k, r)[1])]
     rows = []
     for value, share in enumerate(SHARES):
