@@ -110,26 +110,34 @@ def _long_queries(settings: Settings, n: int, sentences: list[str]) -> tuple[lis
     return texts, f"{', '.join(sources)}; {lengths[0]}-{lengths[-1]} characters, median {lengths[len(lengths) // 2]}"
 
 
-def _long_latency(service, queries: list[str], rows: list) -> list[tuple]:
-    """Long-query rows (no filter, and doc_type ~10%) per mode; returns (mode, filter, p50, p95) for the budget."""
+def _time_queries(service, texts: list[str], mode: str, flt: dict) -> tuple[list[float], dict, int, int]:
+    """Each text searched once: (ms per query, stage timings, timeouts, last total). A timed-out query is
+    counted and its time (the limit) kept in the percentiles."""
     from searchd.service import SearchTimeout
 
+    times, stages, timeouts, total = [], {}, 0, 0
+    for q in texts:
+        query = service.parse({"q": q, "mode": mode, **flt})
+        started = time.perf_counter()
+        try:
+            result = service.search(query)
+        except SearchTimeout:
+            timeouts += 1
+            times.append((time.perf_counter() - started) * 1000)
+            continue
+        times.append((time.perf_counter() - started) * 1000)
+        total = result.total
+        for key, value in result.timings.items():
+            stages.setdefault(key, []).append(value)
+    return times, stages, timeouts, total
+
+
+def _long_latency(service, queries: list[str], rows: list) -> list[tuple]:
+    """Long-query rows (no filter, and doc_type ~10%) per mode; returns (mode, filter, p50, p95) for the budget."""
     measured = []
     for name, flt in (("none", {}), ("doc_type (~10%)", {"doc_type": "complaint"})):
         for mode in ("dense", "keyword", "hybrid"):
-            times, stages, timeouts = [], {}, 0
-            for q in queries:
-                query = service.parse({"q": q, "mode": mode, **flt})
-                started = time.perf_counter()
-                try:
-                    result = service.search(query)
-                except SearchTimeout:
-                    timeouts += 1  # counted, its time (the limit) kept in the percentiles
-                    times.append((time.perf_counter() - started) * 1000)
-                    continue
-                times.append((time.perf_counter() - started) * 1000)
-                for key, value in result.timings.items():
-                    stages.setdefault(key, []).append(value)
+            times, stages, timeouts, _ = _time_queries(service, queries, mode, flt)
             p50, p95, p99 = _percentiles(times)
             measured.append((mode, name, p50, p95))
             parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
@@ -272,27 +280,12 @@ def _latency(service, queries: list[str], rows: list, modes=("dense", "keyword",
     """Latency rows per filter and mode; "keyword*" is keyword mode with search.impact_lists off, for comparison.
     Returns (mode, filter, p50, p99) for the floors."""
     measured = []
-    from searchd.service import SearchTimeout
-
     on = service.settings
     for name, flt in _filters(service):
         for label in modes:
             mode = label.rstrip("*")
             service.settings = on if label == mode else on.replace(search=replace(on.search, impact_lists=False))
-            times, stages, timeouts, total = [], {}, 0, 0
-            for q in queries:
-                query = service.parse({"q": q, "mode": mode, **flt})
-                started = time.perf_counter()
-                try:
-                    result = service.search(query)
-                except SearchTimeout:
-                    timeouts += 1  # counted, and its time (the limit) kept in the percentiles
-                    times.append((time.perf_counter() - started) * 1000)
-                    continue
-                times.append((time.perf_counter() - started) * 1000)
-                total = result.total
-                for key, value in result.timings.items():
-                    stages.setdefault(key, []).append(value)
+            times, stages, timeouts, total = _time_queries(service, queries, mode, flt)
             p50, p95, p99 = _percentiles(times)
             measured.append((label, name, p50, p99))
             parts = ", ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items() if k != "total")
