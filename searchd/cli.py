@@ -147,13 +147,16 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
 @click.option("--ner-limit", type=int, default=None, help="Score the tagger on the first N BC5CDR dev documents.")
 @click.option("--speed-only", is_flag=True,
               help="Time the variants of the existing record again (throughput, query latency); keep its quality.")
+@click.option("--variant", "variants", multiple=True,
+              help="Measure only this backend-precision (repeatable), keeping the record's other rows; "
+                   "the options must match the record's.")
 def gate_cmd(settings: Settings, kinds: tuple[str, ...], corpus_sample: int, max_queries: int | None,
-             ner_limit: int | None, speed_only: bool) -> None:
+             ner_limit: int | None, speed_only: bool, variants: tuple[str, ...]) -> None:
     """Measure every backend x precision against torch fp32 (quality and speed) and record it for `auto`."""
     from searchd.eval.gate import run_gate
 
     run_gate(settings, kinds or ("embedder", "tagger"), corpus_sample, max_queries, ner_limit, click.echo,
-             speed_only)
+             speed_only, variants)
 
 
 @main.command("rerank-bench")

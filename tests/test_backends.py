@@ -220,3 +220,47 @@ def test_mixed_backend_build_is_refused_unless_vectors_agree(settings, sample_di
     rebuilt = pipeline.sync(settings, store, Variantly("onnx", "int8", skew=0.5), rebuild=True)
     assert pipeline.variant_of(rebuilt["embedder"]) == "onnx-int8" and "extended_with" not in rebuilt["embedder"]
     store.close()
+
+
+def test_gate_measures_only_the_named_variants_and_keeps_the_rest(settings, tmp_path, monkeypatch):
+    """`searchd gate --variant V`: V measured again, the record's other rows kept, the reference measured only
+    when the record lacks it; other evaluation options, or a record of another CPU, are not mixed in."""
+    import indexer.embedder
+    import indexer.ner
+    import searchd.eval.gate as sg
+    import searchd.eval.inference as si
+    from indexer.inference.gate import read_record
+
+    model = tmp_path / "tagger"
+    (model / "encoder").mkdir(parents=True)
+    monkeypatch.setattr(indexer.ner, "resolve_tagger_dir", lambda s: model)
+    monkeypatch.setattr(indexer.embedder, "model_checksum", lambda d: "abc")
+    scored = []
+
+    def quality(s, variant, limit):
+        scored.append((str(variant), limit))
+        return {"f1": 0.80 if variant == TORCH else 0.79}
+
+    monkeypatch.setattr(sg, "tagger_quality", quality)
+    monkeypatch.setattr(si, "measure", lambda overrides, kind, variant, n, q: {"threads": {"2": {"items_per_s": 7.0}}})
+    folder = settings.models.exports_dir / "abc"
+    rows = [{"variant": str(v), "metrics": {"f1": 0.8}, "speed": 1.0} for v in [TORCH, *EXPORTED] if installed(v.backend)]
+    how = {"corpus_sample": "full corpus", "max_queries": "all", "ner_documents": 150, "seed": settings.eval.sample_seed}
+    write_record(folder, {"machine": machine_id(), "measured": rows, "how": how})
+    said = []
+    sg.run_gate(settings, ("tagger",), 0, None, 150, said.append, only=("onnx-int8",))
+    record = read_record(folder)
+    by = {r["variant"]: r for r in record["measured"]}
+    assert scored == [("onnx-int8", 150)] and by["onnx-int8"]["speed"] == 7.0 and by["onnx-int8"]["metrics"] == {"f1": 0.79}
+    assert [r["variant"] for r in record["measured"]] == [r["variant"] for r in rows]  # the others kept, in order
+    assert all(by[r["variant"]] == r for r in rows if r["variant"] != "onnx-int8") and record["how"] == how
+    assert any("onnx-int8" in m and "failed" in m for m in said)  # 0.79 against the kept reference 0.80
+    with pytest.raises(ModelError, match="ner_documents 150.*ner_documents 20"):  # other options: not mixed
+        sg.run_gate(settings, ("tagger",), 0, None, 20, said.append, only=("onnx-int8",))
+    with pytest.raises(ConfigError, match="valid:"):
+        sg.run_gate(settings, ("tagger",), 0, None, 150, said.append, only=("onnx-int4",))
+    write_record(folder, {"machine": "another cpu", "measured": rows, "how": how})
+    scored.clear()
+    sg.run_gate(settings, ("tagger",), 0, None, 150, said.append, only=("onnx-int8",))
+    assert scored == [("torch-fp32", 150), ("onnx-int8", 150)]  # no reference here: torch measured too
+    assert [r["variant"] for r in read_record(folder)["measured"]] == ["torch-fp32", "onnx-int8"]

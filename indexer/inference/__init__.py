@@ -13,8 +13,11 @@ openvino and nncf.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 from indexer.errors import ConfigError, choices
 
@@ -74,3 +77,23 @@ def installed(backend: str) -> bool:
 def available_variants() -> list[Variant]:
     """The supported variants whose runtime is installed."""
     return [v for v in all_variants() if installed(v.backend)]
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_facts() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and its instruction-set flags, from /proc/cpuinfo (empty flags elsewhere)."""
+    flags: frozenset[str] = frozenset()
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        found_name = False
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags" and not flags:
+                flags = frozenset(value.split())
+            elif key.strip() == "model name" and not found_name:
+                name, found_name = value.strip(), True
+            if flags and found_name:
+                break
+    return name, flags
+

@@ -11,15 +11,14 @@ the rest.
 """
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from indexer.inference import BACKENDS, TORCH, VALID, Variant, check, installed
+from indexer.inference import BACKENDS, TORCH, VALID, Variant, check, cpu_facts, installed
 from indexer.inference.gate import choose, measured_from, read_record
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 GATE_COMMAND = "searchd gate"
 FP32_ORDER = ("openvino", "onnx", "torch")  # batches (indexer build, tagging)
 QUERY_FP32_ORDER = ("onnx", "openvino", "torch")  # one query at a time (searchd)
@@ -36,18 +35,7 @@ class Choice:
 
 def machine_id() -> str:
     """CPU model and the vector instructions int8 and bf16 speed depend on (what a gate record is valid for)."""
-    flags: set[str] = set()
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                flags = set(value.split())
-            elif key.strip() == "model name":
-                name = value.strip()
-            if flags and name:
-                break
+    name, flags = cpu_facts()
     return f"{name} [{' '.join(f for f in CPU_FLAGS if f in flags)}]"
 
 

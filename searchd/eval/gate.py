@@ -86,11 +86,14 @@ def _calibration(settings: Settings) -> list[str]:
 
 
 def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_queries: int | None,
-             ner_limit: int | None, say: Callable[[str], None] = print, speed_only: bool = False) -> None:
+             ner_limit: int | None, say: Callable[[str], None] = print, speed_only: bool = False,
+             only: tuple[str, ...] = ()) -> None:
     """Measure each kind on every installed variant and write its gate record, saying each result.
 
     `speed_only` times the variants of the model's existing record again (throughput, and one query's
-    latency for the embedder) and keeps its quality metrics: speed changes with the load, quality does not."""
+    latency for the embedder) and keeps its quality metrics: speed changes with the load, quality does not.
+    `only` (variant names) measures just those and keeps the other rows of this machine's record as they
+    are; torch fp32, the reference, is measured too when the record lacks it."""
     from indexer.embedder import model_checksum
     from indexer.errors import ModelError
     from indexer.inference.gate import TOLERANCE, gate, read_record, write_record
@@ -99,6 +102,11 @@ def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_querie
     from indexer.ner import resolve_tagger_dir
     from searchd.eval.inference import measure, overrides_for
 
+    installed = [TORCH] + [v for v in available_variants() if v != TORCH]
+    wanted = {str(Variant.parse(name)) for name in only}  # a misspelt variant is a ConfigError naming the valid ones
+    missing = sorted(wanted - {str(v) for v in installed})
+    if missing:
+        raise ModelError(f"variant {missing[0]} cannot run here: its runtime is not installed")
     for kind in kinds:
         model_dir = resolve_embedder_dir(settings) if kind == "embedder" else resolve_tagger_dir(settings)
         if model_dir is None:
@@ -106,24 +114,39 @@ def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_querie
             continue
         checksum = model_checksum(model_dir if kind == "embedder" else model_dir / "encoder")
         folder = settings.models.exports_dir / checksum
-        old = read_record(folder) if speed_only else None
-        if speed_only and (old is None or old.get("machine") != machine_id()):
+        old = read_record(folder) if speed_only or wanted else None
+        if old is not None and old.get("machine") != machine_id():
+            old = None  # measured on another CPU: nothing of it holds here
+        if speed_only and old is None:
             raise ModelError(f"--speed-only needs a gate record of {kind} {str(model_dir)!r} measured on this machine "
                              f"under {str(folder)!r}; run `searchd gate --kind {kind}` first")
+        how = {"corpus_sample": sample or "full corpus", "max_queries": max_queries or "all",
+               "ner_documents": ner_limit or "all", "seed": settings.eval.sample_seed}
+        if speed_only:
+            how = old["how"]
+        elif old is not None and old.get("how") != how:  # --variant: the kept rows must share the evaluation
+            raise ModelError(f"the gate record of {kind} under {str(folder)!r} was measured with {_fmt_how(old.get('how'))}, "
+                             f"this run with {_fmt_how(how)}; give the same options, or run `searchd gate --kind {kind}` "
+                             f"without --variant")
         known = {r["variant"]: r for r in old["measured"]} if old else {}
         rows: list[dict[str, Any]] = []
-        for variant in [TORCH] + [v for v in available_variants() if v != TORCH]:
-            if speed_only and str(variant) not in known:
+        for variant in installed:
+            name = str(variant)
+            if wanted and name not in wanted and (name in known or variant != TORCH):
+                if name in known:
+                    rows.append(known[name])  # not asked for: kept as measured
+                continue
+            if speed_only and name not in known:
                 continue
             started = time.perf_counter()
             if speed_only:
-                metrics = known[str(variant)]["metrics"]
+                metrics = known[name]["metrics"]
             else:
                 metrics = embedder_quality(settings, variant, sample, max_queries) if kind == "embedder" else \
                     tagger_quality(settings, variant, ner_limit)
             speed = measure(overrides_for(settings), kind, variant, 96, 20)
             timing = speed.get("threads", {}).get("2", {})
-            row = {"variant": str(variant), "metrics": metrics, "speed": float(timing.get("items_per_s", 0.0)),
+            row = {"variant": name, "metrics": metrics, "speed": float(timing.get("items_per_s", 0.0)),
                    "seconds": round(time.perf_counter() - started, 1)}
             if "query_p50_ms" in timing:
                 row["query_p50_ms"] = round(float(timing["query_p50_ms"]), 3)
@@ -131,14 +154,16 @@ def run_gate(settings: Settings, kinds: tuple[str, ...], sample: int, max_querie
             verdict = "reference" if variant == TORCH else gate(rows[0]["metrics"], metrics).describe()
             query = f", one query p50 {row['query_p50_ms']:.1f} ms" if "query_p50_ms" in row else ""
             say(f"{kind} {variant}: {_fmt(metrics)}; {row['speed']:.1f} chunks/s at 2 threads{query}; {verdict}")
-        how = old["how"] if old else {"corpus_sample": sample or "full corpus", "max_queries": max_queries or "all",
-                                      "ner_documents": ner_limit or "all", "seed": settings.eval.sample_seed}
         record = {"kind": kind, "model": str(model_dir), "checksum": checksum, "machine": machine_id(),
                   "tolerance": TOLERANCE, "measured": rows, "how": how, "command": "searchd gate",
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if old:
             record["quality_measured_at"] = old.get("quality_measured_at", old.get("measured_at"))
         say(f"wrote {write_record(folder, record)}")
+
+
+def _fmt_how(how: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted((how or {}).items())) or "nothing recorded"
 
 
 def _fmt(metrics: dict[str, float]) -> str:
