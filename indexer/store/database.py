@@ -175,8 +175,7 @@ class Database:
         with self.reading() as conn:
             for start in range(0, len(ids), MAX_IDS):
                 part = ids[start:start + MAX_IDS]
-                stmt = self.sql(sql.format(ids=", ".join("?" * len(part))))
-                rows += [tuple(r) for r in conn.exec_driver_sql(stmt, (*before, *part))]
+                rows += self.fetch(conn, sql.format(ids=", ".join("?" * len(part))), (*before, *part))
         return rows
 
     def collection_id(self, s: Session, name: str, create: bool = True) -> int:

@@ -481,6 +481,9 @@ def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: f
         build_index(settings, n_chunks, embedder, rows)
     _impact_lists(settings, index_dir, rows)
     with SearchService.load(settings) as service:
+        encoder = getattr(service.embedder, "choice", None)
+        if encoder is not None:  # which variant every timed query was encoded with, and why
+            rows.append(("query encoder", str(encoder.variant), "", encoder.reason))
         queries = _queries(settings, n_queries)
         service.search(service.parse({"q": "warm up"}))
         measured = _latency(service, queries, rows)
