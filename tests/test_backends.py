@@ -9,7 +9,7 @@ import pytest
 
 from indexer import pipeline
 from indexer.errors import ConfigError, IndexMismatchError, ModelError
-from indexer.inference import TORCH, Variant, all_variants, installed
+from indexer.inference import TORCH, Variant, all_variants, available_variants, installed
 from indexer.inference import exports as ex
 from indexer.inference.gate import Measured, choose, gate, measured_from, write_record
 from indexer.inference.select import choice_for, machine_id, resolve
@@ -244,7 +244,7 @@ def test_gate_measures_only_the_named_variants_and_keeps_the_rest(settings, tmp_
     monkeypatch.setattr(sg, "tagger_quality", quality)
     monkeypatch.setattr(si, "measure", lambda overrides, kind, variant, n, q: {"threads": {"2": {"items_per_s": 7.0}}})
     folder = settings.models.exports_dir / "abc"
-    rows = [{"variant": str(v), "metrics": {"f1": 0.8}, "speed": 1.0} for v in [TORCH, *EXPORTED] if installed(v.backend)]
+    rows = [{"variant": str(v), "metrics": {"f1": 0.8}, "speed": 1.0} for v in available_variants()]
     how = {"corpus_sample": "full corpus", "max_queries": "all", "ner_documents": 150, "seed": settings.eval.sample_seed}
     write_record(folder, {"machine": machine_id(), "measured": rows, "how": how})
     said = []
@@ -264,3 +264,24 @@ def test_gate_measures_only_the_named_variants_and_keeps_the_rest(settings, tmp_
     sg.run_gate(settings, ("tagger",), 0, None, 150, said.append, only=("onnx-int8",))
     assert scored == [("torch-fp32", 150), ("onnx-int8", 150)]  # no reference here: torch measured too
     assert [r["variant"] for r in read_record(folder)["measured"]] == ["torch-fp32", "onnx-int8"]
+
+
+def test_auto_offers_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
+    """Without AVX512_BF16/AMX OpenVINO runs a bf16 hint in fp32: auto and the gate leave that name out, so a
+    noisy timing of the same graph cannot win under it; asked for by name it still runs."""
+    import indexer.inference as inf
+    import indexer.inference.select as sel
+
+    record = {"machine": "cpu-a", "measured": [
+        {"variant": "torch-fp32", "metrics": {"m": 0.7}, "speed": 10.0, "query_p50_ms": 16.0},
+        {"variant": "openvino-fp32", "metrics": {"m": 0.7}, "speed": 20.0, "query_p50_ms": 9.9},
+        {"variant": "openvino-bf16", "metrics": {"m": 0.7}, "speed": 30.0, "query_p50_ms": 5.2}]}
+    if not installed("openvino"):
+        pytest.skip("openvino runtime not installed")
+    for native, build, query in [(False, "openvino-fp32", "openvino-fp32"), (True, "openvino-bf16", "openvino-bf16")]:
+        monkeypatch.setattr(sel, "native_bf16", lambda: native)
+        monkeypatch.setattr(inf, "native_bf16", lambda: native)
+        assert str(resolve("auto", "auto", record, "cpu-a").variant) == build
+        assert str(resolve("auto", "auto", record, "cpu-a", "query").variant) == query
+        assert (Variant("openvino", "bf16") in inf.available_variants()) is native
+        assert str(resolve("openvino", "bf16", record, "cpu-a").variant) == "openvino-bf16"  # by name: as asked

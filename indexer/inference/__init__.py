@@ -75,8 +75,9 @@ def installed(backend: str) -> bool:
 
 
 def available_variants() -> list[Variant]:
-    """The supported variants whose runtime is installed."""
-    return [v for v in all_variants() if installed(v.backend)]
+    """The supported variants whose runtime is installed, bf16 only where the CPU computes in it (`native_bf16`):
+    elsewhere OpenVINO runs a bf16 hint in fp32, the fp32 variant under another name."""
+    return [v for v in all_variants() if installed(v.backend) and (v.precision != "bf16" or native_bf16())]
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,3 +98,9 @@ def cpu_facts() -> tuple[str, frozenset[str]]:
                 break
     return name, flags
 
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has bf16 arithmetic (AVX512_BF16 or AMX), without which a bf16 hint runs fp32."""
+    _, flags = cpu_facts()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
