@@ -99,7 +99,6 @@ def cpu_facts() -> tuple[str, frozenset[str]]:
     return name, flags
 
 
-
 def native_bf16() -> bool:
     """Whether the CPU has bf16 arithmetic (AVX512_BF16 or AMX), without which a bf16 hint runs fp32."""
     _, flags = cpu_facts()
