@@ -270,7 +270,6 @@ def test_auto_offers_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
     """Without AVX512_BF16/AMX OpenVINO runs a bf16 hint in fp32: auto and the gate leave that name out, so a
     noisy timing of the same graph cannot win under it; asked for by name it still runs."""
     import indexer.inference as inf
-    import indexer.inference.select as sel
 
     record = {"machine": "cpu-a", "measured": [
         {"variant": "torch-fp32", "metrics": {"m": 0.7}, "speed": 10.0, "query_p50_ms": 16.0},
@@ -279,7 +278,6 @@ def test_auto_offers_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
     if not installed("openvino"):
         pytest.skip("openvino runtime not installed")
     for native, build, query in [(False, "openvino-fp32", "openvino-fp32"), (True, "openvino-bf16", "openvino-bf16")]:
-        monkeypatch.setattr(sel, "native_bf16", lambda: native)
         monkeypatch.setattr(inf, "native_bf16", lambda: native)
         assert str(resolve("auto", "auto", record, "cpu-a").variant) == build
         assert str(resolve("auto", "auto", record, "cpu-a", "query").variant) == query

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from indexer.inference import BACKENDS, TORCH, VALID, Variant, check, cpu_facts, installed, native_bf16
+from indexer.inference import TORCH, Variant, all_variants, available_variants, check, cpu_facts, installed
 from indexer.inference.gate import choose, measured_from, read_record
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
@@ -40,16 +40,10 @@ def machine_id() -> str:
 
 
 def candidates(backend: str, precision: str) -> list[Variant]:
-    """Installed variants that the settings allow ('auto' allows any; bf16 only where the CPU has it, unless asked
-    for by name)."""
-    out = []
-    for b in BACKENDS:
-        for p in VALID[b]:
-            if precision == "auto" and p == "bf16" and not native_bf16():
-                continue  # OpenVINO would run it in fp32: a second name for openvino-fp32
-            if backend in ("auto", b) and precision in ("auto", p) and installed(b):
-                out.append(Variant(b, p))
-    return out
+    """Installed variants that the settings allow ('auto' allows any of `available_variants`; a precision named
+    outright, bf16 included, is offered whatever the CPU)."""
+    pool = available_variants() if precision == "auto" else [v for v in all_variants() if installed(v.backend)]
+    return [v for v in pool if backend in ("auto", v.backend) and precision in ("auto", v.precision)]
 
 
 def resolve(backend: str, precision: str, record: dict | None, machine: str, purpose: str = "build") -> Choice:
