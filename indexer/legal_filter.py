@@ -225,19 +225,21 @@ def _is_official(long_words: list[str], lexicon: Normalizer | None) -> bool:
         not any(_known(lexicon, w) for w, lw in zip(long_words, lower) if lw not in _FUNCTION and len(w) > 3)
 
 
-def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[str, Counter]:
+def learn_counts(texts: Iterable[str], focus: set[str] = frozenset(), names_only: bool = False) -> dict[str, Counter]:
     """Raw counts of name, defined-abbreviation (with long form) and charge candidates in legal texts, and of
-    the two-word phrases with a `focus` word (a word of the tagger's lexicon)."""
+    the two-word phrases with a `focus` word (a word of the tagger's lexicon). `names_only`: only the names,
+    actors, abbreviations and long forms (what one text adds to a filter, `LegalFilter.with_text`)."""
     counts: dict[str, Counter] = {kind: Counter() for kind in KINDS}
     counts["long_forms"], counts["words"], counts["actors"] = Counter(), Counter(), Counter()
     counts["upper"] = Counter()  # words written in capitals (abbreviations: "PTSD"), lower-cased
     for text in texts:
-        counts["upper"].update(w.lower() for w in re.findall(r"\b[A-Z]{2,}\b", text))
-        words = [singular(w) for w in _WORD.findall(text.lower())]
-        counts["words"].update(words)
-        if focus:
-            counts["phrases"].update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in focus or b in focus)
-        counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
+        if not names_only:
+            counts["upper"].update(w.lower() for w in re.findall(r"\b[A-Z]{2,}\b", text))
+            words = [singular(w) for w in _WORD.findall(text.lower())]
+            counts["words"].update(words)
+            if focus:
+                counts["phrases"].update(f"{a} {b}" for a, b in zip(words, words[1:]) if a in focus or b in focus)
+            counts["terms"].update(singular(a or b) for a, b in _FRAMES.findall(text.lower()))
         for m in _CITATION.finditer(text):
             counts["names"].update([m.group(1), m.group(2)])
         counts["names"].update(m.group(1) for m in _TITLED.finditer(text))
@@ -253,7 +255,7 @@ def learn_counts(texts: Iterable[str], focus: set[str] = frozenset()) -> dict[st
             if long:
                 counts["abbreviations"][m.group(2)] += 1
                 counts["long_forms"][(m.group(2), " ".join(long))] += 1
-        for m in _CHARGED.finditer(text):
+        for m in () if names_only else _CHARGED.finditer(text):
             words = []
             for w in m.group(1).split():
                 if w in _CHARGE_END:
@@ -573,7 +575,7 @@ class LegalFilter:
     def with_text(self, text: str, legal: bool = False) -> "LegalFilter":
         """This filter plus the names and office abbreviations that the text itself introduces (in legal text
         also its possessives, "X, supra" and "named X")."""
-        counts = learn_counts([text])
+        counts = learn_counts([text], names_only=True)
         if legal:
             counts["names"].update(m.group(1) for pattern in (_OWNER, _SUPRA, _NAMED) for m in pattern.finditer(text))
         forms: dict[str, list[str]] = {}
@@ -593,6 +595,8 @@ class LegalFilter:
         """The mentions of a text that are not stopped, after their spans are repaired; in legal text also
         the legal-only span rules and the confidence floor. `legal` True: the text is (part of) a legal
         document, whatever its words say; None: `is_legal` judges."""
+        if not mentions:
+            return []
         legal = legal if legal is not None else self.is_legal(text)
         rules = self.with_text(text, legal)
         kept = [m for m in repair_spans(text, mentions) if not rules.stops(text, m)]

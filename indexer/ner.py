@@ -190,6 +190,47 @@ def encode_words(tokenizer, batch_words: Sequence[Sequence[str]], max_length: in
             "word_mask": mask}
 
 
+def word_pieces(tokenizer, sentences: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+    """Sub-token ids of every word of every sentence, from one tokenizer call (no special tokens)."""
+    if not sentences:
+        return []
+    enc = tokenizer([list(w) for w in sentences], is_split_into_words=True, add_special_tokens=False)
+    out = []
+    for b, words in enumerate(sentences):
+        pieces: list[list[int]] = [[] for _ in words]
+        for token, wid in zip(enc["input_ids"][b], enc.word_ids(b)):
+            if wid is not None:
+                pieces[wid].append(token)
+        out.append(pieces)
+    return out
+
+
+def encode_pieces(tokenizer, batch_pieces: Sequence[Sequence[Sequence[int]]], max_length: int) -> dict[str, torch.Tensor]:
+    """`encode_words` from words already split into sub-token ids (`word_pieces`): the same tensors, truncated
+    and padded the same way, without tokenising again."""
+    limit = max_length - 2  # [CLS] and [SEP]
+    width = max(len(w) for w in batch_pieces)
+    rows, firsts = [], []
+    for pieces in batch_pieces:
+        flat: list[int] = []
+        first = [0] * width  # 0 ([CLS]) for words with no sub-token, or cut off
+        for w, ids in enumerate(pieces):
+            if ids and len(flat) < limit:
+                first[w] = 1 + len(flat)
+            flat.extend(ids)
+        rows.append([tokenizer.cls_token_id, *flat[:limit], tokenizer.sep_token_id])
+        firsts.append(first)
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros(len(rows), length, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for b, row in enumerate(rows):
+        ids[b, :len(row)] = torch.tensor(row)
+        attention[b, :len(row)] = 1
+        mask[b, :len(batch_pieces[b])] = True
+    return {"input_ids": ids, "attention_mask": attention, "first": torch.tensor(firsts), "word_mask": mask}
+
+
 def subtoken_counts(tokenizer, words: Sequence[str]) -> list[int]:
     """Number of sub-tokens of each word (at least 1, so a window always advances)."""
     if not words:
@@ -223,16 +264,16 @@ class BertCrfTagger:
         `indexer.legal_filter.is_legal_document`), so the legal rules apply to any passage of it; None leaves
         it to the filter to judge from the words."""
         units = []  # (text index, sentence words, window spans)
-        jobs = []  # (unit index, window span, words)
+        jobs = []  # (unit index, window span, words' sub-token ids)
         budget = self.model.config.max_length - 2
-        for t, text in enumerate(texts):
-            for words in sentence_words(text):
-                strings = [text[s:e] for s, e in words]
-                counts = subtoken_counts(self.tokenizer, strings)
-                spans = windows(counts, self.window_words, self.window_stride, budget)
-                units.append((t, words, spans))
-                jobs.extend((len(units) - 1, span, strings[span[0]:span[1]], sum(counts[span[0]:span[1]]))
-                            for span in spans)
+        sentences = [(t, words) for t, text in enumerate(texts) for words in sentence_words(text)]
+        pieces = word_pieces(self.tokenizer, [[texts[t][s:e] for s, e in words] for t, words in sentences])
+        for (t, words), word_ids in zip(sentences, pieces):
+            counts = [max(1, len(ids)) for ids in word_ids]  # at least 1, so a window always advances
+            spans = windows(counts, self.window_words, self.window_stride, budget)
+            units.append((t, words, spans))
+            jobs.extend((len(units) - 1, span, word_ids[span[0]:span[1]], sum(counts[span[0]:span[1]]))
+                        for span in spans)
         tag_lists = self._predict([j[2] for j in jobs], [j[3] for j in jobs])
         by_unit: dict[int, list[list[tuple[str, float]]]] = {}
         for (u, *_), tags in zip(jobs, tag_lists):
@@ -254,15 +295,15 @@ class BertCrfTagger:
             out = [[m for m in ms if m.confidence >= self.min_confidence] for ms in out]
         return [self.normalizer.normalize_document(text, ms) for text, ms in zip(texts, out)]
 
-    def _predict(self, seqs: list[list[str]], sizes: Sequence[int] | None = None) -> list[list[tuple[str, float]]]:
-        """(tag, marginal probability) of each word of word sequences, batched by length (`sizes`: sub-tokens,
-        else words) so padding stays small."""
+    def _predict(self, seqs: list[list[list[int]]], sizes: Sequence[int] | None = None) -> list[list[tuple[str, float]]]:
+        """(tag, marginal probability) of each word of word sequences (each word as its sub-token ids,
+        `word_pieces`), batched by length (`sizes`: sub-tokens, else words) so padding stays small."""
         self.model.eval()
         order = sorted(range(len(seqs)), key=lambda i: (sizes[i] if sizes is not None else 0, len(seqs[i])))
         result: list[list[tuple[str, float]]] = [[] for _ in seqs]
         for k in range(0, len(order), self.batch_size):
             idx = order[k:k + self.batch_size]
-            batch = encode_words(self.tokenizer, [seqs[i] for i in idx], self.model.config.max_length)
+            batch = encode_pieces(self.tokenizer, [seqs[i] for i in idx], self.model.config.max_length)
             batch = {key: v.to(self.device) for key, v in batch.items()}
             for i, ids, probs in zip(idx, *decode_with_confidence(self.model, batch)):
                 result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
