@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from indexer.documents import Document, Mention
-from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, encode_words, merge_windows, sentence_words,
-                         spans_from_tags, tags_from_mentions, windows)
+from indexer.ner import (BertCrfTagger, CrfTaggerModel, ModelConfig, encode_pieces, encode_words, merge_windows,
+                         sentence_words, spans_from_tags, subtoken_counts, tags_from_mentions, windows, word_pieces)
 from indexer.readers import ReadOptions, read
 from indexer.train.ner import batches, evaluate, examples, load_documents, tag_set, train_step
 
@@ -126,6 +126,24 @@ def test_save_and_load_give_identical_predictions(tiny_bert, tmp_path, sample_di
     loaded.model.eval()
     with torch.no_grad():
         assert torch.equal(tagger.model.emissions(batch), loaded.model.emissions(batch))
+
+
+@pytest.mark.parametrize("max_length", [64, 8])
+def test_pieces_give_the_tensors_of_encode_words(tiny_bert, max_length):
+    """tag() tokenises each sentence once (word_pieces) and builds batches from the ids (encode_pieces): the
+    same ids, masks and first sub-tokens as tokenising the words again, truncation included."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    text = ("Ménière’s disease — naïve café-au-lait spots 😀 in Zürich.\u00a0Über-Test ﬁne. Cisplatin-induced "
+            "nephrotoxicity \u200b was not seen. Antidisestablishmentarianism " + "x" * 80 + " ends.")
+    sentences = [[text[s:e] for s, e in words] for words in sentence_words(text)]
+    pieces = word_pieces(tokenizer, sentences)
+    assert [[max(1, len(ids)) for ids in p] for p in pieces] == [subtoken_counts(tokenizer, w) for w in sentences]
+    expected, got = encode_words(tokenizer, sentences, max_length), encode_pieces(tokenizer, pieces, max_length)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key].to(got[key].dtype), got[key]), key
 
 
 def test_offsets_on_unicode_text(tiny_bert):
