@@ -89,6 +89,9 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
                    "(--chunks vectors, --queries queries, dimension 256).")
 @click.option("--inference", type=click.Choice(["with", "only", "skip"]), default="with", show_default=True,
               help="The inference table (every backend x precision of embedder and tagger): with the rest, only, or skip.")
+@click.option("--inference-passages", default=96, show_default=True,
+              help="Passages (~128 tokens each) per variant and thread count in the inference table; more give "
+                   "steadier rates.")
 @click.option("--shards", "shard_counts", default=None, metavar="N,N,...",
               help="Only the sharded exact search benchmark: --chunks random unit vectors x 384 split into each "
                    "number of shards (e.g. 1,2,4); latency and threaded throughput.")
@@ -102,7 +105,7 @@ def search_cmd(settings: Settings, mode: str | None, k: str | None, offset: str 
               help="Also time this many long queries (2,000-5,000 characters: facts of legal decisions) per mode.")
 def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float, workdir: str | None,
               filter_harness: bool, inference: str, shard_counts: str | None, clients: int, on_serve: bool,
-              workers: str, long_queries: int) -> None:
+              workers: str, long_queries: int, inference_passages: int) -> None:
     """Build a synthetic index and print build speed, latency per mode and filter, HTTP QPS and memory."""
     if shard_counts is not None:
         from searchd.eval.shard_bench import format_shard_table, run_shard_bench
@@ -134,7 +137,10 @@ def bench_cmd(settings: Settings, chunks: int, queries: int, http_seconds: float
         raise click.BadParameter(f"{workers!r} is not a comma-separated list of numbers", param_hint="--workers")
     if long_queries < 0:
         raise click.BadParameter(f"{long_queries} is not a number of queries", param_hint="--long-queries")
-    run_bench(settings, chunks, queries, http_seconds, workdir, inference, counts, long_queries)
+    if inference_passages < 8:
+        raise click.BadParameter(f"{inference_passages} passages are too few to time (at least 8)",
+                                 param_hint="--inference-passages")
+    run_bench(settings, chunks, queries, http_seconds, workdir, inference, counts, long_queries, inference_passages)
 
 
 @main.command("gate")

@@ -458,12 +458,13 @@ def _print_rows(rows: list) -> None:
 
 
 def run_bench(settings: Settings, n_chunks: int, n_queries: int, http_seconds: float, workdir: str | None,
-              inference: str = "with", workers: tuple[int, ...] = (1, 2), long_queries: int = 0) -> None:
+              inference: str = "with", workers: tuple[int, ...] = (1, 2), long_queries: int = 0,
+              inference_passages: int = 96) -> None:
     """Build, time and print the benchmark table (`inference`: with | only | skip the inference table)."""
     import torch
 
     if inference != "skip":
-        print_inference(settings)
+        print_inference(settings, inference_passages)
     if inference == "only":
         return
 
