@@ -65,6 +65,9 @@ class IndexSettings:
     hnsw_ef_search: int = setting(128, "HNSW search breadth")
     ivf_nprobe: int = setting(16, "IVF lists probed per query")
     exact_below_fraction: float = setting(0.03, "filtered search scans exactly when this share or less is allowed")
+    graph_exact_below_fraction: float = setting(0.5, "HNSW: a filtered search scores the allowed rows exactly "
+                                                     "(flat storage, split like a flat search) when this share or "
+                                                     "less is allowed, instead of walking the graph")
     scan_threads: int = setting(0, "threads one flat search splits its rows over when it scores 20,000 or more "
                                    "(0 = the CPUs this process may use, at most 4; 1 = one thread)")
     device: str = setting("auto", "auto | cpu | cuda: where searches run; the CPU index is always the one saved")

@@ -10,7 +10,10 @@ through arrays computed once per version.
 - a small allowed set (at most `exact_below_fraction` of the index) is scored exactly on its
   own vectors with numpy, whatever the index type;
 - a larger allowed set on a CPU flat or HNSW index goes through an `IDSelectorBitmap` over rows
-  of the inner index (exact for flat); an HNSW walk that comes back short of k falls back to
+  of the inner index (exact for flat); on HNSW, up to `graph_exact_below_fraction` of the index
+  allowed, through the bitmap on the graph's flat storage instead (exact: a filtered walk keeps
+  only the allowed nodes it meets, so a narrow filter made it come back short and fall back to
+  the scan after paying for the walk); an HNSW walk that comes back short of k falls back to
   the exact scan rather than return fewer hits than the filter allows;
 - a flat search that scores `PARALLEL_SCAN_ROWS` rows or more (unfiltered, or through the bitmap)
   is split into `index.scan_threads` contiguous row ranges of equal allowed counts, searched at
@@ -260,6 +263,8 @@ class FaissIndex:
             return self._scan(q[0], np.flatnonzero(rows), k)
         if self.is_flat and n >= PARALLEL_SCAN_ROWS and self.scan_threads > 1:
             return self._parallel_flat(q, k, rows, n)
+        if self._graph_scan(n):
+            return self._storage_search(q, k, rows, n)
         scores, ids = self.search_bitmap(q, k, rows)
         if len(ids) < min(k, n):  # an HNSW walk can strand itself among excluded nodes: never come back short
             return self._scan(q[0], np.flatnonzero(rows), k)
@@ -361,6 +366,25 @@ class FaissIndex:
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
+    def _graph_scan(self, n: int) -> bool:
+        """Whether a filtered search of n allowed rows on an HNSW index scores them exactly in its flat storage.
+
+        A graph walk under a filter keeps only the allowed nodes it meets: with a narrow filter it meets too
+        few of them, comes back short and falls back to the scan anyway, having paid for the walk first."""
+        return (self._flat_storage is not None and isinstance(self.inner, faiss.IndexHNSW)
+                and n <= self.settings.graph_exact_below_fraction * max(self.ntotal, 1))
+
+    def _storage_search(self, q: np.ndarray, k: int, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k of the allowed rows of an HNSW index's flat storage (rows of the storage are the graph's)."""
+        if n >= PARALLEL_SCAN_ROWS and self.scan_threads > 1:
+            return self._parallel_flat(q, k, rows, n, self._flat_storage)
+        bitmap = np.packbits(rows, bitorder="little")
+        scores, found = self._flat_storage.search(q, k, params=faiss.SearchParameters(sel=_selector(bitmap)))
+        keep = found[0] >= 0
+        scores, ids = scores[0][keep], self._ids[found[0][keep]]
+        order = np.lexsort((ids, -scores))
+        return scores[order].astype(np.float32), ids[order]
+
     @property
     def scan_threads(self) -> int:
         """Threads a large flat search is split over: `index.scan_threads`, or with 0 the usable CPUs (at most 4)."""
@@ -369,11 +393,14 @@ class FaissIndex:
             raise ConfigError(f"index.scan_threads must be 0 (the usable CPUs) or a number of threads, got {configured}")
         return configured or min(MAX_SCAN_THREADS, len(os.sched_getaffinity(0)))
 
-    def _parallel_flat(self, q: np.ndarray, k: int, rows: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top k of a flat index (within a row mask) from one FAISS search per row range, run at once.
+    def _parallel_flat(self, q: np.ndarray, k: int, rows: np.ndarray | None, n: int,
+                       flat: faiss.IndexFlat | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k of a flat index (within a row mask) from one FAISS search per row range, run at once;
+        `flat`: the IndexFlat to search (default the inner index; an HNSW index's storage).
 
         The ranges hold equal numbers of scored rows, so no thread waits on another; each FAISS call releases
         the GIL and returns its range's top k, and the merge keeps the best k, ties by smaller id as `_scan`."""
+        target = self.inner if flat is None else flat
         parts = min(self.scan_threads, max(1, n // (PARALLEL_SCAN_ROWS // 2)))
         total = int(self.index.ntotal)
         if rows is None:
@@ -388,7 +415,7 @@ class FaissIndex:
             span = faiss.IDSelectorRange(bounds[i], bounds[i + 1])
             rows_sel = None if bitmap is None else _selector(bitmap)  # kept alive with `span` until the call ends
             sel = span if rows_sel is None else faiss.IDSelectorAnd(span, rows_sel)
-            scores, found = self.inner.search(q, k, params=faiss.SearchParameters(sel=sel))
+            scores, found = target.search(q, k, params=faiss.SearchParameters(sel=sel))
             return scores[0], found[0]
 
         pool = _scan_pool(parts - 1)

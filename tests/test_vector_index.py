@@ -191,7 +191,9 @@ def test_row_masks_plan_like_ids(data, kind, fraction):
         live = np.setdiff1d(allowed, ids[:7])
         assert set(by_rows[1]) <= set(live), "every hit is in the allowed set"
         assert len(by_rows[1]) == min(10, len(live)), "never short of the allowed set"
-        if kind == "flat" or len(live) <= index.settings.exact_below_fraction * index.ntotal:
+        exact_share = index.settings.exact_below_fraction if kind != "hnsw" else \
+            max(index.settings.exact_below_fraction, index.settings.graph_exact_below_fraction)
+        if kind == "flat" or len(live) <= exact_share * index.ntotal:
             assert by_rows[1].tolist() == brute(vectors, ids, q, 10, live)[1].tolist(), "exact plans are exact"
 
 
@@ -211,12 +213,39 @@ def test_row_ids_are_fixed_per_version(data):
 def test_a_stranded_hnsw_walk_falls_back_to_the_exact_scan(data):
     """A bitmap HNSW walk through a graph whose allowed nodes are cut off returns fewer than k: scan instead."""
     rng, vectors, ids = data
-    index = make("hnsw", vectors, ids, hnsw_m=4, hnsw_ef_search=4, exact_below_fraction=0.0)
+    index = make("hnsw", vectors, ids, hnsw_m=4, hnsw_ef_search=4, exact_below_fraction=0.0,
+                 graph_exact_below_fraction=0.0)  # the walk, never the storage scan
     far = np.argsort(vectors @ vectors[0])[:40]  # the rows least like the query
     rows = np.zeros(len(ids), dtype=bool)
     rows[far] = True
     got = index.search_rows(vectors[0], 30, rows)[1]
     assert got.tolist() == brute(vectors, ids, vectors[0], 30, ids[far])[1].tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_hnsw_scores_a_filter_up_to_its_share_exactly_in_the_flat_storage(data, monkeypatch, threads):
+    """Up to graph_exact_below_fraction allowed, an HNSW search is brute force's top k (one thread or split), and
+    never walks the graph; above it, the walk runs."""
+    import indexer.vector_index as vector_index
+
+    rng, vectors, ids = data
+    monkeypatch.setattr(vector_index, "PARALLEL_SCAN_ROWS", 400)  # split these 3,000 rows as 100,000 would be
+    index = make("hnsw", vectors, ids, hnsw_m=4, hnsw_ef_search=8, exact_below_fraction=0.01,
+                 graph_exact_below_fraction=0.4, scan_threads=threads)
+    walks = []
+    real = index.search_bitmap
+    monkeypatch.setattr(index, "search_bitmap", lambda *a: walks.append(len(a)) or real(*a))
+    index.remove(ids[:5])  # tombstones stay excluded
+    for share in (0.05, 0.2, 0.39):
+        allowed = rng.choice(ids, int(share * len(ids)), replace=False)
+        q = unit(rng, 1)[0]
+        scores, got = index.search(q, 30, allowed)
+        want_scores, want = brute(vectors, ids, q, 30, np.setdiff1d(allowed, ids[:5]))
+        assert got.tolist() == want.tolist()
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    assert not walks, "no graph walk at or under the share"
+    index.search(unit(rng, 1)[0], 30, rng.choice(ids, int(0.6 * len(ids)), replace=False))
+    assert walks, "above the share the graph is walked"
 
 
 def _cuda() -> bool:
