@@ -263,8 +263,8 @@ class FaissIndex:
             return self._scan(q[0], np.flatnonzero(rows), k)
         if self.is_flat and n >= PARALLEL_SCAN_ROWS and self.scan_threads > 1:
             return self._parallel_flat(q, k, rows, n)
-        if self._graph_scan(n):
-            return self._storage_search(q, k, rows, n)
+        if self._graph_scan(n):  # exact on the graph's flat storage, split as a flat search is (one part when small)
+            return self._parallel_flat(q, k, rows, n, self._flat_storage)
         scores, ids = self.search_bitmap(q, k, rows)
         if len(ids) < min(k, n):  # an HNSW walk can strand itself among excluded nodes: never come back short
             return self._scan(q[0], np.flatnonzero(rows), k)
@@ -373,17 +373,6 @@ class FaissIndex:
         few of them, comes back short and falls back to the scan anyway, having paid for the walk first."""
         return (self._flat_storage is not None and isinstance(self.inner, faiss.IndexHNSW)
                 and n <= self.settings.graph_exact_below_fraction * max(self.ntotal, 1))
-
-    def _storage_search(self, q: np.ndarray, k: int, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top k of the allowed rows of an HNSW index's flat storage (rows of the storage are the graph's)."""
-        if n >= PARALLEL_SCAN_ROWS and self.scan_threads > 1:
-            return self._parallel_flat(q, k, rows, n, self._flat_storage)
-        bitmap = np.packbits(rows, bitorder="little")
-        scores, found = self._flat_storage.search(q, k, params=faiss.SearchParameters(sel=_selector(bitmap)))
-        keep = found[0] >= 0
-        scores, ids = scores[0][keep], self._ids[found[0][keep]]
-        order = np.lexsort((ids, -scores))
-        return scores[order].astype(np.float32), ids[order]
 
     @property
     def scan_threads(self) -> int:
