@@ -76,7 +76,8 @@ class SentenceTransformerEmbedder:
                                                         f"sooner, but its export is {why} (`{EXPORT_COMMAND}` makes it)")
         self.backend, self.precision = self.choice.variant.backend, self.choice.variant.precision
         self.session = open_variant("embedder", self.model_dir, self.checksum, self.choice, exports,
-                                    self.settings.threads, prepare, calibration, EXPORT_COMMAND, say=_say)
+                                    self.settings.threads, prepare, calibration, EXPORT_COMMAND, say=_say,
+                                    streams=1 if purpose == "query" else self.settings.streams)
         if self.session is None:
             self._load_torch(device)
         else:
@@ -108,8 +109,8 @@ class SentenceTransformerEmbedder:
         texts = [prefix + t for t in texts]
         if self.session is not None:
             step = max(1, self.settings.batch_size)
-            return np.ascontiguousarray(np.concatenate([self._run(texts[i:i + step]) for i in range(0, len(texts), step)]),
-                                        dtype=np.float32)
+            batches = [texts[i:i + step] for i in range(0, len(texts), step)]
+            return np.ascontiguousarray(np.concatenate(self.session.map(self._run, batches)), dtype=np.float32)
         with self._torch.inference_mode():
             vectors = self.model.encode(texts, batch_size=self.settings.batch_size,
                                         normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

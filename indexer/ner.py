@@ -9,6 +9,7 @@ window in which it sits furthest from an edge, where the model saw the most cont
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -301,12 +302,19 @@ class BertCrfTagger:
         self.model.eval()
         order = sorted(range(len(seqs)), key=lambda i: (sizes[i] if sizes is not None else 0, len(seqs[i])))
         result: list[list[tuple[str, float]]] = [[] for _ in seqs]
-        for k in range(0, len(order), self.batch_size):
-            idx = order[k:k + self.batch_size]
+
+        def run(idx: list[int]) -> tuple[list[list[int]], list[list[float]]]:
             batch = encode_pieces(self.tokenizer, [seqs[i] for i in idx], self.model.config.max_length)
-            batch = {key: v.to(self.device) for key, v in batch.items()}
-            for i, ids, probs in zip(idx, *decode_with_confidence(self.model, batch)):
-                result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
+            with torch.inference_mode():  # grad mode is per thread: the pool's threads need it too
+                return decode_with_confidence(self.model, {key: v.to(self.device) for key, v in batch.items()})
+
+        batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+        session = getattr(self.model.encoder, "session", None)  # an export's batches may run several at once
+        with torch_threads(1) if session is not None else contextlib.nullcontext():
+            for idx, (best, confidence) in zip(batches, session.map(run, batches) if session is not None
+                                               else map(run, batches)):
+                for i, ids, probs in zip(idx, best, confidence):
+                    result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
         return result
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
@@ -362,6 +370,21 @@ def resolve_tagger_dir(settings) -> Path | None:
     return path
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for the block, then restored. With the encoder and head on an export,
+    what is left in torch (tensors of a batch, CRF marginals) is small work that a second OpenMP thread slows
+    down (docs/inference.md, round 7)."""
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if before != n:
+            torch.set_num_threads(before)
+
+
 class ExportedEncoder(nn.Module):
     """The tagger's transformer run by an ONNX Runtime or OpenVINO session: called and answering like the torch one."""
 
@@ -400,14 +423,16 @@ def use_backend(tagger: BertCrfTagger, path: Path, settings, device: str, prepar
     exports = settings.models.exports_dir
     tagger.choice = choice_for(settings.ner.backend, settings.ner.precision, device, exports, checksum)
     session = open_variant("encoder", encoder_dir, checksum, tagger.choice, exports, settings.ner.threads, prepare,
-                           calibration or (lambda: store_texts(settings.store.url or settings.index.dir)), EXPORT_COMMAND)
+                           calibration or (lambda: store_texts(settings.store.url or settings.index.dir)), EXPORT_COMMAND,
+                           streams=settings.ner.streams)
     if session is not None:
         tagger.model.encoder = ExportedEncoder(session, tagger.model.encoder.config)
         # the BiLSTM + emission run fp32 on the same backend: in torch they cost as much as an int8 encoder
         # and their OpenMP threads fight the session's for the cores (docs/inference.md)
         head = Choice(Variant(tagger.choice.variant.backend, "fp32"), "the encoder's backend")
         tagger.model.head = ExportedHead(open_variant("head", Path(path), tagger.checksum.partition("+")[0], head,
-                                                      exports, settings.ner.threads, prepare, list, EXPORT_COMMAND))
+                                                      exports, settings.ner.threads, prepare, list, EXPORT_COMMAND,
+                                                      streams=session.streams))
     if not tagger.choice.variant.exact:  # int8/bf16 may tag differently: documents tagged in fp32 are tagged again
         tagger.checksum += f"+{tagger.choice.variant}"
     return tagger

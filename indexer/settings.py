@@ -109,6 +109,7 @@ class EmbedderSettings:
                                    "here (indexer models says which and why)")
     precision: str = setting("auto", "auto | fp32 | bf16 (openvino) | int8; non-fp32 only when the gate passed")
     threads: int = setting(0, "CPU threads of the onnx/openvino session (0 = the runtime's default, one per core)")
+    streams: int = setting(1, "batches a build encodes at once over those threads (1 = one at a time; 0 = OpenVINO chooses; docs/inference.md round 7); queries run one at a time")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class NerSettings:
     backend: str = setting("auto", "encoder backend: auto | torch | onnx | openvino (BiLSTM and CRF stay in torch)")
     precision: str = setting("auto", "encoder precision: auto | fp32 | bf16 (openvino) | int8")
     threads: int = setting(0, "CPU threads of the encoder's onnx/openvino session (0 = one per core)")
+    streams: int = setting(1, "batches tagged at once over those threads (1 = one at a time; 0 = OpenVINO chooses; docs/inference.md round 7)")
     negation_scope_words: int = setting(8, "words a negation/hypothesis trigger reaches (triggers: indexer/data/negation_triggers.json)")
     build_batch: int = setting(8, "documents tagged per transaction by indexer build; each batch is a resume point")
     legal_filter: bool = setting(True, "drop party names, office abbreviations, crimes (indexer/data/legal_stoplist.json)")

@@ -53,6 +53,58 @@ def test_each_backend_gives_torchs_vectors(tiny_bert, exports, torch_vectors, va
     assert model.embed_queries([]).shape == (0, model.dim)
 
 
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=needs(v), id=str(v))
+                                     for v in (Variant("onnx", "fp32"), Variant("openvino", "fp32"))])
+def test_several_streams_give_one_streams_vectors_in_order(tiny_bert, exports, variant):
+    from indexer.embedder import SentenceTransformerEmbedder
+
+    texts = [f"{t} ({i})" for i, t in enumerate(TEXTS * 6)]  # 24 texts: 6 batches of 4
+    one, two = (SentenceTransformerEmbedder(tiny_bert, EmbedderSettings(backend=variant.backend, device="cpu",
+                                                                        precision=variant.precision, batch_size=4,
+                                                                        threads=2, streams=n), exports, True)
+                for n in (1, 2))
+    assert (one.session.streams, two.session.streams) == (1, 2)
+    assert np.allclose(two.embed_documents(texts), one.embed_documents(texts), atol=1e-5)
+    queries = SentenceTransformerEmbedder(tiny_bert, EmbedderSettings(backend=variant.backend, device="cpu",
+                                                                      precision=variant.precision, streams=2),
+                                          exports, True, purpose="query")
+    assert queries.session.streams == 1  # one query at a time wants every thread on it
+    assert two.session.map(lambda x: x * x, range(7)) == [x * x for x in range(7)]
+    with pytest.raises(ValueError, match="streams -1"):
+        type(one.session)(one.session.path, variant, 1, -1)
+
+
+@pytest.mark.skipif(not installed("onnx"), reason="onnxruntime not installed")
+def test_tagging_several_batches_at_once_tags_as_one_at_a_time(tiny_bert, tmp_path, settings):
+    from indexer.ner import BertCrfTagger, use_backend
+    from tests.test_ner import tiny_tagger
+
+    tiny_tagger(tiny_bert).save(tmp_path / "tagger")
+    texts = [f"{t} Case {i}." for i, t in enumerate(TEXTS * 5)]
+    tagged = []
+    for streams in (1, 2):
+        s = settings.replace(ner=dataclasses.replace(settings.ner, backend="onnx", precision="fp32", device="cpu",
+                                                     threads=2, streams=streams),
+                             models=dataclasses.replace(settings.models, exports_dir=tmp_path / "exports"))
+        tagger = use_backend(BertCrfTagger.load(tmp_path / "tagger", batch_size=2), tmp_path / "tagger", s, "cpu")
+        assert tagger.model.encoder.session.streams == streams == tagger.model.head.session.streams
+        tagged.append(tagger.tag(texts))
+    assert tagged[0] == tagged[1] and any(tagged[0])
+
+
+def test_torch_threads_are_restored():
+    import torch
+
+    from indexer.ner import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=[needs(v)] + ([] if v == Variant("onnx", "int8") else
                                                                         [pytest.mark.slow]), id=str(v))
                                      for v in EXPORTED])

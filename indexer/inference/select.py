@@ -72,8 +72,9 @@ def resolve(backend: str, precision: str, record: dict | None, machine: str, pur
 
 
 def open_variant(kind: str, model_dir: Path, checksum: str, choice: Choice, exports: Path | None, threads: int,
-                 prepare: bool, calibration: Callable[[], Sequence[str]], command: str, say=print):
-    """A Session over the chosen export (built when `prepare`, else required), or None for torch."""
+                 prepare: bool, calibration: Callable[[], Sequence[str]], command: str, say=print, streams: int = 1):
+    """A Session over the chosen export (built when `prepare`, else required), or None for torch; `streams` as
+    `Session`'s (1, the default: one inference at a time)."""
     from indexer.errors import ModelError
     from indexer.inference import exports as ex
     from indexer.inference.runtime import Session
@@ -86,7 +87,7 @@ def open_variant(kind: str, model_dir: Path, checksum: str, choice: Choice, expo
         path = ex.ensure(exports, checksum, choice.variant, kind, model_dir, calibration, say)
     else:
         path = ex.require(exports, checksum, choice.variant, kind, model_dir, command)
-    return Session(path, choice.variant, threads)
+    return Session(path, choice.variant, threads, streams)
 
 
 def gate_record(exports: Path | None, checksum: str) -> dict | None:
