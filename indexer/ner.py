@@ -9,7 +9,6 @@ window in which it sits furthest from an edge, where the model saw the most cont
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -310,11 +309,10 @@ class BertCrfTagger:
 
         batches = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
         session = getattr(self.model.encoder, "session", None)  # an export's batches may run several at once
-        with torch_threads(1) if session is not None else contextlib.nullcontext():
-            for idx, (best, confidence) in zip(batches, session.map(run, batches) if session is not None
-                                               else map(run, batches)):
-                for i, ids, probs in zip(idx, best, confidence):
-                    result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
+        for idx, (best, confidence) in zip(batches, session.map(run, batches) if session is not None
+                                           else map(run, batches)):
+            for i, ids, probs in zip(idx, best, confidence):
+                result[i] = [(self.model.config.tags[x], p) for x, p in zip(ids, probs)]
         return result
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
@@ -368,21 +366,6 @@ def resolve_tagger_dir(settings) -> Path | None:
     if not (path / TAGGER_FILE).is_file():
         raise ModelError(f"ner.model {name!r} is not a tagger directory; use 'auto' or a dir from `indexer train-ner`")
     return path
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """torch's intra-op threads set to n for the block, then restored. With the encoder and head on an export,
-    what is left in torch (tensors of a batch, CRF marginals) is small work that a second OpenMP thread slows
-    down (docs/inference.md, round 7)."""
-    before = torch.get_num_threads()
-    if before != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if before != n:
-            torch.set_num_threads(before)
 
 
 class ExportedEncoder(nn.Module):

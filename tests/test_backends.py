@@ -92,19 +92,6 @@ def test_tagging_several_batches_at_once_tags_as_one_at_a_time(tiny_bert, tmp_pa
     assert tagged[0] == tagged[1] and any(tagged[0])
 
 
-def test_torch_threads_are_restored():
-    import torch
-
-    from indexer.ner import torch_threads
-
-    before = torch.get_num_threads()
-    with pytest.raises(RuntimeError):
-        with torch_threads(1):
-            assert torch.get_num_threads() == 1
-            raise RuntimeError("inside")
-    assert torch.get_num_threads() == before
-
-
 @pytest.mark.parametrize("variant", [pytest.param(v, marks=[needs(v)] + ([] if v == Variant("onnx", "int8") else
                                                                         [pytest.mark.slow]), id=str(v))
                                      for v in EXPORTED])

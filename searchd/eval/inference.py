@@ -1,7 +1,9 @@
 """Inference speed of every backend x precision: the embedder and the tagger, at 1 and 2 threads.
 
-Each variant runs in its own child process (`python -m searchd.eval.inference`), so that its
-resident memory is its own and torch's thread setting does not leak into the next run. The
+Each variant runs in its own child process (`python -m searchd.eval.inference`) per thread count, so
+that its resident memory is its own and torch's thread setting does not leak into the next run; N
+threads means N for everything the child runs, the tokenizer's Rust pool included (RAYON_NUM_THREADS;
+one thread turns its parallelism off), as in an `indexer build` on N cores. The
 texts are the same for every variant: 90-word passages of real sentences (nfcorpus when present,
 else the sample corpus), about one 128-token chunk each. Tokens are encoder sub-tokens, counted
 with the model's tokenizer, so embedder and tagger rates are in the same unit.
@@ -96,17 +98,16 @@ def _rss_mb() -> float:
     return rss()
 
 
-def child(settings: Settings, kind: str, variant: Variant, n_texts: int, n_queries: int) -> dict[str, Any]:
-    """One variant at each thread count, in this process; what the parent prints."""
+def child(settings: Settings, kind: str, variant: Variant, threads: int, n_texts: int, n_queries: int) -> dict[str, Any]:
+    """One variant at one thread count, in this process; what the parent prints."""
     from searchd.eval.bench import _queries
 
     texts = passages(settings, n_texts)
-    out: dict[str, Any] = {"kind": kind, "variant": str(variant), "threads": {}}
-    for threads in THREADS:
-        if kind == "embedder":
-            out["threads"][threads] = _embedder_run(settings, variant, threads, texts, _queries(settings, n_queries))
-        else:
-            out["threads"][threads] = _tagger_run(settings, variant, threads, texts)
+    out: dict[str, Any] = {"kind": kind, "variant": str(variant)}
+    if kind == "embedder":
+        out.update(_embedder_run(settings, variant, threads, texts, _queries(settings, n_queries)))
+    else:
+        out.update(_tagger_run(settings, variant, threads, texts))
     out["rss_mb"] = _rss_mb()
     return out
 
@@ -121,16 +122,26 @@ def overrides_for(settings: Settings, sections=("data", "models", "index", "embe
             for f in dataclasses.fields(getattr(settings, name))]
 
 
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of a child timed at `threads`: the tokenizer's pool that wide too."""
+    return {**os.environ, "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true" if threads > 1 else "false"}
+
+
 def measure(config_args: list[str], kind: str, variant: Variant, n_texts: int, n_queries: int) -> dict[str, Any]:
-    """Run `child` in a fresh interpreter and return its JSON (or the error it printed)."""
-    cmd = [sys.executable, "-m", "searchd.eval.inference", kind, str(variant), str(n_texts), str(n_queries),
-           *config_args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"kind": kind, "variant": str(variant), "error": tail}
-    return json.loads(lines[-1])
+    """Run `child` in a fresh interpreter at each of THREADS; their JSON merged (or the first error printed)."""
+    merged: dict[str, Any] = {"kind": kind, "variant": str(variant), "threads": {}, "rss_mb": 0.0}
+    for threads in THREADS:
+        cmd = [sys.executable, "-m", "searchd.eval.inference", kind, str(variant), str(threads), str(n_texts),
+               str(n_queries), *config_args]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(threads))
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"kind": kind, "variant": str(variant), "error": tail}
+        result = json.loads(lines[-1])
+        merged["rss_mb"] = max(merged["rss_mb"], result.pop("rss_mb"))
+        merged["threads"][str(threads)] = {k: v for k, v in result.items() if k not in ("kind", "variant")}
+    return merged
 
 
 def table(config_args: list[str], n_texts: int = 96, n_queries: int = 50) -> tuple[list[tuple[str, ...]], list[dict]]:
@@ -149,7 +160,7 @@ def table(config_args: list[str], n_texts: int = 96, n_queries: int = 50) -> tup
             ref = base.get(r["kind"], {}).get("threads", {}).get(threads)
             ratio = f" ({m['items_per_s'] / ref['items_per_s']:.2f}x torch)" if ref else ""
             parts.append(f"{threads} thr: {m['items_per_s']:.1f} {unit}, {m['tokens_per_s']:.0f} tok/s{ratio}")
-        last = r["threads"][str(THREADS[-1])] if str(THREADS[-1]) in r["threads"] else r["threads"][THREADS[-1]]
+        last = r["threads"][str(THREADS[-1])]
         query = f"query p50 {last['query_p50_ms']:.1f} / p99 {last['query_p99_ms']:.1f} ms, " \
             if r["kind"] == "embedder" else ""
         rows.append((f"{r['kind']} {r['variant']}", "; ".join(parts), f"{query}RSS {r['rss_mb']:.0f} MB", ""))
@@ -180,7 +191,7 @@ def floors(results: list[dict]) -> list[tuple[str, ...]]:
 
 
 def main(argv: list[str]) -> None:
-    """Child entry point: KIND VARIANT N_TEXTS N_QUERIES [config args]; prints one JSON line."""
+    """Child entry point: KIND VARIANT THREADS N_TEXTS N_QUERIES [config args]; prints one JSON line."""
     import logging
     import warnings
 
@@ -188,9 +199,9 @@ def main(argv: list[str]) -> None:
 
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
-    kind, variant, n_texts, n_queries, *overrides = argv
+    kind, variant, threads, n_texts, n_queries, *overrides = argv
     settings = load_settings(None, overrides)
-    print(json.dumps(child(settings, kind, Variant.parse(variant), int(n_texts), int(n_queries))))
+    print(json.dumps(child(settings, kind, Variant.parse(variant), int(threads), int(n_texts), int(n_queries))))
 
 
 if __name__ == "__main__":
