@@ -12,6 +12,9 @@ from indexer.models import resolve_device, resolve_embedder_dir
 from indexer.settings import EmbedderSettings, Settings
 
 EXPORT_COMMAND = "indexer export-models"
+# sub-token lengths a query encoder on OpenVINO also compiles a fixed-shape graph for (one query padded to the
+# next of them; a longer one takes the dynamic graph): typed queries are mostly 8-30 sub-tokens
+QUERY_LENGTHS = (16, 32, 64)
 
 
 class Embedder(Protocol):
@@ -77,7 +80,8 @@ class SentenceTransformerEmbedder:
         self.backend, self.precision = self.choice.variant.backend, self.choice.variant.precision
         self.session = open_variant("embedder", self.model_dir, self.checksum, self.choice, exports,
                                     self.settings.threads, prepare, calibration, EXPORT_COMMAND, say=_say,
-                                    streams=1 if purpose == "query" else self.settings.streams)
+                                    streams=1 if purpose == "query" else self.settings.streams,
+                                    lengths=QUERY_LENGTHS if purpose == "query" else ())
         if self.session is None:
             self._load_torch(device)
         else:

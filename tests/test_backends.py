@@ -74,6 +74,24 @@ def test_several_streams_give_one_streams_vectors_in_order(tiny_bert, exports, v
         type(one.session)(one.session.path, variant, 1, -1)
 
 
+@pytest.mark.skipif(not installed("openvino"), reason="openvino not installed")
+def test_openvino_query_encoder_pads_one_query_to_a_fixed_shape(tiny_bert, exports):
+    from indexer.embedder import QUERY_LENGTHS, SentenceTransformerEmbedder
+
+    settings = EmbedderSettings(backend="openvino", precision="fp32", device="cpu")
+    build = SentenceTransformerEmbedder(tiny_bert, settings, exports, True)
+    query = SentenceTransformerEmbedder(tiny_bert, settings, exports, True, purpose="query")
+    assert sorted(query.session._static) == list(QUERY_LENGTHS) and not build.session._static
+    texts = ["PTSD", "nexus opinion for tinnitus from artillery noise " * 3, "warfarin bleeding " * 40]  # 3, ~35, >64
+    widths = [len(ids) for ids in query.tokenizer(texts)["input_ids"]]
+    assert widths[0] < 16 < widths[1] <= 64 < widths[2]
+    for text in texts:  # one at a time, as searchd asks: padded to 16, to 32, and the dynamic graph
+        want, got = build.embed_queries([text])[0], query.embed_queries([text])[0]
+        assert float(want @ got) >= 0.9999
+    assert len(query.session._local.requests) == 3  # one request per graph used: 16, 32 and the dynamic one
+    assert np.allclose(query.embed_queries(texts), build.embed_queries(texts), atol=1e-5)  # a batch: dynamic
+
+
 @pytest.mark.skipif(not installed("onnx"), reason="onnxruntime not installed")
 def test_tagging_several_batches_at_once_tags_as_one_at_a_time(tiny_bert, tmp_path, settings):
     from indexer.ner import BertCrfTagger, use_backend

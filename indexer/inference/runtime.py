@@ -61,7 +61,7 @@ class Session:
     wants).
     """
 
-    def __init__(self, path: Path, variant: Variant, threads: int = 0, streams: int = 1):
+    def __init__(self, path: Path, variant: Variant, threads: int = 0, streams: int = 1, lengths: Sequence[int] = ()):
         self.variant, self.path = variant, Path(path)
         if streams < 0:
             raise ValueError(f"streams {streams}: 0 (the runtime chooses), 1 (latency) or more")
@@ -90,21 +90,41 @@ class Session:
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
             # without the hint OpenVINO runs bf16 on CPUs that have it: fp32 must mean fp32
-            self._ov = ov.Core().compile_model(str(path), "CPU", config)
+            core = ov.Core()
+            self._ov = core.compile_model(str(path), "CPU", config)
             self.streams = max(1, int(self._ov.get_property("NUM_STREAMS")))
             self.input_names = tuple(i.get_any_name() for i in self._ov.inputs)
+            self._static = {}  # sequence length -> the graph compiled for one sequence of exactly that length
+            for width in sorted(set(lengths)):
+                model = core.read_model(str(path))
+                model.reshape({name: ov.PartialShape([1, width]) for name in self.input_names})
+                self._static[width] = core.compile_model(model, "CPU", config)
             self._local = threading.local()  # an infer request serves one thread at a time (searchd has several)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """The output for a batch of tokenised inputs."""
+        """The output for a batch of tokenised inputs. With `lengths` (OpenVINO), one sequence no longer than
+        the longest of them runs padded (attention mask 0) on the static graph of the next length up:
+        OpenVINO runs a fixed shape sooner than a dynamic one, and a length it has not seen before costs
+        a dynamic graph extra time the first time (docs/inference.md, round 7)."""
         if self.variant.backend == "onnx":
             return np.asarray(self._ort.run(None, {n: feeds[n] for n in self.input_names})[0], dtype=np.float32)
-        request = getattr(self._local, "request", None)
+        feeds = {n: feeds[n] for n in self.input_names}
+        key, compiled = None, self._ov
+        rows, width = feeds[self.input_names[0]].shape
+        if rows == 1 and self._static:
+            key = next((w for w in self._static if w >= width), None)
+            if key is not None:
+                compiled = self._static[key]
+                feeds = {n: np.pad(v, ((0, 0), (0, key - width))) for n, v in feeds.items()}
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        request = requests.get(key)
         if request is None:
-            request = self._local.request = self._ov.create_infer_request()
-        result = request.infer({n: feeds[n] for n in self.input_names})
+            request = requests[key] = compiled.create_infer_request()
+        result = request.infer(feeds)
         return np.array(next(iter(result.values())), dtype=np.float32)  # a copy: the request reuses its buffer
 
     def map(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:

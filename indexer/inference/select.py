@@ -72,9 +72,10 @@ def resolve(backend: str, precision: str, record: dict | None, machine: str, pur
 
 
 def open_variant(kind: str, model_dir: Path, checksum: str, choice: Choice, exports: Path | None, threads: int,
-                 prepare: bool, calibration: Callable[[], Sequence[str]], command: str, say=print, streams: int = 1):
-    """A Session over the chosen export (built when `prepare`, else required), or None for torch; `streams` as
-    `Session`'s (1, the default: one inference at a time)."""
+                 prepare: bool, calibration: Callable[[], Sequence[str]], command: str, say=print, streams: int = 1,
+                 lengths: Sequence[int] = ()):
+    """A Session over the chosen export (built when `prepare`, else required), or None for torch; `streams` and
+    `lengths` as `Session`'s (the defaults: one inference at a time, dynamic shapes only)."""
     from indexer.errors import ModelError
     from indexer.inference import exports as ex
     from indexer.inference.runtime import Session
@@ -87,7 +88,7 @@ def open_variant(kind: str, model_dir: Path, checksum: str, choice: Choice, expo
         path = ex.ensure(exports, checksum, choice.variant, kind, model_dir, calibration, say)
     else:
         path = ex.require(exports, checksum, choice.variant, kind, model_dir, command)
-    return Session(path, choice.variant, threads, streams)
+    return Session(path, choice.variant, threads, streams, lengths)
 
 
 def gate_record(exports: Path | None, checksum: str) -> dict | None:
