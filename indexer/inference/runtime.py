@@ -112,8 +112,9 @@ class Session:
             return np.asarray(self._ort.run(None, {n: feeds[n] for n in self.input_names})[0], dtype=np.float32)
         feeds = {n: feeds[n] for n in self.input_names}
         key, compiled = None, self._ov
-        rows, width = feeds[self.input_names[0]].shape
-        if rows == 1 and self._static:
+        shape = feeds[self.input_names[0]].shape
+        if self._static and len(shape) == 2 and shape[0] == 1:
+            width = shape[1]
             key = next((w for w in self._static if w >= width), None)
             if key is not None:
                 compiled = self._static[key]
