@@ -95,8 +95,9 @@ class Session:
             self.streams = max(1, int(self._ov.get_property("NUM_STREAMS")))
             self.input_names = tuple(i.get_any_name() for i in self._ov.inputs)
             self._static = {}  # sequence length -> the graph compiled for one sequence of exactly that length
+            source = core.read_model(str(path)) if lengths else None
             for width in sorted(set(lengths)):
-                model = core.read_model(str(path))
+                model = source.clone()
                 model.reshape({name: ov.PartialShape([1, width]) for name in self.input_names})
                 self._static[width] = core.compile_model(model, "CPU", config)
             self._local = threading.local()  # an infer request serves one thread at a time (searchd has several)

@@ -103,13 +103,9 @@ def child(settings: Settings, kind: str, variant: Variant, threads: int, n_texts
     from searchd.eval.bench import _queries
 
     texts = passages(settings, n_texts)
-    out: dict[str, Any] = {"kind": kind, "variant": str(variant)}
-    if kind == "embedder":
-        out.update(_embedder_run(settings, variant, threads, texts, _queries(settings, n_queries)))
-    else:
-        out.update(_tagger_run(settings, variant, threads, texts))
-    out["rss_mb"] = _rss_mb()
-    return out
+    out = _embedder_run(settings, variant, threads, texts, _queries(settings, n_queries)) if kind == "embedder" \
+        else _tagger_run(settings, variant, threads, texts)
+    return {**out, "rss_mb": _rss_mb()}
 
 
 def overrides_for(settings: Settings, sections=("data", "models", "index", "embedder", "ner")) -> list[str]:
@@ -140,7 +136,7 @@ def measure(config_args: list[str], kind: str, variant: Variant, n_texts: int, n
             return {"kind": kind, "variant": str(variant), "error": tail}
         result = json.loads(lines[-1])
         merged["rss_mb"] = max(merged["rss_mb"], result.pop("rss_mb"))
-        merged["threads"][str(threads)] = {k: v for k, v in result.items() if k not in ("kind", "variant")}
+        merged["threads"][str(threads)] = result
     return merged
 
 
