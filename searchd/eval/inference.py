@@ -65,6 +65,7 @@ def _embedder_run(settings: Settings, variant: Variant, threads: int, texts: lis
     started = time.perf_counter()
     encode_texts(model, texts, settings.index.build_batch)
     seconds = time.perf_counter() - started
+    model = load_embedder(settings.replace(embedder=section), True, purpose="query")  # what searchd encodes with
     latency = []
     for q in queries:
         t = time.perf_counter()
