@@ -340,3 +340,19 @@ def test_auto_offers_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
         assert str(resolve("auto", "auto", record, "cpu-a", "query").variant) == query
         assert (Variant("openvino", "bf16") in inf.available_variants()) is native
         assert str(resolve("openvino", "bf16", record, "cpu-a").variant) == "openvino-bf16"  # by name: as asked
+
+
+def test_a_child_that_cannot_measure_is_a_failed_row(monkeypatch):
+    import subprocess
+
+    from searchd.eval import inference
+
+    out = {"embedder": '{"items_per_s": 10.0, "tokens_per_s": 1000.0, "query_p50_ms": 2.0, "query_p99_ms": 3.0, '
+                       '"rss_mb": 100.0}',
+           "tagger": '{"error": "no tagger on the models search path", "rss_mb": 90.0}'}
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, out[cmd[3]] + "\n", ""))
+    monkeypatch.setattr(inference, "available_variants", lambda: [TORCH])
+    rows, results = inference.table([], n_texts=4, n_queries=2)
+    assert rows[0][0] == "embedder torch-fp32" and "10.0 chunks/s" in rows[0][1]
+    assert rows[1][:2] == ("tagger torch-fp32", "failed") and "no tagger" in rows[1][2]
+    assert [r[0] for r in inference.floors(results)] == ["floor: build encoding >= 3x torch fp32"]

@@ -136,6 +136,8 @@ def measure(config_args: list[str], kind: str, variant: Variant, n_texts: int, n
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             return {"kind": kind, "variant": str(variant), "error": tail}
         result = json.loads(lines[-1])
+        if "error" in result:  # the child ran but could not measure (no tagger on the path, ...)
+            return {"kind": kind, "variant": str(variant), "error": f"{threads} thr: {result['error']}"}
         merged["rss_mb"] = max(merged["rss_mb"], result.pop("rss_mb"))
         merged["threads"][str(threads)] = result
     return merged
