@@ -152,6 +152,7 @@ class TrainNerSettings:
     epochs: int = setting(4, "maximum epochs (the learning-rate schedule spans them all)")
     batch_size: int = setting(16, "sentences per step")
     max_length: int = setting(256, "sub-tokens per training sequence")
+    encoder_layers: int = setting(0, "transformer layers kept from the base model, the lowest ones (0 = all)")
     encoder_lr: float = setting(1e-4, "learning rate of the transformer")
     head_lr: float = setting(1e-3, "learning rate of LSTM, emission and CRF")
     weight_decay: float = setting(0.01, "AdamW decay")

@@ -320,3 +320,20 @@ def test_tagging_texts_together_equals_tagging_each_alone(tiny_bert):
     together = tagger.tag(texts)
     assert together == [tagger.tag([t])[0] for t in texts]
     assert sum(map(len, together)) > 0, "the random tagger found nothing: the comparison would be empty"
+
+
+def test_a_tagger_can_keep_only_the_lowest_encoder_layers(tiny_bert, sample_dir, settings, tmp_path):
+    import dataclasses
+
+    from indexer.errors import ConfigError
+    from indexer.train.ner import train_ner
+
+    base = dataclasses.replace(settings.train_ner, base_model=str(tiny_bert), format="beir", train=[str(sample_dir)],
+                               dev=[str(sample_dir)], output_dir=tmp_path / "one", lstm_hidden=16, max_length=64,
+                               batch_size=4, epochs=1, max_steps=2)
+    cpu = dataclasses.replace(settings.ner, device="cpu")
+    path, _ = train_ner(settings.replace(train_ner=dataclasses.replace(base, encoder_layers=1), ner=cpu), progress=False)
+    loaded = BertCrfTagger.load(path)
+    assert loaded.model.encoder.config.num_hidden_layers == 1 and len(loaded.model.encoder.encoder.layer) == 1
+    with pytest.raises(ConfigError, match="has 2 layers"):
+        train_ner(settings.replace(train_ner=dataclasses.replace(base, encoder_layers=3), ner=cpu), progress=False)

@@ -231,9 +231,20 @@ def _optimizer(model: CrfTaggerModel, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups)
 
 
+def load_encoder(base: Path, layers: int):
+    """The base transformer, cut to its lowest `layers` layers (0 = all of them); the saved config says how many."""
+    from transformers import AutoConfig, AutoModel
+
+    total = AutoConfig.from_pretrained(base).num_hidden_layers
+    if layers < 0 or layers > total:
+        raise ConfigError(f"train_ner.encoder_layers = {layers}: the base model {str(base)!r} has {total} layers; "
+                          f"give 1 to {total}, or 0 for all")
+    return AutoModel.from_pretrained(base, num_hidden_layers=layers or total)
+
+
 def build_tagger(settings: Settings, train_docs: Sequence[Document]) -> BertCrfTagger:
     """A fresh tagger: the base encoder with new heads for the labels of the training data."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from indexer.models import resolve_device, resolve_model_dir
 
@@ -242,7 +253,7 @@ def build_tagger(settings: Settings, train_docs: Sequence[Document]) -> BertCrfT
     config = ModelConfig(tags=tag_set(train_docs), use_lstm=cfg.use_lstm, use_crf=cfg.use_crf,
                          lstm_hidden=cfg.lstm_hidden, dropout=cfg.dropout, max_length=cfg.max_length,
                          class_weight_o=cfg.class_weight_o)
-    model = CrfTaggerModel(AutoModel.from_pretrained(base), config)
+    model = CrfTaggerModel(load_encoder(base, cfg.encoder_layers), config)
     return BertCrfTagger(model, AutoTokenizer.from_pretrained(base), Normalizer.learn(train_docs),
                          NegationDetector.load(scope_words=settings.ner.negation_scope_words),
                          batch_size=settings.ner.batch_size, window_words=settings.ner.window_words,
