@@ -187,7 +187,7 @@ class TrainEmbedderSettings:
     remine_epochs: list[int] = setting([3, 6, 9, 12], "re-mine hard negatives before these epochs")
     epochs: int = setting(4, "training epochs")
     max_pairs_per_source: int = setting(800, "cap on training pairs from each source (0 = all)")
-    pairs_per_source: dict[str, int] = setting({"nfcorpus": 1500, "ncbi": 200, "medquad": 300, "entity": 200},
+    pairs_per_source: dict[str, int] = setting({"nfcorpus": 1500, "ncbi": 200, "medquad": 1500, "entity": 200},
                                                "per-source caps that override max_pairs_per_source")
     eval_steps: int = setting(100, "evaluate on dev every this many steps")
     patience: int = setting(3, "evaluations without gain before stopping")
